@@ -1,0 +1,435 @@
+"""The run configuration: a tree of dataclasses, presets, and overrides.
+
+Resolution order (later wins)::
+
+    dataclass defaults  ->  preset (smoke | quick | full)  ->  generator preset overrides
+    ->  --config FILE (JSON or TOML)  ->  --set KEY=VALUE and dedicated CLI flags
+
+Keys are dotted paths into the tree (``train.steps``, ``data.size``). An unknown key is an
+error that names the key (and the closest known key), so a typo never silently falls back to
+a default. The fully resolved tree, including seed and preset, is what ``config.json`` in a run
+directory holds, and what ``--resume`` compares against.
+
+Presets:
+
+* ``smoke`` -- seconds; tiny cohort and networks; what the test-suite and ``tox`` use.
+* ``quick`` -- minutes on a 2-core CPU; the default of ``audit run``.
+* ``full``  -- GPU-sized (one H100/H200).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from audit.errors import UserError
+
+__all__ = [
+    "DataConfig",
+    "TrainConfig",
+    "SampleConfig",
+    "DPConfig",
+    "AuditConfig",
+    "RunConfig",
+    "PRESETS",
+    "DEFAULT_PRESET",
+    "resolve_config",
+    "apply_overrides",
+    "config_to_dict",
+    "config_from_dict",
+    "config_diff",
+    "load_config_file",
+    "parse_set_options",
+    "flat_keys",
+]
+
+
+@dataclass
+class DataConfig:
+    """Which cohort to use and how to preprocess it (see :mod:`cohorts.preprocess`)."""
+
+    source: str = "phantom"
+    """``phantom`` (built-in, generated and cached) or the path of an ACDC / M&Ms directory."""
+    phantom_subjects: int = 40
+    """Subjects in the generated phantom (stratified over vendors A-D x five groups)."""
+    phantom_seed: int = 0
+    target_spacing: float = 1.5
+    """In-plane spacing in mm after resampling."""
+    size: int = 128
+    """Side of the square crop around the heart, in pixels."""
+    frames: str = "ed_es"
+    """Which frames become 2D training/audit images: ``ed_es``, ``labelled`` or ``all``."""
+    split_seed: int = 0
+    split_file: str = ""
+    """An existing split JSON to reuse (its data hash must match the cohort); empty = make one."""
+    heldout_vendor: str = ""
+    """Vendor left out for the domain-shift split; empty = the last vendor alphabetically."""
+
+
+@dataclass
+class TrainConfig:
+    """Generic training-loop settings shared by every trainable generator."""
+
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 2e-4
+    ema_decay: float = 0.999
+    ema_warmup_steps: int = 200
+    checkpoint_every: int = 250
+    num_threads: int = 0
+    """Torch intra-op threads; 0 = all cores."""
+
+
+@dataclass
+class SampleConfig:
+    """How many images to draw for the audit and with which sampler."""
+
+    n_samples: int = 400
+    sampler: str = "ddim"
+    sampler_steps: int = 20
+    guidance_scale: float = 2.0
+    batch_size: int = 32
+
+
+@dataclass
+class DPConfig:
+    """Differential privacy (DP-SGD via Opacus). Disabled unless epsilon or a noise multiplier is set."""
+
+    epsilon: float = 0.0
+    """Target epsilon; 0 = no DP."""
+    delta: float = 0.0
+    """Target delta; 0 = choose 1 / (10 * N_train) when DP is on."""
+    noise_multiplier: float = 0.0
+    """Fixed noise multiplier instead of a target epsilon; 0 = calibrate from epsilon."""
+    max_grad_norm: float = 1.0
+    accountant: str = "rdp"
+
+    @property
+    def enabled(self) -> bool:
+        return self.epsilon > 0 or self.noise_multiplier > 0
+
+
+@dataclass
+class AuditConfig:
+    """Which audits run and at what size."""
+
+    privacy: bool = True
+    fidelity: bool = True
+    anatomy: bool = True
+    utility: bool = True
+    max_images: int = 400
+    """Cap on real images per split that enter the audits (the judge is the bottleneck)."""
+    bootstrap: int = 1000
+    judge_precision: str = "int8"
+    include_real_images: bool = False
+    """Embed real patient images in the report (opt-in; adds a banner)."""
+
+
+@dataclass
+class RunConfig:
+    """The whole run. ``config.json`` in a run directory is ``config_to_dict`` of this."""
+
+    generator: str = "ldm"
+    preset: str = "quick"
+    seed: int = 0
+    device: str = "cpu"
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    dp: DPConfig = field(default_factory=DPConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    generator_options: dict[str, Any] = field(default_factory=dict)
+    """Family-specific settings (network widths, schedules); validated by the generator."""
+
+
+DEFAULT_PRESET = "quick"
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "data.phantom_subjects": 10,
+        "data.size": 64,
+        "data.target_spacing": 3.0,
+        "train.steps": 20,
+        "train.batch_size": 8,
+        "train.checkpoint_every": 10,
+        "train.ema_warmup_steps": 5,
+        "sample.n_samples": 16,
+        "sample.sampler_steps": 4,
+        "sample.batch_size": 16,
+        "audit.max_images": 16,
+        "audit.bootstrap": 50,
+    },
+    "quick": {},
+    "full": {
+        "data.phantom_subjects": 200,
+        "data.frames": "all",
+        "train.steps": 20000,
+        "train.batch_size": 128,
+        "sample.n_samples": 2000,
+        "sample.sampler_steps": 50,
+        "sample.batch_size": 256,
+        "audit.max_images": 4000,
+        "device": "cuda",
+    },
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain JSON-able dict of a config dataclass (recursively)."""
+    return dataclasses.asdict(cfg)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def flat_keys(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"data.size": 128, ...}`` for every leaf of the tree (dict leaves stay whole)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out.update(flat_keys(value, key + "."))
+        else:
+            out[key] = value
+    return out
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Convert ``value`` (often a CLI string) to the field type, or raise UserError."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if origin is dict or typ is dict:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"config key '{key}' expects a JSON object, got {value!r} ({exc.msg})")
+        if not isinstance(value, Mapping):
+            raise UserError(f"config key '{key}' expects an object, got {type(value).__name__}")
+        return dict(value)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise UserError(f"config key '{key}' expects true/false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise UserError(f"config key '{key}' expects an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise UserError(f"config key '{key}' expects an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, bool):
+            raise UserError(f"config key '{key}' expects a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"config key '{key}' expects a number, got {value!r}") from None
+    if typ is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise UserError(f"config key '{key}' expects a string, got {value!r}")
+    return value
+
+
+def _unknown_key(key: str, known: list[str]) -> UserError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return UserError(f"unknown config key '{key}'{hint}")
+
+
+def apply_overrides(cfg: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
+    """Return a copy of ``cfg`` with dotted-key ``overrides`` applied (types coerced).
+
+    ``generator_options.<name>`` keys are free-form (the generator validates them);
+    every other key must exist in the tree.
+    """
+    cfg = config_from_dict(config_to_dict(cfg))  # deep copy
+    known = list(flat_keys(cfg))
+    for key, value in overrides.items():
+        parts = key.split(".")
+        if parts[0] == "generator_options" and len(parts) >= 2:
+            target = cfg.generator_options
+            for p in parts[1:-1]:
+                target = target.setdefault(p, {})
+            target[parts[-1]] = _parse_scalar(value) if isinstance(value, str) else value
+            continue
+        if key == "generator_options":
+            cfg.generator_options = _coerce(value, dict, key)
+            continue
+        obj: Any = cfg
+        for p in parts[:-1]:
+            if not dataclasses.is_dataclass(obj) or p not in {f.name for f in dataclasses.fields(obj)}:
+                raise _unknown_key(key, known)
+            obj = getattr(obj, p)
+            if not dataclasses.is_dataclass(obj):
+                raise _unknown_key(key, known)
+        leaf = parts[-1]
+        if not dataclasses.is_dataclass(obj) or leaf not in {f.name for f in dataclasses.fields(obj)}:
+            raise _unknown_key(key, known)
+        if dataclasses.is_dataclass(getattr(obj, leaf)):
+            raise UserError(f"config key '{key}' is a section; set one of its keys, e.g. '{key}.{dataclasses.fields(getattr(obj, leaf))[0].name}'")
+        setattr(obj, leaf, _coerce(value, _field_types(type(obj))[leaf], key))
+    _check(cfg)
+    return cfg
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _flatten_mapping(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and k != "generator_options":
+            out.update(_flatten_mapping(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_from_dict(data: Mapping[str, Any], *, strict: bool = True) -> RunConfig:
+    """Build a :class:`RunConfig` from a nested dict (e.g. a ``config.json``).
+
+    With ``strict`` unknown keys raise :class:`UserError` naming the key.
+    """
+    cfg = RunConfig()
+    sections = {f.name: f for f in dataclasses.fields(RunConfig)}
+    for name, value in data.items():
+        if name not in sections:
+            if strict:
+                raise _unknown_key(name, list(sections))
+            continue
+        current = getattr(cfg, name)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise UserError(f"config section '{name}' must be an object, got {type(value).__name__}")
+            sub_fields = _field_types(type(current))
+            for k, v in value.items():
+                if k not in sub_fields:
+                    if strict:
+                        raise _unknown_key(f"{name}.{k}", [f"{name}.{s}" for s in sub_fields])
+                    continue
+                setattr(current, k, _coerce(v, sub_fields[k], f"{name}.{k}"))
+        else:
+            setattr(cfg, name, _coerce(value, _field_types(RunConfig)[name], name))
+    return cfg
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or TOML config file into flat dotted overrides."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(raw.decode("utf-8"))
+        else:
+            data = json.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise UserError(f"config file {path} must contain an object at the top level")
+    return _flatten_mapping(data)
+
+
+def parse_set_options(items: list[str] | None) -> dict[str, str]:
+    """Parse repeated ``--set key=value`` options."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key] = value.strip()
+    return out
+
+
+def _check(cfg: RunConfig) -> None:
+    """Range checks that do not depend on the generator."""
+    if cfg.preset not in PRESETS:
+        raise UserError(f"unknown preset '{cfg.preset}'; choose one of: {', '.join(PRESETS)}")
+    checks = [
+        (cfg.data.size >= 16, "data.size must be >= 16 pixels"),
+        (cfg.data.target_spacing > 0, "data.target_spacing must be > 0 mm"),
+        (cfg.data.phantom_subjects > 0, "data.phantom_subjects must be > 0"),
+        (cfg.data.frames in ("ed_es", "labelled", "all"), "data.frames must be one of ed_es, labelled, all"),
+        (cfg.train.steps >= 0, "train.steps must be >= 0"),
+        (cfg.train.batch_size > 0, "train.batch_size must be > 0"),
+        (cfg.train.lr > 0, "train.lr must be > 0"),
+        (0 <= cfg.train.ema_decay < 1, "train.ema_decay must be in [0, 1)"),
+        (cfg.sample.n_samples > 0, "sample.n_samples must be > 0"),
+        (cfg.sample.batch_size > 0, "sample.batch_size must be > 0"),
+        (cfg.audit.max_images > 0, "audit.max_images must be > 0"),
+        (cfg.audit.judge_precision in ("fp32", "int8"), "audit.judge_precision must be fp32 or int8"),
+        (cfg.dp.epsilon >= 0, "dp.epsilon must be > 0 (or 0 for no DP)"),
+        (0 <= cfg.dp.delta < 1, "dp.delta must be in (0, 1)"),
+        (cfg.dp.noise_multiplier >= 0, "dp.noise_multiplier must be >= 0"),
+        (cfg.dp.max_grad_norm > 0, "dp.max_grad_norm must be > 0"),
+        (cfg.device in ("cpu", "cuda") or cfg.device.startswith("cuda:"), "device must be cpu, cuda or cuda:N"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+
+
+def resolve_config(
+    *,
+    preset: str = DEFAULT_PRESET,
+    generator: str | None = None,
+    generator_preset: Mapping[str, Any] | None = None,
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Resolve the full configuration in the documented order."""
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
+    merged: dict[str, Any] = {"preset": preset}
+    if generator is not None:
+        merged["generator"] = generator
+    merged.update(PRESETS[preset])
+    merged.update(generator_preset or {})
+    if config_file:
+        merged.update(load_config_file(config_file))
+    merged.update(overrides or {})
+    return apply_overrides(RunConfig(), merged)
+
+
+def config_diff(a: RunConfig, b: RunConfig) -> list[str]:
+    """Dotted keys whose values differ between two configs (for ``--resume`` checks)."""
+    fa, fb = flat_keys(a), flat_keys(b)
+    return sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))

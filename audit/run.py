@@ -1,0 +1,183 @@
+"""One run, end to end: cohort -> fit -> sample -> audits -> results.json -> report.
+
+Each stage writes its outputs atomically and is recorded in ``state.json`` when it has
+finished; ``--resume`` skips finished stages (after checking that the requested config equals
+the stored one), so an interrupted run either continues or fails cleanly.
+
+Everything that can be checked before work starts is checked first (generator name, preset,
+config keys, run directory), so bad input costs nothing and overwrites nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from audit import config as C
+from audit.atomic import atomic_write_json
+from audit.errors import UserError
+from audit.logs import add_file_handler
+from audit.provenance import environment, sha256_json
+from audit.results import SECTIONS, new_results, unavailable, write_results
+from audit.rundir import RunDir, utc_now
+from generators import registry
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GENERATOR = "ldm"
+
+
+@dataclass
+class RunRequest:
+    """What the user asked for on the command line (``None`` = not given)."""
+
+    generator: str | None = None
+    preset: str | None = None
+    out: Path | None = None
+    config_file: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    resume: bool = False
+    force: bool = False
+
+
+@dataclass
+class RunContext:
+    """What stages share: the resolved config, the run directory and stage outputs."""
+
+    cfg: C.RunConfig
+    run_dir: RunDir
+    entry: registry.GeneratorEntry
+    timing: dict[str, float] = field(default_factory=dict)
+    artefacts: dict[str, Any] = field(default_factory=dict)
+
+
+def _requested_overrides(req: RunRequest) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    if req.config_file:
+        merged.update(C.load_config_file(req.config_file))
+    merged.update(req.overrides)
+    return merged
+
+
+def _resolve_fresh(req: RunRequest) -> tuple[C.RunConfig, registry.GeneratorEntry]:
+    name = req.generator or DEFAULT_GENERATOR
+    preset = req.preset or C.DEFAULT_PRESET
+    if preset not in C.PRESETS:
+        raise UserError(f"unknown preset '{preset}'; choose one of: {', '.join(C.PRESETS)}")
+    entry = registry.get(name)
+    cfg = C.resolve_config(
+        preset=preset,
+        generator=name,
+        generator_preset=(entry.presets or {}).get(preset, {}),
+        config_file=req.config_file,
+        overrides=req.overrides,
+    )
+    return cfg, entry
+
+
+def _resolve_resume(req: RunRequest, run_dir: RunDir) -> tuple[C.RunConfig, registry.GeneratorEntry]:
+    try:
+        stored = C.config_from_dict(json.loads(run_dir.config_path.read_text("utf-8")))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{run_dir.config_path}: cannot read the stored config ({exc})") from None
+    requested = dict(_requested_overrides(req))
+    if req.preset is not None:
+        requested["preset"] = req.preset
+    if req.generator is not None:
+        requested["generator"] = req.generator
+    wanted = C.apply_overrides(stored, requested)
+    diff = C.config_diff(stored, wanted)
+    if diff:
+        raise UserError(
+            f"--resume: the requested config differs from {run_dir.config_path} in {', '.join(diff)}; "
+            "resume with the same options or start a new run"
+        )
+    return stored, registry.get(stored.generator)
+
+
+def prepare(req: RunRequest) -> RunContext:
+    """Validate the request and create/reopen the run directory (no heavy work)."""
+    if req.resume:
+        if req.out is None and req.generator is None:
+            req.generator = DEFAULT_GENERATOR
+        run_dir = RunDir.prepare(req.out, req.generator or DEFAULT_GENERATOR, resume=True)
+        cfg, entry = _resolve_resume(req, run_dir)
+    else:
+        cfg, entry = _resolve_fresh(req)
+        run_dir = RunDir.prepare(req.out, cfg.generator, force=req.force)
+        atomic_write_json(run_dir.config_path, C.config_to_dict(cfg))
+        atomic_write_json(run_dir.env_path, environment())
+    return RunContext(cfg=cfg, run_dir=run_dir, entry=entry)
+
+
+# --------------------------------------------------------------------------- stages
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline stage. ``run`` does the work and writes its outputs atomically; ``load``
+    restores its outputs into the context when ``--resume`` skips a finished stage."""
+
+    name: str
+    run: Callable[[RunContext], dict[str, Any] | None]
+    load: Callable[[RunContext], None] | None = None
+
+
+STAGES: list[Stage] = []
+
+
+def _finish(ctx: RunContext) -> Path:
+    cfg = ctx.cfg
+    created = ctx.run_dir.state().get("created_utc", utc_now())
+    doc = new_results(run_id=ctx.run_dir.run_id, generator=cfg.generator, preset=cfg.preset, created_utc=created)
+    doc["run"]["finished_utc"] = utc_now()
+    for section in SECTIONS:
+        doc[section] = ctx.artefacts.get(f"results.{section}") or {
+            "audit": unavailable(f"the {section} audit is not available yet")
+        }
+    env = json.loads(ctx.run_dir.env_path.read_text("utf-8"))
+    doc["provenance"] = {
+        "config_sha256": sha256_json(C.config_to_dict(cfg)),
+        "data_hash": env.get("data_hash", "unknown"),
+        "seed": cfg.seed,
+        "git_commit": (env.get("git") or {}).get("commit"),
+        "timing_s": {k: round(v, 3) for k, v in ctx.timing.items()},
+    }
+    return write_results(ctx.run_dir.results_path, doc)
+
+
+def execute(req: RunRequest, stages: list[Stage] | None = None) -> Path:
+    """Run (or resume) the whole pipeline; returns the run directory."""
+    ctx = prepare(req)
+    handler = add_file_handler(ctx.run_dir.log_path)
+    try:
+        state = ctx.run_dir.state()
+        if "created_utc" not in state:
+            ctx.run_dir.set_status("running", created_utc=utc_now())
+        else:
+            ctx.run_dir.set_status("running")
+        log.info("run %s: generator=%s preset=%s seed=%d", ctx.run_dir.path, ctx.cfg.generator, ctx.cfg.preset, ctx.cfg.seed)
+        for stage in stages if stages is not None else STAGES:
+            if req.resume and ctx.run_dir.stage_done(stage.name):
+                log.info("stage %s: already finished, skipped (--resume)", stage.name)
+                if stage.load is not None:
+                    stage.load(ctx)
+                continue
+            t0 = time.perf_counter()
+            info = stage.run(ctx) or {}
+            ctx.timing[stage.name] = time.perf_counter() - t0
+            ctx.run_dir.mark_stage(stage.name, seconds=round(ctx.timing[stage.name], 3), **info)
+            log.info("stage %s: done in %.1f s", stage.name, ctx.timing[stage.name])
+        _finish(ctx)
+        ctx.run_dir.set_status("finished")
+        log.info("results: %s", ctx.run_dir.results_path)
+        return ctx.run_dir.path
+    except BaseException as exc:
+        ctx.run_dir.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()

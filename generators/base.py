@@ -1,0 +1,54 @@
+"""The generator interface every family (and every plugin) implements.
+
+A generator is trained on a cohort's ``train`` split only, and hands the audit a *sample
+set* (the NPZ contract of ``../shared/README.md``). White-box attacks additionally use
+:meth:`Generator.score`, a per-image statistic (denoising loss, ELBO, discriminator output).
+
+Registration is by entry point in the group ``cmr_audit.generators`` (see
+:mod:`generators.registry`): ``name = "package.module:GeneratorClass"``.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+
+class Generator(abc.ABC):
+    """Base class. Subclasses set the class attributes and implement the abstract methods."""
+
+    #: registry name, e.g. ``"ldm"``
+    name: ClassVar[str]
+    #: family shown in reports: ``gan``, ``vae``, ``diffusion``, ``flow``, ``reference``, ...
+    family: ClassVar[str] = "other"
+    #: one line for ``audit generators``
+    description: ClassVar[str] = ""
+    #: per-preset config overrides (dotted keys, see :mod:`audit.config`)
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: whether the generator learns from data (reference generators may not)
+    trainable: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def fit(self, train: Any, config: Any) -> None:
+        """Train on the ``train`` split (a prepared cohort restricted to train subjects)."""
+
+    @abc.abstractmethod
+    def sample(self, n: int | None = None, *, conditions: Mapping[str, Any] | None = None, seed: int = 0) -> Any:
+        """Draw a sample set (``n`` images, or one per condition)."""
+
+    @abc.abstractmethod
+    def save(self, directory: str | Path) -> None:
+        """Write ``config.json`` + ``*.safetensors`` (+ optimiser/EMA/RNG state) atomically."""
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, directory: str | Path) -> "Generator":
+        """Load a checkpoint written by :meth:`save` (never unpickles untrusted data)."""
+
+    def score(self, images: Any, masks: Any | None = None, *, seed: int = 0) -> Any:
+        """Per-image white-box score (higher = more member-like). Optional: the default says
+        the white-box attacks are unavailable for this generator."""
+        from audit.errors import NotAvailableError
+
+        raise NotAvailableError(f"generator '{self.name}' exposes no white-box score")
