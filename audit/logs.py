@@ -34,7 +34,10 @@ def add_file_handler(path: str | Path) -> logging.Handler:
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(_FMT_FILE))
     handler.setLevel(logging.INFO)
-    logging.getLogger().addHandler(handler)
+    root = logging.getLogger()
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)  # the file always gets INFO; console handlers keep their own level
+    root.addHandler(handler)
     return handler
 
 
