@@ -1,0 +1,144 @@
+"""The sample-set contract: what any generator, in-house or external, hands to the audit.
+
+One ``.npz`` file (see ``../shared/README.md``):
+
+========================  =========================================================
+key                       content
+========================  =========================================================
+``images``                float32 ``(N, H, W)`` or ``(N, T, H, W)`` (cine), finite, in [0, 1]
+``masks``                 optional uint8, same shape, ACDC labels 0 bg, 1 RV, 2 MYO, 3 LV
+``spacing``               float32 ``(2,)``, in-plane pixel size in mm (rows, columns)
+``subject_ids``           optional str ``(N,)``: the (conditioning) subject of each image
+``vendor``, ``group``     optional str ``(N,)``
+``ef``, ``edv``, ``esv``  optional float32 ``(N,)``: requested clinical indices (%, mL, mL)
+========================  =========================================================
+
+Images are stored in the judge network's orientation (nibabel array order: first axis = x,
+see ``../shared/judge.md``) and scaled to [0, 1] like :mod:`cohorts.preprocess` output.
+Loading never unpickles (``allow_pickle=False``): strings are stored as NumPy unicode arrays.
+Every violation is a :class:`~audit.errors.UserError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audit.atomic import atomic_save_npz
+from audit.errors import UserError
+
+ACDC_LABELS = (0, 1, 2, 3)
+_STR_KEYS = ("subject_ids", "vendor", "group")
+_FLOAT_KEYS = ("ef", "edv", "esv")
+#: tolerance on the [0, 1] intensity range (resampling overshoot)
+RANGE_TOL = 1e-3
+
+
+@dataclass
+class SampleSet:
+    images: np.ndarray
+    spacing: np.ndarray
+    masks: np.ndarray | None = None
+    subject_ids: np.ndarray | None = None
+    vendor: np.ndarray | None = None
+    group: np.ndarray | None = None
+    ef: np.ndarray | None = None
+    edv: np.ndarray | None = None
+    esv: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ properties
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def is_cine(self) -> bool:
+        return self.images.ndim == 4
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, source: str = "sample set") -> None:
+        """Check dtypes, shapes, ranges and labels; raise one clear error naming ``source``."""
+        im = self.images
+        if not isinstance(im, np.ndarray) or im.ndim not in (3, 4):
+            shape = getattr(im, "shape", None)
+            raise UserError(f"{source}: 'images' must have shape (N,H,W) or (N,T,H,W), got {shape}")
+        if im.dtype != np.float32:
+            raise UserError(f"{source}: 'images' must be float32, got {im.dtype}")
+        if im.shape[0] == 0 or min(im.shape[1:]) == 0:
+            raise UserError(f"{source}: 'images' is empty (shape {im.shape})")
+        if not np.isfinite(im).all():
+            bad = int((~np.isfinite(im)).sum())
+            raise UserError(f"{source}: 'images' has {bad} NaN/Inf values")
+        lo, hi = float(im.min()), float(im.max())
+        if lo < -RANGE_TOL or hi > 1 + RANGE_TOL:
+            raise UserError(f"{source}: 'images' must be scaled to [0, 1], found [{lo:.4g}, {hi:.4g}]")
+        sp = np.asarray(self.spacing)
+        if sp.shape != (2,) or not np.isfinite(sp).all() or (sp <= 0).any():
+            raise UserError(f"{source}: 'spacing' must be two positive finite mm values, got {sp.tolist()}")
+        self.spacing = sp.astype(np.float32)
+        if self.masks is not None:
+            m = self.masks
+            if m.shape != im.shape:
+                raise UserError(f"{source}: 'masks' shape {m.shape} differs from 'images' shape {im.shape}")
+            if m.dtype != np.uint8:
+                raise UserError(f"{source}: 'masks' must be uint8 (ACDC labels), got {m.dtype}")
+            extra = sorted(set(np.unique(m).tolist()) - set(ACDC_LABELS))
+            if extra:
+                raise UserError(f"{source}: 'masks' has labels {extra} outside ACDC's 0 bg, 1 RV, 2 MYO, 3 LV")
+        n = im.shape[0]
+        for key in _STR_KEYS + _FLOAT_KEYS:
+            value = getattr(self, key)
+            if value is None:
+                continue
+            value = np.asarray(value)
+            if value.shape != (n,):
+                raise UserError(f"{source}: '{key}' must have shape ({n},), got {value.shape}")
+            if key in _STR_KEYS:
+                if value.dtype.kind not in "UO":
+                    raise UserError(f"{source}: '{key}' must hold strings, got {value.dtype}")
+                value = value.astype(str)
+            else:
+                if value.dtype.kind not in "fiu" or not np.isfinite(value.astype(np.float64)).all():
+                    raise UserError(f"{source}: '{key}' must hold finite numbers")
+                value = value.astype(np.float32)
+            setattr(self, key, value)
+
+    # ------------------------------------------------------------------ io
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically as ``.npz`` (compressed)."""
+        return atomic_save_npz(path, **self.to_arrays())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SampleSet":
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays: dict[str, Any] = {k: data[k] for k in data.files}
+        except FileNotFoundError:
+            raise UserError(f"{path}: sample set not found") from None
+        except ValueError as exc:
+            if "pickle" in str(exc).lower():
+                raise UserError(f"{path}: holds object arrays (pickled data), which are refused; store strings as unicode arrays") from None
+            raise UserError(f"{path}: not a valid .npz sample set ({exc})") from None
+        except (OSError, EOFError) as exc:
+            raise UserError(f"{path}: not a readable .npz sample set ({exc})") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(arrays) - known)
+        if unknown:
+            raise UserError(f"{path}: unknown keys {unknown}; the contract allows {sorted(known)}")
+        for required in ("images", "spacing"):
+            if required not in arrays:
+                raise UserError(f"{path}: missing required key '{required}'")
+        obj = cls.__new__(cls)
+        for f in fields(cls):
+            setattr(obj, f.name, arrays.get(f.name))
+        obj.validate(source=str(path))
+        return obj
