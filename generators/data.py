@@ -1,0 +1,66 @@
+"""Training data for 2D generators: labelled short-axis slices of the ``train`` split.
+
+A :class:`SliceSet` is what ``Generator.fit`` receives: flattened slices of a prepared
+cohort (see :func:`cohorts.preprocess.slices`) with their conditioning labels. Slices of
+frames without an annotation keep ``labelled=False`` (their mask is all zero and must not
+be read as "no heart"): semi-supervised models use their images only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from audit.errors import UserError
+
+
+@dataclass
+class SliceSet:
+    images: np.ndarray  # (N, H, W) float32 in [0, 1]
+    masks: np.ndarray  # (N, H, W) uint8, ACDC labels
+    labelled: np.ndarray  # (N,) bool
+    subject_ids: np.ndarray  # (N,) str
+    vendor: np.ndarray  # (N,) str
+    group: np.ndarray  # (N,) str
+    spacing: np.ndarray  # (2,) float32 mm
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @classmethod
+    def from_prepared(cls, prepared, ids: Iterable[str], frames: str = "ed_es") -> "SliceSet":
+        from cohorts.preprocess import slices
+
+        ids = list(ids)
+        if not ids:
+            raise UserError("no subjects in the requested split: cannot build training slices")
+        images, masks, index = slices(prepared, ids, frames=frames)
+        if images.shape[0] == 0:
+            raise UserError(f"the split's {len(ids)} subjects have no slices for frames={frames!r}")
+        spacing = prepared[ids[0]].spacing[:2]
+        return cls(
+            images=images,
+            masks=masks,
+            labelled=index["labelled"].to_numpy(bool),
+            subject_ids=index["subject_id"].to_numpy(str),
+            vendor=index["vendor"].to_numpy(str),
+            group=index["group"].to_numpy(str),
+            spacing=np.asarray(spacing, np.float32),
+        )
+
+    def subset(self, idx: np.ndarray) -> "SliceSet":
+        return SliceSet(
+            self.images[idx], self.masks[idx], self.labelled[idx], self.subject_ids[idx],
+            self.vendor[idx], self.group[idx], self.spacing,
+        )
+
+    def require_masks(self, who: str) -> None:
+        """Mask-conditioned models need annotated slices; say so clearly if there are none."""
+        if not self.labelled.any():
+            raise UserError(f"generator '{who}' is mask-conditioned but the training split has no annotated slices")
