@@ -1,0 +1,230 @@
+"""Prepared-cohort cache: preprocessed arrays keyed by (data hash, preprocessing config).
+
+Entry layout, in ``cache_dir("cohorts", key)`` with ``key = cache_key(data_hash, config)``::
+
+    arrays.npz   uncompressed (reading speed is the point): per subject i
+                 ``{i}_image`` float32 (T,Z,S,S), ``{i}_mask`` uint8 (if any),
+                 ``{i}_labelled`` bool (T,), ``{i}_affine`` float64 (4,4)
+    meta.json    format, key, data hash, config, npz size, and per subject its fields,
+                 metadata and the shapes/dtypes of its arrays
+
+Both files are written with :mod:`audit.atomic`, ``arrays.npz`` first and ``meta.json``
+last, so ``meta.json`` is the commit marker: an entry without it is partial and ignored.
+On reading, everything is checked (format, key, hash, config, file size, every array's
+presence, shape and dtype; the zip CRC-32 of each array is verified by ``zipfile`` as it is
+read). Any failure means the entry is corrupt: it is logged, deleted and rebuilt, never
+trusted. A warm load opens no NIfTI file: the data hash comes from the scan plus the
+digest memo of :mod:`cohorts.hashing`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audit.atomic import atomic_save_npz, atomic_write_json
+from audit.errors import UserError
+from audit.paths import cache_dir
+
+from .hashing import data_hash as compute_data_hash
+from .loaders import iter_subjects, scan_dataset
+from .preprocess import PreparedCohort, PreprocessConfig, prepare
+from .types import Subject
+
+__all__ = ["CACHE_FORMAT", "CorruptCacheEntry", "cache_key", "entry_dir", "store", "load", "load_prepared"]
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = "cmr-audit-cohort-cache-v1"
+
+
+class CorruptCacheEntry(Exception):
+    """A cache entry that exists but cannot be trusted (internal; triggers a rebuild)."""
+
+
+def cache_key(data_hash: str, config: PreprocessConfig) -> str:
+    """Cache key: sha256 over format, data hash and config digest (24 hex chars)."""
+    payload = f"{CACHE_FORMAT}\n{data_hash}\n{config.key()}"
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def entry_dir(key: str, *, create: bool = False) -> Path:
+    return cache_dir("cohorts", key, create=create)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def store(prepared: PreparedCohort, key: str | None = None) -> Path:
+    """Write ``prepared`` to its cache entry (npz first, then meta.json as commit marker)."""
+    key = key or cache_key(prepared.data_hash, prepared.config)
+    d = entry_dir(key, create=True)
+    meta_path = d / "meta.json"
+    if meta_path.exists():  # invalidate before touching the arrays
+        meta_path.unlink()
+    arrays: dict[str, np.ndarray] = {}
+    subjects_meta = []
+    for i, s in enumerate(prepared.subjects):
+        arrays[f"{i}_image"] = np.ascontiguousarray(s.image, dtype=np.float32)
+        arrays[f"{i}_labelled"] = np.asarray(s.labelled, dtype=bool)
+        arrays[f"{i}_affine"] = np.asarray(s.affine, dtype=np.float64)
+        if s.mask is not None:
+            arrays[f"{i}_mask"] = np.ascontiguousarray(s.mask, dtype=np.uint8)
+        subjects_meta.append(
+            {
+                "subject_id": s.subject_id,
+                "vendor": s.vendor,
+                "centre": s.centre,
+                "group": s.group,
+                "spacing": list(s.spacing),
+                "ed": int(s.ed),
+                "es": int(s.es),
+                "source": s.source,
+                "metadata": _jsonable(s.metadata),
+                "arrays": {k.split("_", 1)[1]: [list(arrays[k].shape), str(arrays[k].dtype)] for k in arrays if k.startswith(f"{i}_")},
+            }
+        )
+    npz = d / "arrays.npz"
+    atomic_save_npz(npz, compressed=False, **arrays)
+    meta = {
+        "format": CACHE_FORMAT,
+        "key": key,
+        "data_hash": prepared.data_hash,
+        "config": prepared.config.to_dict(),
+        "name": prepared.name,
+        "layout": prepared.layout,
+        "root": prepared.root,
+        "npz_size": npz.stat().st_size,
+        "subjects": subjects_meta,
+    }
+    atomic_write_json(meta_path, meta)
+    log.info("cached %d prepared subjects in %s", len(prepared.subjects), d)
+    return d
+
+
+def _load_entry(d: Path, key: str, data_hash: str, config: PreprocessConfig) -> PreparedCohort:
+    meta_path, npz = d / "meta.json", d / "arrays.npz"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CorruptCacheEntry(f"meta.json unreadable ({exc})") from None
+    try:
+        if meta.get("format") != CACHE_FORMAT or meta.get("key") != key:
+            raise CorruptCacheEntry("format or key mismatch")
+        if meta.get("data_hash") != data_hash or PreprocessConfig.from_dict(meta["config"]) != config:
+            raise CorruptCacheEntry("data hash or config mismatch")
+        if not npz.is_file() or npz.stat().st_size != int(meta["npz_size"]):
+            raise CorruptCacheEntry("arrays.npz missing or of the wrong size")
+        subjects = []
+        with np.load(npz, allow_pickle=False) as z:
+            names = set(z.files)
+            for i, sm in enumerate(meta["subjects"]):
+                arrs: dict[str, np.ndarray] = {}
+                for part, (shape, dtype) in sm["arrays"].items():
+                    k = f"{i}_{part}"
+                    if k not in names:
+                        raise CorruptCacheEntry(f"array {k} missing")
+                    a = z[k]  # zipfile verifies the member's CRC-32 while reading
+                    if list(a.shape) != list(shape) or str(a.dtype) != dtype:
+                        raise CorruptCacheEntry(f"array {k} has shape {a.shape} {a.dtype}, expected {shape} {dtype}")
+                    arrs[part] = a
+                if "image" not in arrs or "labelled" not in arrs:
+                    raise CorruptCacheEntry(f"subject {i} incomplete")
+                subjects.append(
+                    Subject(
+                        subject_id=sm["subject_id"],
+                        vendor=sm["vendor"],
+                        centre=sm["centre"],
+                        group=sm["group"],
+                        spacing=tuple(float(v) for v in sm["spacing"]),  # type: ignore[arg-type]
+                        ed=int(sm["ed"]),
+                        es=int(sm["es"]),
+                        image=arrs["image"],
+                        mask=arrs.get("mask"),
+                        labelled=arrs["labelled"],
+                        source=sm["source"],
+                        affine=arrs.get("affine", np.eye(4)),
+                        metadata=sm["metadata"],
+                    )
+                )
+    except CorruptCacheEntry:
+        raise
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, ValueError, KeyError, ...: all mean "corrupt"
+        raise CorruptCacheEntry(f"{type(exc).__name__}: {exc}") from None
+    return PreparedCohort(
+        subjects=subjects, name=meta["name"], layout=meta["layout"], data_hash=data_hash, root=meta.get("root", ""), config=config
+    )
+
+
+def load(data_hash: str, config: PreprocessConfig) -> PreparedCohort | None:
+    """The cached prepared cohort, or ``None`` if absent, partial or corrupt (then it is removed)."""
+    key = cache_key(data_hash, config)
+    d = entry_dir(key)
+    if not (d / "meta.json").is_file():
+        return None
+    try:
+        return _load_entry(d, key, data_hash, config)
+    except CorruptCacheEntry as exc:
+        log.warning("cohort cache entry %s is corrupt (%s); rebuilding it", d, exc)
+        shutil.rmtree(d, ignore_errors=True)
+        return None
+
+
+def load_prepared(
+    path: str | Path,
+    config: PreprocessConfig = PreprocessConfig(),
+    *,
+    layout: str | None = None,
+    use_cache: bool = True,
+    verify_hash: bool = False,
+    progress: bool = True,
+) -> PreparedCohort:
+    """Load and prepare the dataset at ``path``, through the cache.
+
+    Warm: scan the folder (text files only), hash (digest memo), read ``arrays.npz``.
+    Cold: read every subject (streamed), prepare it, store the entry.
+    """
+    manifest = scan_dataset(path, layout)
+    if manifest.problems:
+        raise UserError(str(manifest.problems[0]))
+    if not manifest.records:
+        raise UserError(f"{manifest.root}: no subjects found")
+    digest = compute_data_hash(manifest.root, manifest.files, verify=verify_hash)
+    if use_cache:
+        hit = load(digest, config)
+        if hit is not None:
+            log.info("cohort cache hit for %s (%s)", manifest.root, cache_key(digest, config))
+            hit.root = str(manifest.root)
+            return hit
+    prepared = prepare(
+        iter_subjects(manifest, progress=progress),
+        config,
+        name=manifest.name,
+        layout=manifest.layout,
+        data_hash=digest,
+        root=str(manifest.root),
+        progress=False,
+    )
+    if use_cache:
+        try:
+            store(prepared)
+        except OSError as exc:
+            log.warning("could not write the cohort cache: %s", exc)
+    return prepared
