@@ -96,6 +96,8 @@ class SampleConfig:
     sampler_steps: int = 20
     guidance_scale: float = 2.0
     batch_size: int = 32
+    condition_split: str = "reference"
+    """Split whose masks condition the samples (see :mod:`audit.stages` for why not holdout/test)."""
 
 
 @dataclass
@@ -394,6 +396,7 @@ def _check(cfg: RunConfig) -> None:
         (0 <= cfg.train.ema_decay < 1, "train.ema_decay must be in [0, 1)"),
         (cfg.sample.n_samples > 0, "sample.n_samples must be > 0"),
         (cfg.sample.batch_size > 0, "sample.batch_size must be > 0"),
+        (cfg.sample.condition_split in ("train", "holdout", "reference", "test"), "sample.condition_split must be train, holdout, reference or test"),
         (cfg.audit.max_images > 0, "audit.max_images must be > 0"),
         (cfg.audit.judge_precision in ("fp32", "int8"), "audit.judge_precision must be fp32 or int8"),
         (cfg.dp.epsilon >= 0, "dp.epsilon must be > 0 (or 0 for no DP)"),

@@ -126,8 +126,6 @@ class Stage:
     load: Callable[[RunContext], None] | None = None
 
 
-STAGES: list[Stage] = []
-
 
 def _finish(ctx: RunContext) -> Path:
     cfg = ctx.cfg
@@ -160,7 +158,9 @@ def execute(req: RunRequest, stages: list[Stage] | None = None) -> Path:
         else:
             ctx.run_dir.set_status("running")
         log.info("run %s: generator=%s preset=%s seed=%d", ctx.run_dir.path, ctx.cfg.generator, ctx.cfg.preset, ctx.cfg.seed)
-        for stage in stages if stages is not None else STAGES:
+        if stages is None:
+            from audit.stages import PIPELINE as stages
+        for stage in stages:
             if req.resume and ctx.run_dir.stage_done(stage.name):
                 log.info("stage %s: already finished, skipped (--resume)", stage.name)
                 if stage.load is not None:

@@ -11,8 +11,24 @@ Registration is by entry point in the group ``cmr_audit.generators`` (see
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
+
+
+@dataclass
+class FitContext:
+    """What ``fit`` may use besides the training split and the config."""
+
+    #: real slices of unseen subjects (the ``reference`` split); only the ``holdout`` reference
+    #: generator replays them, trainable generators must ignore them
+    reference: Any = None
+    #: where the training loop keeps periodic checkpoints (``<run>/checkpoints``)
+    checkpoint_root: Path | None = None
+    #: the loss curve CSV (``<run>/losses.csv``)
+    losses_path: Path | None = None
+    #: continue from the latest checkpoint under ``checkpoint_root``
+    resume: bool = False
 
 
 class Generator(abc.ABC):
@@ -30,8 +46,8 @@ class Generator(abc.ABC):
     trainable: ClassVar[bool] = True
 
     @abc.abstractmethod
-    def fit(self, train: Any, config: Any) -> None:
-        """Train on the ``train`` split (a prepared cohort restricted to train subjects)."""
+    def fit(self, train: Any, config: Any, context: FitContext | None = None) -> None:
+        """Train on the ``train`` split (a :class:`~generators.data.SliceSet` for 2D models)."""
 
     @abc.abstractmethod
     def sample(self, n: int | None = None, *, conditions: Mapping[str, Any] | None = None, seed: int = 0) -> Any:

@@ -1,0 +1,144 @@
+"""The stages of ``audit run`` (see :mod:`audit.run` for the orchestration).
+
+* ``cohort``: resolve the data source (phantom or a dataset directory), load and prepare it
+  through the cohort cache, make or reuse subject-level splits (``splits.json``) and a
+  leave-one-vendor-out split (``splits_lovo.json``), record the data hash in ``env.json``.
+* ``fit``: build the training slices of the ``train`` split and fit the generator (trainable
+  ones checkpoint into ``checkpoints/`` and resume from there); save it to ``generator/``.
+* ``sample``: condition on masks of subjects in ``sample.condition_split`` (default
+  ``reference``: neither members nor the membership-inference non-members, and not the
+  utility test set, so no audit sees its own labels in the synthetic data) and write
+  ``samples.npz``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import numpy as np
+
+from audit.atomic import atomic_write_json
+from audit.errors import UserError
+from audit.logs import progress_disabled
+from audit.run import RunContext, Stage
+from generators.base import FitContext
+from generators.data import SliceSet
+from generators.sampleset import SampleSet
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- cohort
+
+
+def _prepared(ctx: RunContext):
+    from cohorts import source
+    from cohorts.cache import load_prepared
+    from cohorts.preprocess import PreprocessConfig
+
+    d = ctx.cfg.data
+    root = source.resolve(d.source, phantom_subjects=d.phantom_subjects, phantom_seed=d.phantom_seed)
+    config = PreprocessConfig(target_spacing=d.target_spacing, size=d.size)
+    return load_prepared(root, config, progress=not progress_disabled())
+
+
+def run_cohort(ctx: RunContext) -> dict[str, Any]:
+    from cohorts.splits import load_splits, make_lovo_splits, make_splits, save_splits
+
+    d = ctx.cfg.data
+    prepared = _prepared(ctx)
+    if d.split_file:
+        splits = load_splits(d.split_file, prepared)
+    else:
+        splits = make_splits(prepared, seed=d.split_seed)
+    save_splits(splits, ctx.run_dir.path / "splits.json")
+    info: dict[str, Any] = {"subjects": len(prepared), "data_hash": prepared.data_hash}
+    if len(prepared.vendors) >= 2:
+        lovo = make_lovo_splits(prepared, d.heldout_vendor or None, seed=d.split_seed)
+        save_splits(lovo, ctx.run_dir.path / "splits_lovo.json")
+        info["heldout_vendor"] = lovo.heldout_vendor
+    env = json.loads(ctx.run_dir.env_path.read_text("utf-8"))
+    env["data_hash"] = prepared.data_hash
+    env["data_source"] = d.source
+    atomic_write_json(ctx.run_dir.env_path, env)
+    ctx.artefacts.update(prepared=prepared, splits=splits)
+    log.info("cohort: %d subjects (%s), splits %s", len(prepared), prepared.layout,
+             {k: len(v) for k, v in splits.assignments.items()})
+    return info
+
+
+def load_cohort(ctx: RunContext) -> None:
+    from cohorts.splits import load_splits
+
+    prepared = _prepared(ctx)
+    ctx.artefacts.update(prepared=prepared, splits=load_splits(ctx.run_dir.path / "splits.json", prepared))
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def _slices(ctx: RunContext, split: str) -> SliceSet | None:
+    ids = ctx.artefacts["splits"].assignments.get(split) or []
+    if not ids:
+        return None
+    return SliceSet.from_prepared(ctx.artefacts["prepared"], ids, frames=ctx.cfg.data.frames)
+
+
+def run_fit(ctx: RunContext) -> dict[str, Any]:
+    train = _slices(ctx, "train")
+    if train is None:
+        raise UserError("the train split is empty: nothing to fit the generator on")
+    generator = ctx.entry.cls()
+    context = FitContext(
+        reference=_slices(ctx, "reference"),
+        checkpoint_root=ctx.run_dir.checkpoints,
+        losses_path=ctx.run_dir.path / "losses.csv",
+        resume=ctx.run_dir.checkpoints.is_dir(),
+    )
+    generator.fit(train, ctx.cfg, context)
+    generator.save(ctx.run_dir.path / "generator")
+    ctx.artefacts["generator"] = generator
+    return {"train_slices": len(train)}
+
+
+def load_fit(ctx: RunContext) -> None:
+    ctx.artefacts["generator"] = ctx.entry.cls.load(ctx.run_dir.path / "generator")
+
+
+# --------------------------------------------------------------------------- sample
+
+
+def conditions_for(ctx: RunContext) -> dict[str, np.ndarray]:
+    """Conditioning masks and labels: labelled slices of ``sample.condition_split``, cycled to n."""
+    split = ctx.cfg.sample.condition_split
+    pool = _slices(ctx, split)
+    if pool is None or not pool.labelled.any():
+        raise UserError(f"sample.condition_split '{split}' has no annotated slices to condition on")
+    pool = pool.subset(np.flatnonzero(pool.labelled))
+    n = ctx.cfg.sample.n_samples
+    rng = np.random.default_rng([ctx.cfg.seed, 1])
+    idx = rng.permutation(np.resize(np.arange(len(pool)), n)) if n > len(pool) else rng.choice(len(pool), n, replace=False)
+    return {"masks": pool.masks[idx], "vendor": pool.vendor[idx], "group": pool.group[idx], "subject_ids": pool.subject_ids[idx]}
+
+
+def run_sample(ctx: RunContext) -> dict[str, Any]:
+    generator = ctx.artefacts["generator"]
+    samples = generator.sample(ctx.cfg.sample.n_samples, conditions=conditions_for(ctx), seed=ctx.cfg.seed)
+    if not isinstance(samples, SampleSet):
+        raise TypeError(f"generator '{ctx.cfg.generator}' returned {type(samples).__name__}, not a SampleSet")
+    samples.save(ctx.run_dir.path / "samples.npz")
+    ctx.artefacts["samples"] = samples
+    return {"samples": len(samples)}
+
+
+def load_sample(ctx: RunContext) -> None:
+    ctx.artefacts["samples"] = SampleSet.load(ctx.run_dir.path / "samples.npz")
+
+
+PIPELINE: list[Stage] = [
+    Stage("cohort", run_cohort, load_cohort),
+    Stage("fit", run_fit, load_fit),
+    Stage("sample", run_sample, load_sample),
+]

@@ -1,0 +1,56 @@
+"""Resolve a run's ``data.source`` to a dataset directory.
+
+``phantom`` means the built-in phantom: it is generated once per (subjects, seed, phantom
+version) into ``$CMR_AUDIT_CACHE/phantom/<key>/`` and reused. The directory is written under
+a temporary name and renamed into place when complete, so an interrupted generation is
+never mistaken for a finished dataset. Anything else is a path to an ACDC or M&Ms download.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from audit.errors import UserError
+from audit.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+PHANTOM = "phantom"
+
+
+def phantom_dir(n_subjects: int, seed: int, layout: str = "acdc") -> Path:
+    """Directory of the cached phantom with these parameters, generating it if needed."""
+    from cohorts import phantom
+
+    version = getattr(phantom, "__version__", "0")
+    root = cache_dir("phantom")
+    final = root / f"{layout}-n{n_subjects}-seed{seed}-v{version}"
+    if (final / ".complete").is_file():
+        return final
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    try:
+        log.info("generating the phantom (%d subjects, seed %d, %s layout) into the cache", n_subjects, seed, layout)
+        phantom.write_dataset(staging, n_subjects=n_subjects, seed=seed, layout=layout)
+        (staging / ".complete").write_text("ok\n")
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def resolve(source: str, *, phantom_subjects: int, phantom_seed: int) -> Path:
+    """A dataset directory for ``source`` (``phantom`` or a path)."""
+    if source == PHANTOM:
+        return phantom_dir(phantom_subjects, phantom_seed)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise UserError(f"dataset directory {path} does not exist (use --data phantom for the built-in phantom)")
+    if not path.is_dir():
+        raise UserError(f"dataset path {path} is not a directory")
+    return path

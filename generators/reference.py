@@ -1,0 +1,205 @@
+"""Reference generators that calibrate the audit (issue: generators, requirement 5).
+
+* ``copycat`` returns training images, lightly augmented (a gamma change within 5 % and
+  Gaussian noise of 1 % of the range) with their own masks: the leak every privacy audit
+  must catch, and near-perfect fidelity -- which is why fidelity alone never passes.
+* ``holdout`` returns real images of subjects that are neither members nor the
+  membership-inference non-members (the ``reference`` split, handed over in the fit
+  context): no leak, perfect realism. Using the ``holdout`` split itself would make every
+  non-member an exact "copy" and invert the attacks.
+* ``noise`` returns mask-shaped noise: each label region gets a random mean intensity and
+  strong Gaussian noise. It follows the mask loosely and has no realism.
+* ``external`` audits a sample set made by any other tool (``audit run --samples FILE``).
+
+None of them learns weights; their checkpoints still follow the ``config.json`` +
+``safetensors`` rule (copycat/holdout store the images they replay).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+import torch
+
+from audit.errors import UserError
+from generators import checkpoint as ckpt
+from generators.base import FitContext, Generator
+from generators.data import SliceSet
+from generators.sampleset import SampleSet
+
+
+def _conditions_masks(conditions: Mapping[str, Any] | None, n: int | None) -> tuple[np.ndarray | None, int]:
+    if conditions is None or conditions.get("masks") is None:
+        if n is None:
+            raise UserError("sample() needs n or conditions with masks")
+        return None, int(n)
+    masks = np.asarray(conditions["masks"])
+    if masks.ndim != 3 or masks.dtype != np.uint8:
+        raise UserError(f"conditioning masks must be uint8 (N,H,W), got {masks.dtype} {masks.shape}")
+    return masks, masks.shape[0] if n is None else int(n)
+
+
+class _Replay(Generator):
+    """Shared code of copycat/holdout: keep a pool of real slices, replay them."""
+
+    trainable: ClassVar[bool] = False
+    augment: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.pool: SliceSet | None = None
+
+    def _set_pool(self, pool: SliceSet) -> None:
+        keep = pool.labelled if pool.labelled.any() else np.ones(len(pool), bool)
+        self.pool = pool.subset(np.flatnonzero(keep))
+
+    def sample(self, n=None, *, conditions=None, seed=0) -> SampleSet:
+        if self.pool is None:
+            raise UserError(f"generator '{self.name}' has not been fitted")
+        _, n = _conditions_masks(conditions, n)
+        rng = np.random.default_rng(seed)
+        idx = rng.choice(len(self.pool), size=n, replace=n > len(self.pool))
+        images = self.pool.images[idx].copy()
+        if self.augment:
+            gamma = rng.uniform(0.95, 1.05, size=(n, 1, 1)).astype(np.float32)
+            images = np.clip(images, 0, 1) ** gamma + rng.normal(0, 0.01, images.shape).astype(np.float32)
+            images = np.clip(images, 0, 1).astype(np.float32)
+        return SampleSet(
+            images=images, masks=self.pool.masks[idx].copy(), spacing=self.pool.spacing,
+            subject_ids=self.pool.subject_ids[idx], vendor=self.pool.vendor[idx], group=self.pool.group[idx],
+        )
+
+    def save(self, directory) -> None:
+        p = self.pool
+        if p is None:
+            raise UserError(f"generator '{self.name}' has not been fitted; nothing to save")
+        ckpt.save(
+            directory, generator=self.name, model_config={}, step=0,
+            weights={"images": torch.from_numpy(p.images), "masks": torch.from_numpy(p.masks)},
+            state={"subject_ids": p.subject_ids.tolist(), "vendor": p.vendor.tolist(), "group": p.group.tolist(),
+                   "spacing": p.spacing.tolist()},
+        )
+
+    @classmethod
+    def load(cls, directory) -> "_Replay":
+        c = ckpt.load(directory, generator=cls.name)
+        g = cls()
+        n = c.weights["images"].shape[0]
+        g.pool = SliceSet(
+            images=c.weights["images"].numpy(), masks=c.weights["masks"].numpy(), labelled=np.ones(n, bool),
+            subject_ids=np.array(c.state["subject_ids"]), vendor=np.array(c.state["vendor"]),
+            group=np.array(c.state["group"]), spacing=np.array(c.state["spacing"], np.float32),
+        )
+        return g
+
+
+class CopycatGenerator(_Replay):
+    name = "copycat"
+    family = "reference"
+    description = "reference: returns training images, lightly augmented (a leak the audit must catch)"
+    augment = True
+
+    def fit(self, train: SliceSet, config: Any, context: FitContext | None = None) -> None:
+        self._set_pool(train)
+
+
+class HoldoutGenerator(_Replay):
+    name = "holdout"
+    family = "reference"
+    description = "reference: returns real images of unseen subjects (reference split): no leak, perfect realism"
+
+    def fit(self, train: SliceSet, config: Any, context: FitContext | None = None) -> None:
+        if context is None or context.reference is None or len(context.reference) == 0:
+            raise UserError("generator 'holdout' needs real images of unseen subjects (the reference split is empty)")
+        overlap = set(context.reference.subject_ids) & set(train.subject_ids)
+        if overlap:
+            raise UserError(f"generator 'holdout': reference subjects overlap the training split ({sorted(overlap)[:3]})")
+        self._set_pool(context.reference)
+
+
+class NoiseGenerator(Generator):
+    name = "noise"
+    family = "reference"
+    description = "reference: mask-shaped noise (no realism)"
+    trainable = False
+
+    def __init__(self) -> None:
+        self.spacing: np.ndarray | None = None
+        self.shape: tuple[int, int] | None = None
+
+    def fit(self, train: SliceSet, config: Any, context: FitContext | None = None) -> None:
+        self.spacing, self.shape = train.spacing, train.shape
+
+    def sample(self, n=None, *, conditions=None, seed=0) -> SampleSet:
+        if self.spacing is None or self.shape is None:
+            raise UserError("generator 'noise' has not been fitted")
+        masks, n = _conditions_masks(conditions, n)
+        rng = np.random.default_rng(seed)
+        if masks is None:
+            masks = np.zeros((n, *self.shape), np.uint8)
+        masks = masks[:n]
+        means = rng.uniform(0.1, 0.9, size=(n, 4)).astype(np.float32)
+        images = np.take_along_axis(means, masks.reshape(n, -1).astype(np.int64), axis=1).reshape(masks.shape)
+        images = np.clip(images + rng.normal(0, 0.25, images.shape).astype(np.float32), 0, 1).astype(np.float32)
+        extra = {k: np.asarray(conditions[k])[:n] for k in ("subject_ids", "vendor", "group") if conditions and conditions.get(k) is not None}
+        return SampleSet(images=images, masks=masks.copy(), spacing=self.spacing, **extra)
+
+    def save(self, directory) -> None:
+        if self.spacing is None or self.shape is None:
+            raise UserError("generator 'noise' has not been fitted; nothing to save")
+        ckpt.save(directory, generator=self.name, model_config={"shape": list(self.shape)}, step=0,
+                  weights={"spacing": torch.from_numpy(np.asarray(self.spacing, np.float32))})
+
+    @classmethod
+    def load(cls, directory) -> "NoiseGenerator":
+        c = ckpt.load(directory, generator=cls.name)
+        g = cls()
+        g.shape = tuple(c.model_config["shape"])
+        g.spacing = c.weights["spacing"].numpy()
+        return g
+
+
+class ExternalGenerator(Generator):
+    """Wraps an existing sample set (``generator_options.samples``); nothing is trained."""
+
+    name = "external"
+    family = "external"
+    description = "a sample set from any other tool (audit run --samples FILE)"
+    trainable = False
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+
+    def fit(self, train: SliceSet, config: Any, context: FitContext | None = None) -> None:
+        path = (getattr(config, "generator_options", {}) or {}).get("samples")
+        if not path:
+            raise UserError("generator 'external' needs --samples FILE.npz")
+        self.path = Path(path)
+        s = SampleSet.load(self.path)  # validate now, before any audit runs
+        if s.images.shape[-2:] != train.shape:
+            raise UserError(
+                f"{self.path}: images are {s.images.shape[-2]}x{s.images.shape[-1]} but the cohort is prepared at "
+                f"{train.shape[0]}x{train.shape[1]}; resample the samples or set --set data.size=..."
+            )
+        if not np.allclose(s.spacing, train.spacing, rtol=0.02):
+            raise UserError(f"{self.path}: spacing {s.spacing.tolist()} mm differs from the cohort's {train.spacing.tolist()} mm")
+
+    def sample(self, n=None, *, conditions=None, seed=0) -> SampleSet:
+        if self.path is None:
+            raise UserError("generator 'external' has not been given a sample set")
+        return SampleSet.load(self.path)
+
+    def save(self, directory) -> None:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        from audit.atomic import atomic_write_json
+
+        atomic_write_json(Path(directory) / "config.json", {"format": ckpt.FORMAT, "generator": self.name,
+                                                             "samples": str(self.path)})
+
+    @classmethod
+    def load(cls, directory) -> "ExternalGenerator":
+        g = cls()
+        g.path = Path(json.loads((Path(directory) / "config.json").read_text())["samples"])
+        return g
