@@ -79,5 +79,5 @@ def get(name: str) -> GeneratorEntry:
     if entry.status == "broken":
         raise UserError(f"generator '{name}' is installed but broken ({entry.source}): {entry.error}")
     if entry.status == "planned":
-        raise NotAvailableError(f"generator '{name}' is not available yet ({entry.description})")
+        raise NotAvailableError(f"generator '{name}' ({entry.description})")
     return entry

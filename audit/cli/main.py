@@ -1,2 +1,186 @@
-def main():
-    raise SystemExit(0)
+"""The ``audit`` command line.
+
+Errors are part of the interface: bad input prints one line ``error: ...`` and exits 2; a
+capability that is not built yet prints ``not available yet: ...`` and exits 3; an internal
+error prints one line (the traceback goes to the log at ``--verbose``) and exits 1.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from audit import __version__
+from audit.cli import data as data_cli
+from audit.cli import judge as judge_cli
+from audit.errors import NotAvailableError, UserError
+from audit.logs import setup_logging
+
+log = logging.getLogger("audit")
+
+app = typer.Typer(
+    name="audit",
+    help=(
+        "cmr-audit: privacy and fidelity audits for synthetic cardiac MRI.\n\n"
+        "Trains or loads a generator, samples from it, runs privacy / fidelity / anatomy / "
+        "utility audits and writes a run directory with results.json and report.html.\n\n"
+        "Example:  audit run --generator ldm"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(data_cli.app, name="data")
+app.add_typer(judge_cli.app, name="judge")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cmr-audit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (repeat for debug)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors; no progress bars."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    setup_logging(-1 if quiet else verbose)
+
+
+@app.command("run")
+def run_cmd(
+    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Registered generator name (see 'audit generators'); default ldm."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="smoke (seconds, tests) | quick (CPU, minutes; default) | full (GPU-sized)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Master seed (default 0)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<UTC timestamp>-<generator>)."),
+    data: Optional[str] = typer.Option(None, "--data", "--cohort", help="ACDC or M&Ms directory (default: the built-in phantom)."),
+    split_file: Optional[Path] = typer.Option(None, "--split-file", help="Reuse a splits.json (its data hash must match)."),
+    samples: Optional[Path] = typer.Option(None, "--samples", help="Audit an external sample set (.npz contract) instead of training."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON or TOML config file (dotted or nested keys)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override a config key: --set train.steps=500 (repeatable)."),
+    dp_epsilon: Optional[float] = typer.Option(None, "--dp-epsilon", help="Train with DP-SGD to this epsilon."),
+    dp_delta: Optional[float] = typer.Option(None, "--dp-delta", help="DP delta (default 1/(10 N_train))."),
+    dp_noise_multiplier: Optional[float] = typer.Option(None, "--dp-noise-multiplier", help="Fixed DP noise multiplier instead of a target epsilon."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda | cuda:N."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (same config); without --out the latest unfinished one."),
+    force: bool = typer.Option(False, "--force", help="Clear an existing run directory and start afresh."),
+) -> None:
+    """Train (or load) a generator, sample, audit, and write a run directory.
+
+    \b
+    Examples:
+      audit run --generator ldm                      # quick preset on the built-in phantom
+      audit run --generator gan --preset smoke --out runs/gan-smoke
+      audit run --generator ddpm --set train.steps=500 --seed 3
+      audit run --generator ldm --dp-epsilon 8 --dp-delta 1e-5
+      audit run --samples synth.npz --cohort /data/ACDC --split-file splits.json
+      audit run --generator ldm --resume             # continue the latest unfinished ldm run
+    """
+    from audit.config import parse_set_options
+    from audit.run import RunRequest, execute
+
+    overrides = parse_set_options(set_)
+    flag_overrides = {
+        "seed": seed,
+        "data.source": data,
+        "data.split_file": str(split_file) if split_file else None,
+        "dp.epsilon": dp_epsilon,
+        "dp.delta": dp_delta,
+        "dp.noise_multiplier": dp_noise_multiplier,
+        "device": device,
+    }
+    overrides.update({k: v for k, v in flag_overrides.items() if v is not None})
+    if samples is not None:
+        generator = "external"
+        overrides["generator_options.samples"] = str(samples)
+    request = RunRequest(
+        generator=generator, preset=preset, out=out, config_file=config, overrides=overrides,
+        resume=resume, force=force,
+    )
+    run_dir = execute(request)
+    typer.echo(str(run_dir))
+
+
+@app.command("compare")
+def compare_cmd(
+    run_dirs: List[Path] = typer.Argument(..., help="Run directories to compare."),
+    out: Path = typer.Option(Path("compare.html"), "--out", "-o", help="Output HTML file."),
+) -> None:
+    """Compare several runs side by side in one HTML report.
+
+    \b
+    Example:
+      audit compare runs/*-gan runs/*-ldm runs/*-flow --out compare.html
+    """
+    raise NotAvailableError("'audit compare' (the side-by-side comparison report)")
+
+
+@app.command("signoff")
+def signoff_cmd(
+    run_dir: Path = typer.Argument(..., help="A finished run directory."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="Policy TOML (default: the shipped policy)."),
+) -> None:
+    """Apply a release policy to a run: PASS / WARN / FAIL per criterion (exit 0 / 1 / 2).
+
+    \b
+    Example:
+      audit signoff runs/20261126T101500Z-ldm --policy policy.toml
+    """
+    raise NotAvailableError("'audit signoff' (the release-policy verdict)")
+
+
+@app.command("generators")
+def generators_cmd() -> None:
+    """List registered generators, their presets, and planned families.
+
+    \b
+    Example:
+      audit generators
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from audit.config import PRESETS
+    from generators.registry import discover
+
+    table = Table(title="generators", show_lines=False)
+    for col in ("name", "status", "family", "presets", "description"):
+        table.add_column(col)
+    for entry in discover().values():
+        presets = ", ".join(PRESETS) if entry.status == "available" else "-"
+        status = {"planned": "not available yet", "broken": f"broken: {entry.error}"}.get(entry.status, entry.status)
+        table.add_row(entry.name, status, entry.family or "-", presets, entry.description)
+    Console(width=160).print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit status.
+
+    Typer (standalone mode) handles usage errors itself (exit 2 with the usage line); our own
+    error types are caught here and shown as one line.
+    """
+    try:
+        app(args=argv, prog_name="audit")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except NotAvailableError as exc:
+        typer.echo(f"not available yet: {exc}", err=True)
+        return exc.exit_code
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, traceback in the log
+        log.debug("internal error", exc_info=True)
+        typer.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)", err=True)
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        return 1
+    return 0

@@ -1,0 +1,5 @@
+"""``python -m audit`` runs the CLI."""
+
+from audit.cli.main import main
+
+raise SystemExit(main())
