@@ -162,3 +162,27 @@ def test_prepare_cohort_and_slices(acdc_dir: Path) -> None:
         slices(prepared, ["nobody"])
     with pytest.raises(UserError, match="frames"):
         slices(prepared, frames="some")  # type: ignore[arg-type]
+
+
+@FAST
+@given(
+    h=st.integers(5, 60),
+    w=st.integers(5, 60),
+    sx=st.floats(0.7, 2.5),
+    sy=st.floats(0.7, 2.5),
+    target=st.floats(1.0, 2.0),
+    a=st.floats(0, 1),
+    b=st.floats(0, 1),
+    order=st.sampled_from([0, 1]),
+)
+def test_windowed_resample_equals_full_then_crop(h, w, sx, sy, target, a, b, order) -> None:
+    from cohorts.preprocess import resampled_size
+
+    arr = np.random.default_rng(1).random((2, h, w)).astype(np.float32)
+    full = resample_inplane(arr, (sx, sy), target, order=order)
+    nh, nw = resampled_size(h, sx, target), resampled_size(w, sy, target)
+    assert full.shape[-2:] == (nh, nw)
+    h0, w0 = int(a * (nh - 1)), int(b * (nw - 1))
+    h1, w1 = min(nh, h0 + 7), min(nw, w0 + 5)
+    win = resample_inplane(arr, (sx, sy), target, order=order, out_range=((h0, h1), (w0, w1)))
+    np.testing.assert_array_equal(win, full[:, h0:h1, w0:w1])
