@@ -33,7 +33,7 @@ from audit.errors import UserError
 from audit.paths import cache_dir
 
 from .hashing import data_hash as compute_data_hash
-from .loaders import iter_subjects, scan_dataset
+from .loaders import _raise_first, iter_subjects, scan_dataset
 from .preprocess import PreparedCohort, PreprocessConfig, prepare
 from .types import Subject
 
@@ -202,8 +202,7 @@ def load_prepared(
     Cold: read every subject (streamed), prepare it, store the entry.
     """
     manifest = scan_dataset(path, layout)
-    if manifest.problems:
-        raise UserError(str(manifest.problems[0]))
+    _raise_first(manifest.problems)
     if not manifest.records:
         raise UserError(f"{manifest.root}: no subjects found")
     digest = compute_data_hash(manifest.root, manifest.files, verify=verify_hash)

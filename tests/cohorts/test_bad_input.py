@@ -6,7 +6,6 @@ import gzip
 import struct
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 
