@@ -1,0 +1,203 @@
+"""Shared machinery of the trainable 2D mask-conditioned families (gan, vae, ddpm, ldm, flow).
+
+A family subclasses :class:`MaskConditioned2D` and provides
+
+* ``defaults``: its model options (overridable with ``--set generator_options.KEY=VALUE``;
+  unknown keys are an error),
+* ``build()``: create ``self.nets`` (``torch.nn.ModuleDict``) and, for training,
+  ``self.optimizers`` and which nets get an EMA (``ema_nets``),
+* ``train_step(batch, step, rng)``: one optimisation step on a batch, returning losses,
+* ``generate(mask_oh, vendor, group, generator)``: images ``(B,1,H,W)`` in [0, 1] from the
+  sampling weights (EMA where there is one),
+* optionally ``score_batch`` for the white-box attacks.
+
+This class owns what is the same for all of them: option validation, vocabularies, torch
+threads, seeded batching through :class:`~generators.training.Trainer` (exact resume),
+batched seeded sampling, and ``config.json`` + ``safetensors`` save/load.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import logging
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from audit.errors import UserError
+from audit.logs import progress_disabled
+from generators import checkpoint as ckpt
+from generators.base import FitContext, Generator
+from generators.conditioning import Vocab, check_masks, one_hot
+from generators.data import SliceSet
+from generators.sampleset import SampleSet
+from generators.training import EMA, Trainer, TrainSpec
+
+log = logging.getLogger(__name__)
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` intra-op threads (0 = all cores); no torch.compile on CPU (not worth it for short runs)."""
+    import os
+
+    torch.set_num_threads(n if n > 0 else max(1, os.cpu_count() or 1))
+
+
+class MaskConditioned2D(Generator):
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    #: nets whose EMA is used for sampling
+    ema_nets: ClassVar[tuple[str, ...]] = ()
+    #: train on every slice (semi-supervised) instead of annotated slices only
+    uses_unlabelled: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.options: dict[str, Any] = dict(self.defaults)
+        self.vocab: Vocab | None = None
+        self.shape: tuple[int, int] | None = None
+        self.spacing: np.ndarray | None = None
+        self.nets: torch.nn.ModuleDict | None = None
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.emas: dict[str, EMA] = {}
+        self.steps_done = 0
+
+    # ------------------------------------------------------------------ config
+    def _set_options(self, given: Mapping[str, Any]) -> None:
+        unknown = sorted(set(given) - set(self.defaults))
+        if unknown:
+            raise UserError(f"generator '{self.name}': unknown option(s) {unknown}; known: {', '.join(sorted(self.defaults))}")
+        opts = dict(self.defaults)
+        for k, v in given.items():
+            default = self.defaults[k]
+            if isinstance(default, bool) and not isinstance(v, bool):
+                raise UserError(f"generator '{self.name}': option {k} must be true/false, got {v!r}")
+            if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(v, (int, float)):
+                raise UserError(f"generator '{self.name}': option {k} must be a number, got {v!r}")
+            if isinstance(default, list) and not (isinstance(v, list) and all(isinstance(x, int) for x in v)):
+                raise UserError(f"generator '{self.name}': option {k} must be a list of integers, got {v!r}")
+            opts[k] = type(default)(v) if isinstance(default, float) else v
+        self.options = opts
+
+    def model_config(self) -> dict[str, Any]:
+        assert self.vocab is not None and self.shape is not None and self.spacing is not None
+        return {"options": self.options, "vocab": self.vocab.to_dict(), "shape": list(self.shape),
+                "spacing": [float(s) for s in self.spacing]}
+
+    def _from_model_config(self, mc: Mapping[str, Any]) -> None:
+        self._set_options(mc["options"])
+        self.vocab = Vocab.from_dict(mc["vocab"])
+        self.shape = tuple(mc["shape"])  # type: ignore[assignment]
+        self.spacing = np.asarray(mc["spacing"], np.float32)
+
+    # ------------------------------------------------------------------ family hooks
+    @abc.abstractmethod
+    def build(self, train: bool) -> None:
+        """Create ``self.nets`` (and, if ``train``, ``self.optimizers``)."""
+
+    @abc.abstractmethod
+    def train_step(self, batch: dict[str, torch.Tensor], step: int, rng: np.random.Generator) -> dict[str, float]:
+        """One optimisation step; returns the losses to log."""
+
+    @abc.abstractmethod
+    def generate(self, mask_oh: torch.Tensor, vendor: torch.Tensor, group: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Images ``(B,1,H,W)`` in [0, 1] for the given conditions."""
+
+    # ------------------------------------------------------------------ training
+    def fit(self, train: SliceSet, config: Any, context: FitContext | None = None) -> None:
+        context = context or FitContext()
+        if not self.uses_unlabelled:
+            train.require_masks(self.name)
+            train = train.subset(np.flatnonzero(train.labelled))
+        self._set_options(getattr(config, "generator_options", {}) or {})
+        tcfg = config.train
+        set_threads(tcfg.num_threads)
+        self.vocab = Vocab.from_data(train.vendor, train.group)
+        self.shape, self.spacing = train.shape, train.spacing
+        self.build(train=True)
+        images = torch.from_numpy(np.ascontiguousarray(train.images)).unsqueeze(1)
+        masks = torch.from_numpy(np.ascontiguousarray(train.masks))
+        labelled = torch.from_numpy(train.labelled.astype(bool))
+        vendor, group = self.vocab.encode(train.vendor, train.group, len(train))
+        n, bs = len(train), min(tcfg.batch_size, len(train))
+        for name in self.ema_nets:
+            self.emas[name] = EMA(self.nets[name], tcfg.ema_decay, tcfg.ema_warmup_steps)
+
+        def step(t: int, rng: np.random.Generator) -> dict[str, float]:
+            idx = torch.as_tensor(rng.choice(n, bs, replace=False))
+            batch = {"image": images[idx], "mask": masks[idx], "labelled": labelled[idx],
+                     "vendor": vendor[idx], "group": group[idx]}
+            return self.train_step(batch, t, rng)
+
+        spec = TrainSpec(self.name, self.model_config(), tcfg.steps, int(config.seed), context.checkpoint_root,
+                         tcfg.checkpoint_every, context.losses_path, desc=f"train {self.name}")
+        trainer = Trainer(spec, dict(self.nets.items()), self.optimizers, self.emas)
+        trainer.fit(step, resume=context.resume)
+        self.steps_done = trainer.step
+        self._use_ema()
+
+    def _use_ema(self) -> None:
+        for name, ema in self.emas.items():
+            ema.copy_to(self.nets[name])
+
+    # ------------------------------------------------------------------ sampling
+    def _prepare_conditions(self, n: int | None, conditions: Mapping[str, Any] | None) -> tuple[np.ndarray, Any, Any]:
+        assert self.shape is not None
+        if conditions is None or conditions.get("masks") is None:
+            raise UserError(f"generator '{self.name}' is mask-conditioned: pass conditions with 'masks'")
+        masks = np.asarray(conditions["masks"])
+        check_masks(masks, self.shape, self.name)
+        if n is not None:
+            if n > len(masks):
+                raise UserError(f"asked for {n} samples but only {len(masks)} conditioning masks were given")
+            masks = masks[:n]
+        k = len(masks)
+        vendor = conditions.get("vendor")
+        group = conditions.get("group")
+        return masks, None if vendor is None else np.asarray(vendor)[:k], None if group is None else np.asarray(group)[:k]
+
+    @torch.no_grad()
+    def sample(self, n: int | None = None, *, conditions: Mapping[str, Any] | None = None, seed: int = 0,
+               batch_size: int = 32) -> SampleSet:
+        if self.nets is None or self.vocab is None:
+            raise UserError(f"generator '{self.name}' has not been fitted or loaded")
+        masks, vendor, group = self._prepare_conditions(n, conditions)
+        v_idx, g_idx = self.vocab.encode(vendor, group, len(masks))
+        self.nets.eval()
+        out = np.empty((len(masks), *self.shape), np.float32)
+        gen = torch.Generator().manual_seed(int(seed))
+        for lo in tqdm(range(0, len(masks), batch_size), desc=f"sample {self.name}", disable=progress_disabled(), leave=False):
+            hi = min(lo + batch_size, len(masks))
+            m = one_hot(torch.from_numpy(masks[lo:hi]))
+            x = self.generate(m, v_idx[lo:hi], g_idx[lo:hi], gen)
+            out[lo:hi] = x.clamp(0, 1)[:, 0].numpy()
+        extra = {k: np.asarray(conditions[k])[: len(masks)] for k in ("subject_ids", "vendor", "group")
+                 if conditions and conditions.get(k) is not None}
+        return SampleSet(images=out, masks=masks.copy(), spacing=self.spacing, **extra)
+
+    # ------------------------------------------------------------------ io
+    def save(self, directory: str | Path) -> None:
+        if self.nets is None:
+            raise UserError(f"generator '{self.name}' has not been fitted; nothing to save")
+        ckpt.save(directory, generator=self.name, model_config=self.model_config(), step=self.steps_done,
+                  weights={f"{k}.{p}": v for k, net in self.nets.items() for p, v in net.state_dict().items()})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "MaskConditioned2D":
+        c = ckpt.load(directory, generator=cls.name)
+        g = cls()
+        try:
+            g._from_model_config(c.model_config)
+            g.build(train=False)
+            for k, net in g.nets.items():
+                net.load_state_dict({p[len(k) + 1:]: v for p, v in c.weights.items() if p.startswith(k + ".")})
+        except (KeyError, RuntimeError, TypeError) as exc:
+            raise UserError(f"{directory}: incompatible checkpoint for generator '{cls.name}' ({str(exc).splitlines()[0]})") from None
+        g.steps_done = c.step
+        return g
+
+    def describe(self) -> str:
+        n = sum(p.numel() for p in self.nets.parameters()) if self.nets is not None else 0
+        return f"{self.name}: {n / 1e6:.2f} M parameters, options {json.dumps(self.options, sort_keys=True)}"
