@@ -82,3 +82,12 @@ def test_rejects_append_mode(tmp_path):
     with pytest.raises(ValueError):
         with atomic_open(tmp_path / "a", "a"):
             pass
+
+
+def test_permissions_follow_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert (p.stat().st_mode & 0o777) == 0o644
