@@ -116,7 +116,9 @@ class MaskConditioned2D(Generator):
         set_threads(tcfg.num_threads)
         self.vocab = Vocab.from_data(train.vendor, train.group)
         self.shape, self.spacing = train.shape, train.spacing
-        self.build(train=True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(config.seed))  # weight initialisation depends on the run seed only
+            self.build(train=True)
         images = torch.from_numpy(np.ascontiguousarray(train.images)).unsqueeze(1)
         masks = torch.from_numpy(np.ascontiguousarray(train.masks))
         labelled = torch.from_numpy(train.labelled.astype(bool))

@@ -41,6 +41,20 @@ def test_fit_save_load_sample_is_deterministic(name, rings, tmp_path):
 
 
 @pytest.mark.parametrize("name", FAMILIES)
+def test_training_does_not_depend_on_global_rng(name, rings):
+    import torch
+
+    cfg, cls = _cfg(name, **{"train.steps": 2})
+    out = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        g = cls()
+        g.fit(rings, cfg)
+        out.append(g.sample(conditions=_conditions(rings), seed=0).images)
+    np.testing.assert_array_equal(*out)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
 def test_mask_is_honoured(name, rings):
     cfg, cls = _cfg(name)
     g = cls()
