@@ -16,8 +16,8 @@ deal the concatenated list one by one to the split whose quota is most behind
 (``fraction * dealt_so_far - count``, ties to the earlier split). Dealing a contiguous
 stratum this way gives every split a share of it proportional to its fraction (within one
 subject) and global sizes within one subject of ``fraction * n``. If a split with a
-positive fraction ended up empty, a subject from the largest split is moved to it; if there
-are fewer subjects than such splits, that is a :class:`UserError`.
+positive fraction ended up empty, a subject from the split furthest above its quota is
+moved to it; if there are fewer subjects than such splits, that is a :class:`UserError`.
 
 Leave-one-vendor-out (:func:`make_lovo_splits`): every subject of the held-out vendor
 (default: the last vendor alphabetically) goes to ``unseen_vendor_test`` and nowhere else;
@@ -143,9 +143,12 @@ def _deal(cohort: Cohort, ids: list[str], fractions: dict[str, float], rng: np.r
         raise UserError(
             f"splits: {len(sequence)} subject(s) cannot fill {len(wanted)} non-empty splits ({', '.join(wanted)})"
         )
+    total = len(sequence)
     for n in wanted:
         if not out[n]:
-            donor = max(wanted, key=lambda m: len(out[m]))
+            # Take from the split furthest above its quota (it has more than one subject).
+            donors = [m for m in wanted if len(out[m]) > 1]
+            donor = max(donors, key=lambda m: len(out[m]) - fractions[m] * total)
             out[n].append(out[donor].pop())
     return {n: sorted(v) for n, v in out.items()}
 

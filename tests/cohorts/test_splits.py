@@ -78,8 +78,11 @@ def test_property_splits(sizes, seed, fr) -> None:
     ids = _all_ids(s)
     assert sorted(ids) == sorted(c.ids)  # every subject exactly once
     assert all(s[n] for n in SPLIT_NAMES)  # none empty when possible
-    for n in SPLIT_NAMES:  # sizes close to the fractions
-        assert abs(len(s[n]) - fractions[n] * total) <= 2
+    # sizes close to the fractions; each split whose quota is under one subject may force
+    # one extra move (to keep every split non-empty)
+    forced = sum(fractions[n] * total < 1 for n in SPLIT_NAMES)
+    for n in SPLIT_NAMES:
+        assert abs(len(s[n]) - fractions[n] * total) <= 1 + forced
 
 
 def test_bad_fractions() -> None:
