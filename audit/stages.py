@@ -125,7 +125,11 @@ def conditions_for(ctx: RunContext) -> dict[str, np.ndarray]:
 
 def run_sample(ctx: RunContext) -> dict[str, Any]:
     generator = ctx.artefacts["generator"]
-    samples = generator.sample(ctx.cfg.sample.n_samples, conditions=conditions_for(ctx), seed=ctx.cfg.seed)
+    sc = ctx.cfg.sample
+    kwargs = {"batch_size": sc.batch_size, "steps": sc.sampler_steps, "guidance": sc.guidance_scale}
+    if not hasattr(generator, "sampling"):  # generators without a sampler (reference, plugins)
+        kwargs = {}
+    samples = generator.sample(sc.n_samples, conditions=conditions_for(ctx), seed=ctx.cfg.seed, **kwargs)
     if not isinstance(samples, SampleSet):
         raise TypeError(f"generator '{ctx.cfg.generator}' returned {type(samples).__name__}, not a SampleSet")
     samples.save(ctx.run_dir.path / "samples.npz")

@@ -63,6 +63,8 @@ class MaskConditioned2D(Generator):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.emas: dict[str, EMA] = {}
         self.steps_done = 0
+        #: per-call sampler settings (``steps``, ``guidance``) for families that have a sampler
+        self.sampling: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ config
     def _set_options(self, given: Mapping[str, Any]) -> None:
@@ -162,10 +164,15 @@ class MaskConditioned2D(Generator):
 
     @torch.no_grad()
     def sample(self, n: int | None = None, *, conditions: Mapping[str, Any] | None = None, seed: int = 0,
-               batch_size: int = 32) -> SampleSet:
+               batch_size: int = 32, steps: int | None = None, guidance: float | None = None) -> SampleSet:
+        """Images for the given conditioning masks (and vendor/group), seeded.
+
+        ``steps`` and ``guidance`` set the sampler of diffusion/flow families (ignored by
+        one-shot generators such as the GAN)."""
         if self.nets is None or self.vocab is None:
             raise UserError(f"generator '{self.name}' has not been fitted or loaded")
         masks, vendor, group = self._prepare_conditions(n, conditions)
+        self.sampling = {"steps": steps, "guidance": guidance}
         v_idx, g_idx = self.vocab.encode(vendor, group, len(masks))
         self.nets.eval()
         out = np.empty((len(masks), *self.shape), np.float32)

@@ -9,7 +9,7 @@ from audit.errors import UserError
 from generators.base import FitContext
 from generators.registry import discover
 
-FAMILIES = ["gan"]
+FAMILIES = ["gan", "ddpm", "ldm", "flow"]
 
 
 def _cfg(name, **over):

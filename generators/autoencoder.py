@@ -1,0 +1,201 @@
+"""The shared KL autoencoder of the latent families (``ldm``, ``flow``; later ``cine``).
+
+Network: MONAI's :class:`~monai.networks.nets.AutoencoderKL` (Rombach et al. 2022, "High-
+Resolution Image Synthesis with Latent Diffusion Models"), sized for a CPU budget: no
+attention, one residual block per level, 16/32/64 channels -- two downsamplings turn a
+128x128 slice into a 32x32x4 latent. (The shared README's probe with 32/64/64 channels,
+attention and two blocks per level managed 59 steps in 4 minutes.)
+
+Loss: L1 reconstruction + an L1 loss on image gradients (keeps edges, which a plain L1
+autoencoder blurs) + a tiny KL term (``kl_weight``) that keeps the latent space smooth.
+
+Latent scaling: latents are the encoder means multiplied by ``scale = 1 / std`` of the
+training latents (Rombach et al. 2022, section 4.3 / appendix), so the diffusion model sees
+unit-variance data; an unscaled latent space is a classic cause of "texture soup".
+
+Sharing and caching: ``ldm`` and ``flow`` on the same cohort and split use the same
+autoencoder, trained once and cached under ``$CMR_AUDIT_CACHE/autoencoders/<key>`` where
+the key hashes the training images, the options and the seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from audit.errors import UserError
+from audit.paths import cache_dir
+from generators import checkpoint as ckpt
+from generators.training import Trainer, TrainSpec
+
+log = logging.getLogger(__name__)
+
+AE_DEFAULTS: dict[str, Any] = {
+    "channels": [16, 32, 64],
+    "latent_channels": 4,
+    "num_res_blocks": 1,
+    "norm_groups": 8,
+    "steps": 800,
+    "batch_size": 16,
+    "lr": 1e-3,
+    "kl_weight": 1e-6,
+    "grad_weight": 0.5,
+}
+NAME = "autoencoder-kl"
+
+
+def _net(options: Mapping[str, Any]) -> torch.nn.Module:
+    from monai.networks.nets import AutoencoderKL
+
+    levels = len(options["channels"])
+    return AutoencoderKL(
+        spatial_dims=2, in_channels=1, out_channels=1, channels=tuple(options["channels"]),
+        latent_channels=int(options["latent_channels"]), num_res_blocks=int(options["num_res_blocks"]),
+        norm_num_groups=int(options["norm_groups"]), attention_levels=(False,) * levels,
+        with_encoder_nonlocal_attn=False, with_decoder_nonlocal_attn=False,
+    )
+
+
+def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    dy = lambda x: x[..., 1:, :] - x[..., :-1, :]  # noqa: E731
+    dx = lambda x: x[..., :, 1:] - x[..., :, :-1]  # noqa: E731
+    return F.l1_loss(dy(a), dy(b)) + F.l1_loss(dx(a), dx(b))
+
+
+class LatentAutoencoder:
+    def __init__(self, options: Mapping[str, Any], shape: tuple[int, int]):
+        unknown = sorted(set(options) - set(AE_DEFAULTS))
+        if unknown:
+            raise UserError(f"autoencoder: unknown option(s) {unknown}; known: {', '.join(AE_DEFAULTS)}")
+        self.options = {**AE_DEFAULTS, **options}
+        self.shape = tuple(shape)
+        down = 2 ** (len(self.options["channels"]) - 1)
+        if self.shape[0] % down or self.shape[1] % down:
+            raise UserError(f"autoencoder: image size {self.shape} must be divisible by {down}")
+        self.latent_shape = (int(self.options["latent_channels"]), self.shape[0] // down, self.shape[1] // down)
+        self.net = _net(self.options)
+        self.scale = 1.0
+
+    def model_config(self) -> dict[str, Any]:
+        return {"options": self.options, "shape": list(self.shape)}
+
+    # ------------------------------------------------------------------ use
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
+        """``(B,1,H,W)`` in [0,1] -> scaled latent means ``(B,C,h,w)``."""
+        self.net.eval()
+        out = [self.net.encode(images[i:i + batch])[0] for i in range(0, len(images), batch)]
+        return torch.cat(out) * self.scale
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        self.net.eval()
+        return self.net.decode(latents / self.scale).clamp(0, 1)
+
+    def encode_grad(self, images: torch.Tensor) -> torch.Tensor:
+        """Differentiable encoding (for white-box scores through the encoder)."""
+        return self.net.encode(images)[0] * self.scale
+
+    # ------------------------------------------------------------------ training
+    def fit(self, images: np.ndarray, seed: int, checkpoint_root: Path | None = None, resume: bool = False) -> list[dict]:
+        o = self.options
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = _net(o)
+        opt = torch.optim.AdamW(self.net.parameters(), lr=o["lr"], weight_decay=0.0)
+        x_all = torch.from_numpy(np.ascontiguousarray(images, np.float32)).unsqueeze(1)
+        n, bs = len(x_all), min(int(o["batch_size"]), len(x_all))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(o["steps"])), eta_min=o["lr"] * 0.1)
+
+        def step(t: int, rng: np.random.Generator) -> dict[str, float]:
+            x = x_all[torch.as_tensor(rng.choice(n, bs, replace=False))]
+            recon, mu, sigma = self.net(x)
+            kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-8) - 1).sum(dim=(1, 2, 3)).mean()
+            l1 = F.l1_loss(recon, x)
+            g = _grad_l1(recon, x)
+            loss = l1 + o["grad_weight"] * g + o["kl_weight"] * kl
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            return {"loss": loss.item(), "l1": l1.item(), "grad": g.item(), "kl": kl.item()}
+
+        spec = TrainSpec(NAME, self.model_config(), int(o["steps"]), seed, checkpoint_root, 200 if checkpoint_root else 0,
+                         None, desc="train autoencoder")
+        trainer = Trainer(spec, {"ae": self.net}, {"ae": opt}, {})
+        history = trainer.fit(step, resume=resume)
+        # latent scale from the training latents (unit variance for the diffusion model)
+        self.scale = 1.0
+        lat = self.encode(x_all)
+        self.scale = float(1.0 / lat.std().clamp_min(1e-6))
+        log.info("autoencoder: %d steps, final L1 %.4f, latent scale %.3f", trainer.step,
+                 history[-1]["l1"] if history else float("nan"), self.scale)
+        return history
+
+    # ------------------------------------------------------------------ io
+    def save(self, directory: str | Path) -> Path:
+        return ckpt.save(directory, generator=NAME, model_config=self.model_config(), step=0,
+                         weights=dict(self.net.state_dict()), extra={"scale": self.scale})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "LatentAutoencoder":
+        c = ckpt.load(directory, generator=NAME)
+        ae = cls(c.model_config["options"], tuple(c.model_config["shape"]))
+        try:
+            ae.net.load_state_dict(c.weights)
+        except RuntimeError as exc:
+            raise UserError(f"{directory}: incompatible autoencoder checkpoint ({str(exc).splitlines()[0]})") from None
+        ae.scale = float(c.extra["scale"])
+        return ae
+
+    @torch.no_grad()
+    def reconstruction_error(self, images: np.ndarray) -> float:
+        x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).unsqueeze(1)
+        return float(F.l1_loss(self.decode(self.encode(x)), x))
+
+
+def cache_key(images: np.ndarray, options: Mapping[str, Any], seed: int) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(images, np.float32).tobytes())
+    h.update(json.dumps({"options": {**AE_DEFAULTS, **options}, "seed": seed, "shape": list(images.shape)}, sort_keys=True).encode())
+    return h.hexdigest()[:24]
+
+
+def shared_autoencoder(images: np.ndarray, options: Mapping[str, Any], seed: int, *, use_cache: bool = True) -> LatentAutoencoder:
+    """The autoencoder for these training images and options: from the cache, or trained and cached.
+
+    The cache entry is written under a temporary name and renamed when complete.
+    """
+    key = cache_key(images, options, seed)
+    root = cache_dir("autoencoders")
+    final = root / key
+    if use_cache and (final / "latest").is_file():
+        try:
+            ae = LatentAutoencoder.load(final)
+            log.info("autoencoder cache hit (%s)", key)
+            return ae
+        except UserError as exc:
+            log.warning("autoencoder cache entry %s unusable (%s); retraining", key, exc)
+            shutil.rmtree(final, ignore_errors=True)
+    ae = LatentAutoencoder(options, images.shape[1:])
+    ae.fit(images, seed)
+    if use_cache:
+        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
+        try:
+            ae.save(staging)
+            if final.exists():
+                shutil.rmtree(final)
+            staging.rename(final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return ae

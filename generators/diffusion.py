@@ -1,0 +1,327 @@
+"""Mask-conditioned diffusion and flow matching: ``ddpm`` (pixels), ``ldm`` and ``flow`` (latents).
+
+One denoiser for all three: MONAI's :class:`~monai.networks.nets.DiffusionModelUNet` whose
+input is the noisy data concatenated with the mask one-hot (resized to the data grid:
+area-averaged for latents) and whose class embedding carries vendor x group. Conditions are
+dropped to their null values with probability ``p_uncond`` during training so that sampling
+can use classifier-free guidance (Ho & Salimans 2022): ``out = u + w (c - u)``.
+
+Objectives and samplers (MONAI schedulers):
+
+* ``ddpm``/``ldm``: epsilon prediction under a DDPM forward process (Ho et al. 2020),
+  sampled with DDIM (Song et al. 2021) in ``sample.sampler_steps`` steps.
+* ``flow``: rectified flow / flow matching (Liu et al. 2023; Lipman et al. 2023): velocity
+  prediction on the straight path between data and noise, sampled with a few Euler steps
+  (MONAI :class:`~monai.networks.schedulers.RFlowScheduler`).
+
+SDEdit (Meng et al. 2022; seed 000 uses it to restyle a reference across vendors):
+:meth:`DiffusionFamily.sdedit` noises the reference to ``strength`` of the schedule and
+denoises it under the reference's mask and an optional target vendor.
+
+White-box score (loss-threshold attack, Matsumoto et al. 2023): the negative denoising loss
+of an image at a given timestep, averaged over noise draws -- lower loss = more member-like.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from audit.errors import UserError
+from generators.autoencoder import AE_DEFAULTS, LatentAutoencoder, shared_autoencoder
+from generators.conditioning import N_LABELS, check_masks, drop_conditions, one_hot
+from generators.data import SliceSet
+from generators.mask2d import MaskConditioned2D
+
+T_TRAIN = 1000
+
+
+class Denoiser(nn.Module):
+    def __init__(self, data_ch: int, n_classes: int, channels: list[int], num_res_blocks: int, norm_groups: int,
+                 attention_last: bool):
+        super().__init__()
+        from monai.networks.nets import DiffusionModelUNet
+
+        levels = len(channels)
+        self.unet = DiffusionModelUNet(
+            spatial_dims=2, in_channels=data_ch + N_LABELS, out_channels=data_ch, channels=tuple(channels),
+            num_res_blocks=num_res_blocks, attention_levels=(False,) * (levels - 1) + (bool(attention_last),),
+            norm_num_groups=norm_groups, num_head_channels=channels[-1] // 2 if attention_last else 8,
+            num_class_embeds=n_classes,
+        )
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, mask_oh: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+        if mask_oh.shape[-2:] != x.shape[-2:]:
+            mask_oh = F.adaptive_avg_pool2d(mask_oh, x.shape[-2:])
+        return self.unet(torch.cat([x, mask_oh], 1), timesteps=t, class_labels=cls)
+
+
+class DiffusionFamily(MaskConditioned2D):
+    """Shared code of ``ddpm``, ``ldm`` and ``flow``; subclasses set ``objective`` and ``latent``."""
+
+    objective: ClassVar[str] = "eps"  # or "velocity"
+    latent: ClassVar[bool] = False
+    #: sampler steps when the run does not say (DDIM 20; flow overrides with few Euler steps)
+    default_steps: ClassVar[int] = 20
+    ema_nets: ClassVar[tuple[str, ...]] = ("unet",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ae: LatentAutoencoder | None = None
+
+    # ------------------------------------------------------------------ schedulers
+    def _train_scheduler(self):
+        from monai.networks.schedulers import DDPMScheduler, RFlowScheduler
+
+        if self.objective == "velocity":
+            return RFlowScheduler(num_train_timesteps=T_TRAIN, use_discrete_timesteps=False, sample_method="logit-normal",
+                                  use_timestep_transform=False)
+        return DDPMScheduler(num_train_timesteps=T_TRAIN, schedule=self.options["schedule"])
+
+    def _classes(self, vendor: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        return vendor * (self.vocab.null_group + 1) + group
+
+    # ------------------------------------------------------------------ data space
+    def _data_shape(self) -> tuple[int, int, int]:
+        if self.latent:
+            return self.ae.latent_shape
+        return (1, *self.shape)
+
+    def to_data(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0,1] -> the space the denoiser works in (scaled latents, or [-1,1] pixels)."""
+        return self.ae.encode(images) if self.latent else images * 2 - 1
+
+    def from_data(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ae.decode(x) if self.latent else ((x + 1) / 2).clamp(0, 1)
+
+    # ------------------------------------------------------------------ build/train
+    def build(self, train: bool) -> None:
+        o = self.options
+        n_classes = (self.vocab.null_vendor + 1) * (self.vocab.null_group + 1)
+        data_ch = int(o["ae"].get("latent_channels", AE_DEFAULTS["latent_channels"])) if self.latent else 1
+        self.nets = nn.ModuleDict({"unet": Denoiser(data_ch, n_classes, list(o["channels"]), int(o["num_res_blocks"]),
+                                                    int(o["norm_groups"]), bool(o["attention"]))})
+        self.scheduler = self._train_scheduler()
+        if train:
+            self.optimizers = {"unet": torch.optim.AdamW(self.nets["unet"].parameters(), lr=o["lr"], weight_decay=0.0)}
+
+    def fit(self, train: SliceSet, config: Any, context=None) -> None:
+        if self.latent:
+            self._set_options(getattr(config, "generator_options", {}) or {})
+            # the autoencoder sees every training slice, annotated or not: it needs no labels
+            self.ae = shared_autoencoder(train.images, self.options["ae"], int(config.seed))
+        super().fit(train, config, context)
+
+    def train_step(self, batch, step, rng):
+        o = self.options
+        with torch.no_grad():
+            x0 = self.to_data(batch["image"])
+        mask_oh, vendor, group = drop_conditions(one_hot(batch["mask"]), batch["vendor"], batch["group"], self.vocab,
+                                                 o["p_uncond"])
+        noise = torch.randn_like(x0)
+        if self.objective == "velocity":
+            t = self.scheduler.sample_timesteps(x0)
+            xt = self.scheduler.add_noise(x0, noise, t)
+            target = x0 - noise
+        else:
+            t = torch.randint(0, T_TRAIN, (x0.shape[0],))
+            xt = self.scheduler.add_noise(x0, noise, t)
+            target = noise
+        pred = self.nets["unet"](xt, t, mask_oh, self._classes(vendor, group))
+        loss = F.mse_loss(pred, target)
+        opt = self.optimizers["unet"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.nets["unet"].parameters(), 1.0)
+        opt.step()
+        return {"loss": loss.item()}
+
+    # ------------------------------------------------------------------ sampling
+    def _guided(self, x, t, mask_oh, cls, null_cls, w: float) -> torch.Tensor:
+        unet = self.nets["unet"]
+        tt = torch.full((x.shape[0],), float(t), dtype=torch.float32) if self.objective == "velocity" else torch.full((x.shape[0],), int(t), dtype=torch.long)
+        if w == 1.0:
+            return unet(x, tt, mask_oh, cls)
+        both = unet(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([mask_oh, torch.zeros_like(mask_oh)]), torch.cat([cls, null_cls]))
+        c, u = both.chunk(2)
+        return u + w * (c - u)
+
+    def _denoise(self, x, mask_oh, cls, steps: int, w: float, start: float = 1.0) -> torch.Tensor:
+        """Run the sampler from fraction ``start`` of the schedule (1 = pure noise) to 0."""
+        null_cls = torch.full_like(cls, self._classes(torch.tensor(self.vocab.null_vendor), torch.tensor(self.vocab.null_group)).item())
+        if self.objective == "velocity":
+            from monai.networks.schedulers import RFlowScheduler
+
+            sch = RFlowScheduler(num_train_timesteps=T_TRAIN, use_discrete_timesteps=False, use_timestep_transform=False)
+            sch.set_timesteps(num_inference_steps=steps)
+            ts = [float(t) for t in sch.timesteps if float(t) <= start * T_TRAIN + 1e-6]
+            if not ts or ts[0] < start * T_TRAIN - 1e-6:
+                ts = [start * T_TRAIN] + ts
+            nxt = ts[1:] + [0.0]
+            for t, tn in zip(ts, nxt):
+                v = self._guided(x, t, mask_oh, cls, null_cls, w)
+                x = x + (t - tn) / T_TRAIN * v
+            return x
+        from monai.networks.schedulers import DDIMScheduler
+
+        sch = DDIMScheduler(num_train_timesteps=T_TRAIN, schedule=self.options["schedule"], clip_sample=False)
+        sch.set_timesteps(steps)
+        for t in sch.timesteps:
+            if int(t) > start * (T_TRAIN - 1) + 1e-6:
+                continue
+            eps = self._guided(x, int(t), mask_oh, cls, null_cls, w)
+            x, _ = sch.step(eps, int(t), x)
+        return x
+
+    def generate(self, mask_oh, vendor, group, generator):
+        # deterministic samplers (DDIM with eta = 0, Euler): the only randomness is the start noise
+        x = torch.randn((mask_oh.shape[0], *self._data_shape()), generator=generator)
+        steps, guidance = self.sampling_settings()
+        x = self._denoise(x, mask_oh, self._classes(vendor, group), steps, guidance)
+        return self.from_data(x)
+
+    def sampling_settings(self) -> tuple[int, float]:
+        """Sampler steps and guidance scale: the run's ``sample.*`` settings, else the family default."""
+        steps = self.sampling.get("steps") or self.default_steps
+        guidance = self.sampling.get("guidance")
+        return int(steps), float(self.options["guidance_scale"] if guidance is None else guidance)
+
+    @torch.no_grad()
+    def sdedit(self, reference: np.ndarray, masks: np.ndarray, *, strength: float, vendor=None, group=None, seed: int = 0,
+               batch_size: int = 32) -> np.ndarray:
+        """Restyle ``reference`` images (SDEdit): noise to ``strength`` in (0, 1], denoise under their masks."""
+        if not 0 < strength <= 1:
+            raise UserError(f"SDEdit strength must be in (0, 1], got {strength}")
+        if self.nets is None:
+            raise UserError(f"generator '{self.name}' has not been fitted or loaded")
+        check_masks(masks, self.shape, self.name)
+        v, g = self.vocab.encode(vendor, group, len(reference))
+        gen = torch.Generator().manual_seed(int(seed))
+        self.nets.eval()
+        out = np.empty_like(reference, dtype=np.float32)
+        steps, guidance = self.sampling_settings()
+        for lo in range(0, len(reference), batch_size):
+            hi = min(lo + batch_size, len(reference))
+            x0 = self.to_data(torch.from_numpy(np.ascontiguousarray(reference[lo:hi], np.float32)).unsqueeze(1))
+            noise = torch.randn(x0.shape, generator=gen)
+            if self.objective == "velocity":
+                xt = (1 - strength) * x0 + strength * noise
+            else:
+                t = torch.full((x0.shape[0],), int(round(strength * (T_TRAIN - 1))), dtype=torch.long)
+                xt = self.scheduler.add_noise(x0, noise, t)
+            x = self._denoise(xt, one_hot(torch.from_numpy(masks[lo:hi])), self._classes(v[lo:hi], g[lo:hi]),
+                              steps, guidance, start=strength)
+            out[lo:hi] = self.from_data(x)[:, 0].numpy()
+        return out
+
+    # ------------------------------------------------------------------ white-box score
+    @torch.no_grad()
+    def score(self, images: np.ndarray, masks: np.ndarray | None = None, *, seed: int = 0, timestep: int = 100,
+              repeats: int = 4, vendor=None, group=None) -> np.ndarray:
+        """Negative denoising loss at ``timestep`` (0..999), averaged over ``repeats`` noise draws."""
+        if self.nets is None:
+            raise UserError(f"generator '{self.name}' has not been fitted or loaded")
+        if masks is None:
+            masks = np.zeros(images.shape, np.uint8)  # unconditional (null mask)
+            mask_oh_fn = lambda m: torch.zeros((len(m), N_LABELS, *self.shape))  # noqa: E731
+        else:
+            check_masks(masks, self.shape, self.name)
+            mask_oh_fn = lambda m: one_hot(torch.from_numpy(m))  # noqa: E731
+        v, g = self.vocab.encode(vendor, group, len(images))
+        gen = torch.Generator().manual_seed(int(seed))
+        self.nets.eval()
+        out = np.zeros(len(images))
+        for lo in range(0, len(images), 64):
+            hi = min(lo + 64, len(images))
+            x0 = self.to_data(torch.from_numpy(np.ascontiguousarray(images[lo:hi], np.float32)).unsqueeze(1))
+            m = mask_oh_fn(masks[lo:hi])
+            cls = self._classes(v[lo:hi], g[lo:hi])
+            total = torch.zeros(hi - lo)
+            for _ in range(repeats):
+                noise = torch.randn(x0.shape, generator=gen)
+                if self.objective == "velocity":
+                    t = torch.full((hi - lo,), float(timestep))
+                    xt = self.scheduler.add_noise(x0, noise, t)
+                    target = x0 - noise
+                else:
+                    t = torch.full((hi - lo,), int(timestep), dtype=torch.long)
+                    xt = self.scheduler.add_noise(x0, noise, t)
+                    target = noise
+                pred = self.nets["unet"](xt, t, m, cls)
+                total += ((pred - target) ** 2).mean(dim=(1, 2, 3))
+            out[lo:hi] = -(total / repeats).numpy()
+        return out
+
+    # ------------------------------------------------------------------ io (the autoencoder travels along)
+    def save(self, directory) -> None:
+        super().save(directory)
+        if self.latent:
+            self.ae.save(Path(directory) / "autoencoder")
+
+    @classmethod
+    def load(cls, directory):
+        g = super().load(directory)
+        if cls.latent:
+            g.ae = LatentAutoencoder.load(Path(directory) / "autoencoder")
+        return g
+
+
+_COMMON: dict[str, Any] = {
+    "num_res_blocks": 1,
+    "norm_groups": 16,
+    "attention": False,
+    "lr": 2e-4,
+    "p_uncond": 0.1,
+    "schedule": "scaled_linear_beta",
+    "guidance_scale": 1.5,
+}
+
+
+class DDPMGenerator(DiffusionFamily):
+    name = "ddpm"
+    family = "diffusion"
+    description = "pixel-space mask-conditioned diffusion (DDPM training, DDIM sampling, classifier-free guidance)"
+    objective = "eps"
+    latent = False
+    defaults: ClassVar[Mapping[str, Any]] = {**_COMMON, "channels": [32, 64, 64], "ae": {}}
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "smoke": {"generator_options.channels": [16, 16], "generator_options.norm_groups": 8},
+        "quick": {"data.size": 96, "data.target_spacing": 2.0, "train.steps": 1200, "train.batch_size": 16},
+        "full": {"train.steps": 30000, "train.batch_size": 64, "generator_options.channels": [64, 128, 256],
+                 "generator_options.attention": True, "sample.sampler_steps": 50},
+    }
+
+
+class LDMGenerator(DiffusionFamily):
+    name = "ldm"
+    family = "diffusion"
+    description = "autoencoder-KL + mask-conditioned latent diffusion (DDIM sampling, classifier-free guidance)"
+    objective = "eps"
+    latent = True
+    defaults: ClassVar[Mapping[str, Any]] = {**_COMMON, "channels": [64, 128, 128], "norm_groups": 32, "ae": {}}
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "smoke": {"generator_options.channels": [16, 16], "generator_options.norm_groups": 8,
+                  "generator_options.ae": {"channels": [8, 8], "norm_groups": 4, "steps": 10, "batch_size": 8}},
+        "quick": {"train.steps": 3000, "train.batch_size": 32, "generator_options.ae": {"steps": 1000}},
+        "full": {"train.steps": 40000, "train.batch_size": 256, "generator_options.channels": [128, 256, 256],
+                 "generator_options.attention": True, "sample.sampler_steps": 50,
+                 "generator_options.ae": {"channels": [32, 64, 128], "steps": 20000, "batch_size": 64}},
+    }
+
+
+class FlowGenerator(DiffusionFamily):
+    name = "flow"
+    family = "flow"
+    description = "rectified flow / flow matching in the LDM latent space, few-step Euler sampling"
+    objective = "velocity"
+    latent = True
+    default_steps = 8
+    defaults: ClassVar[Mapping[str, Any]] = {**_COMMON, "channels": [64, 128, 128], "norm_groups": 32, "ae": {}}
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        name: {**p, "sample.sampler_steps": 8 if name != "smoke" else 4} for name, p in LDMGenerator.presets.items()
+    }
