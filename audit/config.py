@@ -167,6 +167,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sample.batch_size": 16,
         "audit.max_images": 16,
         "audit.bootstrap": 50,
+        "audit.judge_precision": "fp32",  # no one-off int8 quantisation in seconds-long runs
     },
     "quick": {},
     "full": {

@@ -141,8 +141,70 @@ def load_sample(ctx: RunContext) -> None:
     ctx.artefacts["samples"] = SampleSet.load(ctx.run_dir.path / "samples.npz")
 
 
+# --------------------------------------------------------------------------- anatomy
+
+
+def _audit_subset(ctx: RunContext, n: int) -> np.ndarray:
+    """Indices of at most ``audit.max_images`` samples (seeded), the judge being the bottleneck."""
+    k = min(n, ctx.cfg.audit.max_images)
+    return np.sort(np.random.default_rng([ctx.cfg.seed, 2]).choice(n, k, replace=False))
+
+
+def run_anatomy(ctx: RunContext) -> dict[str, Any]:
+    """Judge segmentation of the samples vs their conditioning masks (Dice, HD95 in mm)."""
+    from audit.anatomy.agreement import per_image, summarise
+    from audit.results import unavailable
+    from cohorts.judge import Judge, JudgeUnavailable
+
+    samples: SampleSet = ctx.artefacts["samples"]
+    section: dict[str, Any] = {}
+    if not ctx.cfg.audit.anatomy:
+        section["judge_agreement"] = unavailable("anatomy audit switched off (audit.anatomy=false)")
+    elif samples.masks is None:
+        section["judge_agreement"] = unavailable("the sample set has no conditioning masks (black-box set without masks)")
+    elif samples.is_cine:
+        section["judge_agreement"] = unavailable("cine sample sets are audited per frame by the cine audit (not built yet)")
+    else:
+        try:
+            judge = Judge(precision=ctx.cfg.audit.judge_precision)
+        except JudgeUnavailable as exc:
+            section["judge_agreement"] = unavailable(str(exc))
+        else:
+            idx = _audit_subset(ctx, len(samples))
+            pred = judge.segment(samples.images[idx], spacing=tuple(samples.spacing))
+            table = per_image(pred, samples.masks[idx], samples.spacing)
+            subjects = samples.subject_ids[idx] if samples.subject_ids is not None else idx.astype(str)
+            table.insert(0, "sample_index", idx)
+            table.insert(1, "subject_id", subjects)
+            from audit.atomic import atomic_write_text
+
+            atomic_write_text(ctx.run_dir.path / "anatomy_per_sample.csv", table.to_csv(index=False))
+            section["judge_agreement"] = summarise(table, np.asarray(subjects), n_boot=ctx.cfg.audit.bootstrap,
+                                                   seed=ctx.cfg.seed, judge=f"{judge.precision}")
+    _store_section(ctx, "anatomy", section)
+    return {"audited_images": int(len(_audit_subset(ctx, len(samples))))}
+
+
+def _section_path(ctx: RunContext, name: str):
+    return ctx.run_dir.path / "sections" / f"{name}.json"
+
+
+def _store_section(ctx: RunContext, name: str, section: dict[str, Any]) -> None:
+    """Keep an audit's results section on disk so a resumed run reuses it."""
+    atomic_write_json(_section_path(ctx, name), section)
+    ctx.artefacts[f"results.{name}"] = section
+
+
+def _section_loader(name: str):
+    def load(ctx: RunContext) -> None:
+        ctx.artefacts[f"results.{name}"] = json.loads(_section_path(ctx, name).read_text("utf-8"))
+
+    return load
+
+
 PIPELINE: list[Stage] = [
     Stage("cohort", run_cohort, load_cohort),
     Stage("fit", run_fit, load_fit),
     Stage("sample", run_sample, load_sample),
+    Stage("anatomy", run_anatomy, _section_loader("anatomy")),
 ]
