@@ -263,12 +263,13 @@ def _sample_params(rng: np.random.Generator, vendor: str, group: str, ov: dict[s
     p["pm_r"] = u(3.5, 5.0) * (1.25 if group == "HCM" else 1.0)
     p["pm_off"] = (u(-0.25, 0.25), u(-0.25, 0.25))
     p["trab"] = (int(rng.integers(9, 16)), u(0, 2 * math.pi), u(0.35, 0.7))
-    p["rv_width_k"] = u(0.45, 0.6) * (p["rv_ratio"] ** 0.9)  # x (R + wall), set in _solve_r_c
+    p["rv_width_k"] = u(0.5, 0.65) * (p["rv_ratio"] ** 0.9)  # x (R + wall), set in _solve_r_c
     p["rv_beta"] = u(0.95, 1.1) * (1.0 + 0.18 * (p["rv_ratio"] - 1.0))
     # RV free wall + pericardium appear as a 4-6 mm dark band between the RV blood and the
     # epicardial fat (wall ~3-5 mm, Kawel-Boehm 2015); the judge relies on that band.
     p["rv_wall"] = u(4.0, 5.5) + (0.8 if group == "RV" else 0.0)
     p["rv_end"] = u(0.82, 0.95)
+    p["rv_ant"] = u(0.05, 0.18)
     p["fat"] = (u(0.5, 1.5), u(3.0, 8.0), u(1.5, 4.0))  # base, groove, RV free-wall extra
     p["noise_scale"] = float(ov.get("noise_scale", 1.0))
     return p
@@ -309,13 +310,17 @@ def _background(p: dict, tis: _Tissues, rng: np.random.Generator, H: int, W: int
     rot = p["rot_body"]
     cr, sr = math.cos(rot), math.sin(rot)
     ax, ay = u(150.0, 195.0), u(105.0, 135.0)
-    bx, by = hc[0] - u(10.0, 35.0), hc[1] + ay - u(70.0, 95.0)  # heart sits anteriorly
+    f_sc = u(6.0, 22.0)
+    m_w = u(8.0, 16.0)
+    # the heart sits just behind the anterior chest wall, separated by a little lung / fat:
+    # anterior extent of the RV horn above the LV centre (see _render_heart) plus a gap
+    ant = re_ed * (0.8 + 0.55 * p["rv_beta"]) + p["rv_wall"] + 4.0
+    bx = hc[0] - u(10.0, 35.0)
+    by = hc[1] - ant - u(3.0, 15.0) - f_sc - m_w + ay
     Xb, Yb = X - bx, Y - by
     Ub, Vb = cr * Xb + sr * Yb, -sr * Xb + cr * Yb
     qb = np.sqrt((Ub / ax) ** 2 + (Vb / ay) ** 2)
     depth = (1.0 - qb) * ay  # approximate depth below the skin
-    f_sc = u(6.0, 22.0)
-    m_w = u(8.0, 16.0)
     spine = (bx + u(-15.0, 5.0), by + ay - u(50.0, 62.0))
     aorta = (spine[0] + u(18.0, 30.0), spine[1] - u(24.0, 34.0))
     aorta_r = u(9.0, 13.0)
@@ -378,8 +383,8 @@ def _background(p: dict, tis: _Tissues, rng: np.random.Generator, H: int, W: int
 
 
 def _render_heart(p: dict, tis: _Tissues, phi: np.ndarray, rng: np.random.Generator,
-                  centres: np.ndarray, half: int, bg_patches: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Draw the heart into per-slice patches; returns images (Z,T,h,w), masks and volumes."""
+                  centres: np.ndarray, half: int, bg_patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the heart into per-slice patches; returns clean images and masks, (Z, T, h, w)."""
     px = p["pixel_mm"]
     n, T = p["n_slices"], len(phi)
     L, descent, P = p["L"], p["descent"], p["p"]
@@ -440,14 +445,20 @@ def _render_heart(p: dict, tis: _Tissues, phi: np.ndarray, rng: np.random.Genera
         V = -X * st_ + Y * ct
         grv = _g(s / p["rv_end"], 3.2).astype(np.float32)
         c_rv = p["c_rv"]
-        W = p["rv_width"] * grv * (1.0 - 0.75 * c_rv * phi3)
+        W = p["rv_width"] * grv * (1.0 - 0.6 * c_rv * phi3)
         a = (Re * 1.3 + W) / 2.0
         d = (Re * 0.7 + W) / 2.0
-        b = Re * (0.8 + 0.55 * p["rv_beta"] * np.clip(W / p["rv_width"], 0, 1.5)) * (1.0 - 0.25 * c_rv * phi3)
-        qn = np.sqrt(((U - d) / a) ** 2 + (V / b) ** 2)
+        # horn span: from the LV size with a normal (8 mm) wall, so a hypertrophied septum
+        # bulges into a normal-sized RV instead of inflating it
+        Re_n = R * ge * sh_rv * (1.0 - c0 * k_rv * phi3) + 8.0 * ge_epi
+        b = (0.6 * Re + 0.4 * Re_n) * (0.8 + 0.55 * p["rv_beta"] * np.clip(W / p["rv_width"], 0, 1.5)) \
+            * (1.0 - 0.25 * c_rv * phi3)
+        # the crescent is fuller anteriorly (V > 0 is anterior for an RV to the left)
+        Va = V - p["rv_ant"] * b
+        qn = np.sqrt(((U - d) / a) ** 2 + (Va / b) ** 2)
         rv_in = (1.0 - qn) * np.sqrt(a * b)
         rw = p["rv_wall"] * (grv > 0.05)
-        qo = np.sqrt(((U - d) / (a + rw)) ** 2 + (V / (b + rw)) ** 2)
+        qo = np.sqrt(((U - d) / (a + rw)) ** 2 + (Va / (b + rw)) ** 2)
         rvw_in = (1.0 - qo) * np.sqrt((a + rw) * (b + rw))
 
         # epicardial fat: thick in the interventricular grooves, thin elsewhere
@@ -456,15 +467,20 @@ def _render_heart(p: dict, tis: _Tissues, phi: np.ndarray, rng: np.random.Genera
         fat_in = np.maximum(r_epi + f_lv - r, rvw_in + fat0 + fat_free * (U > 0))
         fat_in = fat_in * (ge_epi > 0.02) + (ge_epi <= 0.02) * (r_epi + fat0 - r)
 
+        # slow in-flow heterogeneity of the blood pools, mild texture of the myocardium
+        tex = _smooth_noise(rng, X.shape, 5.0 / px)
+        blood_v = tis.blood * (1.0 + 0.035 * tex)
+        rvb_v = tis.rv_blood * (1.0 + 0.035 * tex)
+        myo_v = tis.myo * (1.0 + 0.05 * _smooth_noise(rng, X.shape, 1.5 / px))
         img = bg_patches[k][None].repeat(T, axis=0)
         img = _paint(img, _alpha(fat_in, px), tis.fat)
         img = _paint(img, _alpha(rvw_in, px), tis.myo)
         a_epi = _alpha(r_epi - r, px)
-        img = _paint(img, a_epi, tis.myo)
+        img = _paint(img, a_epi, myo_v)
         a_rv = _alpha(rv_in, px) * (1.0 - a_epi)
-        img = _paint(img, a_rv, tis.rv_blood)
+        img = _paint(img, a_rv, rvb_v)
         a_endo = _alpha(r_endo - r, px)
-        img = _paint(img, a_endo, tis.blood)
+        img = _paint(img, a_endo, blood_v)
         # trabeculation: dark radial strands in a thin band inside the endocardium
         band = np.clip(1.0 - (r_endo - r) / 2.5, 0.0, 1.0) * a_endo
         patt = (0.5 + 0.5 * np.cos(n_tr * th + ph_tr + 0.9 * np.sin(3 * th))) ** 3
@@ -483,12 +499,16 @@ def _render_heart(p: dict, tis: _Tissues, phi: np.ndarray, rng: np.random.Genera
         m[(rv_in > 0) & (r >= r_epi)] = 1
         m[r < r_epi] = 2
         m[r < r_endo] = 3
+        # no RV label for a sliver of a few pixels (where the crescent ends)
+        rv_px = (m == 1).sum(axis=(1, 2))
+        for t in np.nonzero((rv_px > 0) & (rv_px * px * px < 25.0))[0]:
+            m[t][m[t] == 1] = 0
         above = np.nonzero(s[:, 0, 0] < 0)[0]
         if above.size:  # the base has descended below this slice: atria, no labels
             img[above] = _render_atria(bg_patches[k], X, Y, R, th_rv, p, tis, U, V, above.size)
             m[above] = 0
         imgs[k] = img
-    return imgs, masks, {}
+    return imgs, masks
 
 
 def _render_atria(bg: np.ndarray, X: np.ndarray, Y: np.ndarray, R: float, th_rv: float, p: dict,
@@ -548,7 +568,7 @@ def _solve_r_c(p: dict) -> None:
     disc = B * B - C * (A - Q)
     c0 = (B - math.sqrt(max(disc, 0.0))) / C
     p["c0"] = float(np.clip(c0, 0.0, 0.75))
-    p["rv_width"] = float(p["rv_width_k"] * (p["R"] + p["wall"]))
+    p["rv_width"] = float(p["rv_width_k"] * (p["R"] + 8.0))  # scales with the LV cavity, not its wall
     # RV: crude inversion of the RVEF (crescent area ~ width^1.5 x shortening)
     lr = (L - descent) / L
     p["c_rv"] = float(np.clip(1.0 - ((1.0 - p["rv_ef_target"] / 100.0) / lr) ** (1 / 1.5), 0.05, 0.8))
@@ -651,14 +671,14 @@ def generate_subject(subject_id: str, seed: int, vendor: str = "A", group: str =
                         centres[:, 1] - (ci - pad - (H - 1) / 2.0) * px], axis=1)
     win = [(slice(ci[k] - half, ci[k] + half + 1), slice(cj[k] - half, cj[k] + half + 1)) for k in range(n)]
     bg_patches = np.stack([bgp[k][win[k]] for k in range(n)])
-    heart, hmask, _ = _render_heart(p, tis, phi, rng, cen_rel, half, bg_patches)
+    heart, hmask = _render_heart(p, tis, phi, rng, cen_rel, half, bg_patches)
 
     # image formation on the clean images: coil field, PSF, gamma and scaling are applied to
     # the static background once per slice and to the (small) heart patches per frame;
     # then Rician noise on the assembled cine.
     bias = np.pad(_bias_field(rng, H, W, style.bias), pad, mode="edge")
 
-    def form(x: np.ndarray, spatial: int) -> np.ndarray:
+    def form(x: np.ndarray) -> np.ndarray:
         x = ndimage.gaussian_filter(x, (0,) * (x.ndim - 2) + (sig, sig), mode="nearest")
         np.clip(x, 0.0, None, out=x)
         if style.gamma != 1.0:
@@ -666,8 +686,8 @@ def generate_subject(subject_id: str, seed: int, vendor: str = "A", group: str =
         x *= style.scale
         return x
 
-    bgf = form(bgp * bias[None], 2)
-    heart = form(heart * np.stack([bias[w] for w in win])[:, None], 2)
+    bgf = form(bgp * bias[None])
+    heart = form(heart * np.stack([bias[w] for w in win])[:, None])
     full = np.empty((n, T, H + 2 * pad, W + 2 * pad), np.float32)
     full[:] = bgf[:, None]
     mfull = np.zeros(full.shape, np.uint8)
