@@ -489,6 +489,8 @@ def _render_heart(p: dict, tis: _Tissues, phi: np.ndarray, rng: np.random.Genera
         pm_fade = np.clip(np.minimum((s - 0.18) / 0.12, (0.88 - s) / 0.12), 0.0, 1.0)
         for tpm, (dx, dy) in ((th_lat - 0.9, (0, 0)), (th_lat + 1.75, p["pm_off"])):
             rr = p["pm_r"] * pm_fade * (1.0 + 0.25 * phi3)
+            if not (rr > 0.5).any():
+                break
             sh = 1.0 + sum(a_s[i] * math.cos((i + 1) * tpm) + b_s[i] * math.sin((i + 1) * tpm) for i in range(3))
             dist = R * ge * sh * (1.0 - c0 * phi3) - rr * 0.85
             pxm = dist * math.cos(tpm) + dx * rr
@@ -688,18 +690,22 @@ def generate_subject(subject_id: str, seed: int, vendor: str = "A", group: str =
 
     bgf = form(bgp * bias[None])
     heart = form(heart * np.stack([bias[w] for w in win])[:, None])
-    full = np.empty((n, T, H + 2 * pad, W + 2 * pad), np.float32)
-    full[:] = bgf[:, None]
-    mfull = np.zeros(full.shape, np.uint8)
-    inner = slice(trim, 2 * half + 1 - trim)
+    # assemble directly in nibabel order (H, W, Z, T): background, then the heart patches
+    # (inner part, where their blur is exact), clipped to the image
+    full = np.empty((H, W, n, T), np.float32)
+    full[:] = np.transpose(bgf[:, pad:pad + H, pad:pad + W], (1, 2, 0))[..., None]
+    mask = np.zeros((H, W, n, T), np.uint8)
     for k in range(n):
         rs, cs = win[k]
-        rs_i = slice(rs.start + trim, rs.stop - trim)
-        cs_i = slice(cs.start + trim, cs.stop - trim)
-        full[k, :, rs_i, cs_i] = heart[k][:, inner, inner]
-        mfull[k, :, rs, cs] = hmask[k]
-    full = full[:, :, pad:pad + H, pad:pad + W]
-    mask = mfull[:, :, pad:pad + H, pad:pad + W]
+        r0, r1 = rs.start + trim - pad, rs.stop - trim - pad
+        c0, c1 = cs.start + trim - pad, cs.stop - trim - pad
+        rr0, rr1, cc0, cc1 = max(r0, 0), min(r1, H), max(c0, 0), min(c1, W)
+        if rr0 >= rr1 or cc0 >= cc1:
+            continue
+        pr = slice(trim + rr0 - r0, trim + rr1 - r0)
+        pc = slice(trim + cc0 - c0, trim + cc1 - c0)
+        full[rr0:rr1, cc0:cc1, k, :] = np.transpose(heart[k][:, pr, pc], (1, 2, 0))
+        mask[rr0:rr1, cc0:cc1, k, :] = np.transpose(hmask[k][:, pr, pc], (1, 2, 0))
 
     ns = style.noise * p["noise_scale"] * style.scale * (style.blood ** style.gamma)
     if ns > 0:  # Rician: magnitude of signal plus complex Gaussian noise
@@ -713,13 +719,11 @@ def generate_subject(subject_id: str, seed: int, vendor: str = "A", group: str =
         n1 += n2
         del n2
         full = np.sqrt(n1, out=n1)
-    else:
-        full = np.ascontiguousarray(full)
     np.rint(full, out=full)
     np.clip(full, 0, 32767, out=full)
 
-    image = _to_nifti_order(np.transpose(full, (2, 3, 0, 1)))
-    mask_n = _to_nifti_order(np.transpose(mask, (2, 3, 0, 1)))
+    image = _to_nifti_order(full)
+    mask_n = _to_nifti_order(mask)
     spacing = (float(px), float(px), float(p["slice_mm"]))
     info = _ground_truth(p, mask_n, spacing, T, es, vendor, group)
     return PhantomSubject(subject_id=str(subject_id), image=image, mask=mask_n, spacing=spacing,
@@ -731,7 +735,8 @@ def _ground_truth(p: dict, mask: np.ndarray, spacing: tuple[float, float, float]
                   vendor: str, group: str) -> dict[str, Any]:
     """Clinical indices from the masks: volume = voxel count x voxel volume."""
     vox_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
-    counts = np.stack([np.bincount(mask[:, :, :, t].ravel(), minlength=4)[1:4] for t in range(T)], axis=1)
+    m2 = mask.reshape(-1, T)
+    counts = np.stack([(m2 == lab).sum(axis=0) for lab in (1, 2, 3)])  # (3, T)
     vol = counts * vox_ml
     edv, esv = float(vol[2, 0]), float(vol[2, es])
     rv_edv, rv_esv = float(vol[0, 0]), float(vol[0, es])
