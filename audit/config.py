@@ -130,6 +130,8 @@ class AuditConfig:
     """Cap on real images per split that enter the audits (the judge is the bottleneck)."""
     bootstrap: int = 1000
     judge_precision: str = "int8"
+    sdedit_images: int = 32
+    """Reference images restyled with SDEdit at strengths 0.3/0.5/0.7 (diffusion/flow only; 0 = off)."""
     include_real_images: bool = False
     """Embed real patient images in the report (opt-in; adds a banner)."""
 
@@ -168,6 +170,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "audit.max_images": 16,
         "audit.bootstrap": 50,
         "audit.judge_precision": "fp32",  # no one-off int8 quantisation in seconds-long runs
+        "audit.sdedit_images": 4,
     },
     "quick": {},
     "full": {

@@ -181,8 +181,38 @@ def run_anatomy(ctx: RunContext) -> dict[str, Any]:
             atomic_write_text(ctx.run_dir.path / "anatomy_per_sample.csv", table.to_csv(index=False))
             section["judge_agreement"] = summarise(table, np.asarray(subjects), n_boot=ctx.cfg.audit.bootstrap,
                                                    seed=ctx.cfg.seed, judge=f"{judge.precision}")
+            generator = ctx.artefacts.get("generator")
+            if hasattr(generator, "sdedit") and ctx.cfg.audit.sdedit_images > 0:
+                section["sdedit"] = _sdedit_agreement(ctx, generator, judge)
     _store_section(ctx, "anatomy", section)
     return {"audited_images": int(len(_audit_subset(ctx, len(samples))))}
+
+
+SDEDIT_STRENGTHS = (0.3, 0.5, 0.7)
+
+
+def _sdedit_agreement(ctx: RunContext, generator, judge) -> dict[str, Any]:
+    """Seed 000's use: restyle reference-split images towards another vendor with SDEdit and
+    check that the judge still finds the reference's anatomy (judge Dice vs the reference mask)."""
+    from audit.anatomy.agreement import per_image, summarise
+
+    pool = _slices(ctx, ctx.cfg.sample.condition_split)
+    pool = pool.subset(np.flatnonzero(pool.labelled))
+    k = min(ctx.cfg.audit.sdedit_images, len(pool))
+    idx = np.sort(np.random.default_rng([ctx.cfg.seed, 3]).choice(len(pool), k, replace=False))
+    ref = pool.subset(idx)
+    vendors = list(generator.vocab.vendors)
+    target = np.array([vendors[(vendors.index(v) + 1) % len(vendors)] if v in vendors else vendors[0] for v in ref.vendor])
+    sc = ctx.cfg.sample
+    generator.sampling = {"steps": sc.sampler_steps, "guidance": sc.guidance_scale}
+    out: dict[str, Any] = {}
+    for s in SDEDIT_STRENGTHS:
+        restyled = generator.sdedit(ref.images, ref.masks, strength=s, vendor=target, group=ref.group, seed=ctx.cfg.seed)
+        table = per_image(judge.segment(restyled, spacing=tuple(ref.spacing)), ref.masks, ref.spacing)
+        summary = summarise(table, ref.subject_ids, n_boot=ctx.cfg.audit.bootstrap, seed=ctx.cfg.seed,
+                            judge=f"{judge.precision}; SDEdit strength {s} towards the next vendor")
+        out[f"strength_{s}"] = {"dice": summary["dice"]}
+    return out
 
 
 def _section_path(ctx: RunContext, name: str):

@@ -16,6 +16,8 @@ Conventions (stated in results as ``method``):
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import torch
@@ -42,7 +44,10 @@ def per_image(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float] | 
     for lo in range(0, len(pred), batch):
         p, r = _one_hot(pred[lo:lo + batch]), _one_hot(ref[lo:lo + batch])
         dice.append(compute_dice(p, r, include_background=False, ignore_empty=True).numpy())
-        h = compute_hausdorff_distance(p, r, include_background=False, percentile=95, spacing=spacing).numpy()
+        with warnings.catch_warnings():  # empty structures are expected and handled below
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)  # MONAI 1.5+ deprecation inside its own helper
+            h = compute_hausdorff_distance(p, r, include_background=False, percentile=95, spacing=spacing).numpy()
         p_empty = p[:, 1:].sum(dim=(2, 3)).numpy() == 0
         r_empty = r[:, 1:].sum(dim=(2, 3)).numpy() == 0
         h = np.where(p_empty | r_empty | ~np.isfinite(h), np.nan, h)
