@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from audit.atomic import atomic_write_text
 from audit.errors import UserError
 from audit.paths import cache_dir
 
@@ -34,7 +35,7 @@ def phantom_dir(n_subjects: int, seed: int, layout: str = "acdc") -> Path:
     try:
         log.info("generating the phantom (%d subjects, seed %d, %s layout) into the cache", n_subjects, seed, layout)
         phantom.write_dataset(staging, n_subjects=n_subjects, seed=seed, layout=layout)
-        (staging / ".complete").write_text("ok\n")
+        atomic_write_text(staging / ".complete", "ok\n")
         if final.exists():
             shutil.rmtree(final)
         staging.rename(final)
