@@ -25,6 +25,7 @@ interval in ms. Every file goes through :mod:`audit.atomic`.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import os
@@ -38,8 +39,8 @@ from tqdm import tqdm
 from audit.atomic import atomic_open, atomic_write_json, atomic_write_text
 from audit.errors import UserError
 
-from .generator import PhantomSubject, generate_subject
-from .params import VENDOR_STYLES, normalise_group, normalise_vendor
+from .generator import ORIENTATION, PhantomSubject, generate_subject
+from .params import GROUP_RANGES, VENDOR_STYLES, normalise_group, normalise_vendor
 
 __all__ = ["write_dataset", "subject_plan", "PHANTOM_VERSION", "ACDC_TO_MNMS", "save_nifti"]
 
@@ -222,6 +223,13 @@ def write_dataset(out_dir: str | os.PathLike, n_subjects: int, seed: int, layout
         "groups": list(gs),
         "labels": ({"1": "RV", "2": "MYO", "3": "LV"} if lay == "acdc" else {"1": "LV", "2": "MYO", "3": "RV"}),
         "image_dtype": "int16",
+        "parameters": {
+            "vendor_styles": {v: dataclasses.asdict(VENDOR_STYLES[v]) for v in vs},
+            "group_ranges": {g: dataclasses.asdict(GROUP_RANGES[g]) for g in gs},
+            "orientation": dict(ORIENTATION),
+            "ed_frame": 0,
+            "es_fraction_of_cycle": [0.35, 0.40],
+        },
         "volume_convention": "voxel count x voxel volume, masks of the ED / ES frames",
         "subjects": records,
     }
