@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from audit.errors import UserError
 from audit.paths import cache_dir
 
-from .calibration import LabelledSlices, calibration_inputs
+from .calibration import LabelledSlices, calibration_inputs, phantom_slices
 from .fetch import fetch_judge, sha256_file, JUDGE_SHA256
 from .graph import FEATURE_OUTPUT, build_int8, int8_cache_key, prepared_fp32_bytes
 from .preprocess import DEFAULT_FOV, FovMode, check_spacing, from_network, prepare_batch
@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "int8"]
 #: Identity of the default calibration data (phantom ED/ES slices); part of the int8 cache key.
-DEFAULT_CALIBRATION_ID = "phantom:v1:subjects=10:seed=1234:max=96:fov=" + DEFAULT_FOV
+_CAL_SUBJECTS, _CAL_SEED, _CAL_MAX = 10, 1234, 64
+DEFAULT_CALIBRATION_ID = f"phantom:v1:subjects={_CAL_SUBJECTS}:seed={_CAL_SEED}:max={_CAL_MAX}:fov={DEFAULT_FOV}"
 _PROGRESS_MIN = 16
 
 
@@ -73,7 +74,7 @@ class Judge:
 
     Parameters
     ----------
-    precision: ``"fp32"`` (the reference) or ``"int8"`` (static quantisation, about 2x faster
+    precision: ``"fp32"`` (the reference) or ``"int8"`` (static quantisation of the padded graph,
         on AVX-512-VNNI CPUs with Dice within 0.01 of fp32 on the phantom; see BENCHMARKS.md).
     threads: ONNX Runtime intra-op threads; default all available cores.
     fov: field-of-view policy of the preprocessing (``"acdc"`` or ``"square"``).
@@ -112,7 +113,8 @@ class Judge:
             cid = calibration_id or DEFAULT_CALIBRATION_ID
             self.model_path = int8_model_path(JUDGE_SHA256, cid)
             if not self.model_path.is_file():
-                build_int8(fp32, self.model_path, lambda: calibration_inputs(calibration, fov=fov))
+                source = calibration or (lambda: phantom_slices(n_subjects=_CAL_SUBJECTS, seed=_CAL_SEED))
+                build_int8(fp32, self.model_path, lambda: calibration_inputs(source, max_slices=_CAL_MAX, fov=fov))
             self._session = self._make_session(str(self.model_path))
         else:
             self.model_path = fp32
