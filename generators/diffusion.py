@@ -288,10 +288,10 @@ class DDPMGenerator(DiffusionFamily):
     description = "pixel-space mask-conditioned diffusion (DDPM training, DDIM sampling, classifier-free guidance)"
     objective = "eps"
     latent = False
-    defaults: ClassVar[Mapping[str, Any]] = {**_COMMON, "channels": [32, 64, 64], "ae": {}}
+    defaults: ClassVar[Mapping[str, Any]] = {**_COMMON, "channels": [16, 32, 64], "norm_groups": 8, "ae": {}}
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"generator_options.channels": [16, 16], "generator_options.norm_groups": 8},
-        "quick": {"data.size": 96, "data.target_spacing": 2.0, "train.steps": 1200, "train.batch_size": 16},
+        "quick": {"data.size": 96, "data.target_spacing": 2.0, "train.steps": 1500, "train.batch_size": 16},
         "full": {"train.steps": 30000, "train.batch_size": 64, "generator_options.channels": [64, 128, 256],
                  "generator_options.attention": True, "sample.sampler_steps": 50},
     }
@@ -307,7 +307,9 @@ class LDMGenerator(DiffusionFamily):
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"generator_options.channels": [16, 16], "generator_options.norm_groups": 8,
                   "generator_options.ae": {"channels": [8, 8], "norm_groups": 4, "steps": 10, "batch_size": 8}},
-        "quick": {"train.steps": 3000, "train.batch_size": 32, "generator_options.ae": {"steps": 1000}},
+        "quick": {"train.steps": 1200, "train.batch_size": 32, "generator_options.channels": [32, 64, 64],
+                  "generator_options.norm_groups": 16,
+                  "generator_options.ae": {"channels": [8, 16, 32], "norm_groups": 8, "steps": 600}},
         "full": {"train.steps": 40000, "train.batch_size": 256, "generator_options.channels": [128, 256, 256],
                  "generator_options.attention": True, "sample.sampler_steps": 50,
                  "generator_options.ae": {"channels": [32, 64, 128], "steps": 20000, "batch_size": 64}},

@@ -76,7 +76,7 @@ class ImageDecoder(nn.Module):
         x = self.inp(z)
         for block in self.blocks:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
-            x = block(x, cond, torch.zeros(1))
+            x = block(x, cond, None)
         return torch.sigmoid(self.out(F.leaky_relu(x, 0.2)))
 
 
@@ -86,9 +86,9 @@ class VAEGenerator(MaskConditioned2D):
     description = "conditional VAE with image (SPADE) and segmentation decoders, trained semi-supervised (seed 001)"
     uses_unlabelled = True
     defaults: ClassVar[Mapping[str, Any]] = {
-        "channels": [32, 64, 128, 128],
+        "channels": [16, 32, 64, 64],
         "z_channels": 8,
-        "spade_hidden": 32,
+        "spade_hidden": 16,
         "beta": 1e-3,
         "seg_weight": 0.1,
         "lr": 5e-4,
@@ -96,7 +96,7 @@ class VAEGenerator(MaskConditioned2D):
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"generator_options.channels": [8, 16], "generator_options.z_channels": 4,
                   "generator_options.spade_hidden": 8},
-        "quick": {"train.steps": 2500, "train.batch_size": 16},
+        "quick": {"train.steps": 3000, "train.batch_size": 16},
         "full": {"train.steps": 30000, "train.batch_size": 64, "generator_options.channels": [64, 128, 256, 256]},
     }
     ema_nets: ClassVar[tuple[str, ...]] = ("dec",)
