@@ -71,3 +71,27 @@ def test_bad_inputs(fp32):
         fp32.segment(np.zeros((0, 8, 8)))
     with pytest.raises(UserError, match="spacing"):
         fp32.segment(np.ones((8, 8)), (0.0, 1.0))
+
+
+def test_int8_features_track_fp32(fp32, int8, slices):
+    s = slices[1]
+    l32, f32 = fp32.segment_and_features(s.images[:3], s.spacing[0])
+    l8, f8 = int8.segment_and_features(s.images[:3], s.spacing[0])
+    assert f8.shape == f32.shape == (3, 288)
+    assert np.corrcoef(f32.ravel(), f8.ravel())[0, 1] > 0.99
+    assert (l32 == l8).mean() > 0.99
+
+
+def test_channel_padding_rewrite_is_exact(fp32):
+    import onnxruntime as ort
+
+    from cohorts.judge.graph import prepared_fp32_bytes
+
+    x = np.random.default_rng(0).random((1, 1, 256, 256), dtype=np.float32)
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    runs = [ort.InferenceSession(prepared_fp32_bytes(fp32.fp32_path, opset=o, rewrites=r), so,
+                                 providers=["CPUExecutionProvider"]).run(None, {"input": x})
+            for o, r in ((None, ()), (17, ("pad_growth_channels",)))]
+    for a, b in zip(*runs):
+        np.testing.assert_allclose(a, b, atol=1e-4)
