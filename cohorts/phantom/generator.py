@@ -12,6 +12,12 @@ Geometry (all in millimetres, per subject):
   conservation of myocardial volume per material slab (``r_epi^2 - r_endo^2`` grows by
   ``L_ed / L_t``), so the wall thickens at constant myocardial volume. ``phi`` is 0 at ED
   (frame 0), 1 at ES, with rapid filling, diastasis and atrial kick afterwards.
+* Slices are fixed in space (clinical planning): the first one sits just below the base's
+  end-systolic position, so every slice cuts the ventricles in every frame. Whole-heart
+  myocardial volume is conserved (tested with a fine stack covering the heart); within the
+  default stack the basal ring descends into the top slice during systole, so the stack's
+  myocardial volume is 10-25 % larger at ES than at ED (through-plane motion, as in real
+  cine stacks; ``info["myo_volume_ml"]`` lists it per frame).
 * The RV is an ellipse wrapped around the septum (the part outside the LV epicardium is the
   RV cavity), with a thin free wall; it ends before the LV apex.
 * Tissue context: body outline with subcutaneous fat and chest-wall muscle, lungs with
@@ -263,7 +269,7 @@ def _sample_params(rng: np.random.Generator, vendor: str, group: str, ov: dict[s
     p["pm_r"] = u(3.5, 5.0) * (1.25 if group == "HCM" else 1.0)
     p["pm_off"] = (u(-0.25, 0.25), u(-0.25, 0.25))
     p["trab"] = (int(rng.integers(9, 16)), u(0, 2 * math.pi), u(0.35, 0.7))
-    p["rv_width_k"] = u(0.5, 0.65) * (p["rv_ratio"] ** 0.9)  # x (R + wall), set in _solve_r_c
+    p["rv_width_k"] = u(0.5, 0.65) * (p["rv_ratio"] ** 0.9)  # x (R + 8 mm), set in _solve_r_c
     p["rv_beta"] = u(0.95, 1.1) * (1.0 + 0.18 * (p["rv_ratio"] - 1.0))
     # RV free wall + pericardium appear as a 4-6 mm dark band between the RV blood and the
     # epicardial fat (wall ~3-5 mm, Kawel-Boehm 2015); the judge relies on that band.
@@ -631,6 +637,11 @@ def _display_shape(nx: int, ny: int) -> tuple[int, int]:
 def generate_subject(subject_id: str, seed: int, vendor: str = "A", group: str = "NOR",
                      **overrides: Any) -> PhantomSubject:
     """Generate one cine short-axis subject (see the module docstring for the model).
+
+    ``info`` holds the clinical record (height_cm, weight_kg, bsa_m2), the ground truth
+    computed from the masks (edv_ml, esv_ml, ef_percent, rv_edv_ml, rv_esv_ml,
+    rv_ef_percent, lv_mass_g = ED myocardial volume x 1.05 g/ml, myo_volume_ml per frame;
+    volume = voxel count x voxel volume), the wall thickness parameters and the targets.
 
     ``seed`` fully determines the subject together with ``vendor``, ``group`` and
     ``overrides`` (names in :data:`OVERRIDES`). Raises :class:`UserError` for an unknown

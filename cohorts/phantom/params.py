@@ -77,7 +77,7 @@ GROUP_RANGES: dict[str, GroupRanges] = {
                        rv_ratio=(1.0, 1.2), rv_ef=(50.0, 62.0)),
     "DCM": GroupRanges(ef=(15.0, 35.0), edvi=(115.0, 160.0), wall=(5.5, 8.0),
                        rv_ratio=(0.8, 1.0), rv_ef=(35.0, 55.0)),
-    "HCM": GroupRanges(ef=(62.0, 78.0), edvi=(55.0, 80.0), wall=(11.0, 14.0),
+    "HCM": GroupRanges(ef=(62.0, 78.0), edvi=(55.0, 80.0), wall=(12.5, 15.0),
                        rv_ratio=(0.9, 1.1), rv_ef=(55.0, 68.0), septal_extra=(0.35, 0.7)),
     "MINF": GroupRanges(ef=(25.0, 38.0), edvi=(85.0, 120.0), wall=(7.0, 9.5),
                         rv_ratio=(0.85, 1.05), rv_ef=(40.0, 55.0), infarct=True),

@@ -87,7 +87,7 @@ def test_groups_in_literature_ranges(cohort):
         elif s.group == "DCM":
             assert ef < 40 and edvi > 100
         elif s.group == "HCM":
-            assert ef > 55 and i["max_wall_thickness_mm"] > 15
+            assert ef > 55 and i["max_wall_thickness_mm"] > 15 and i["lv_mass_g"] / bsa > 105
         elif s.group == "MINF":
             assert ef < 40
         elif s.group == "RV":
