@@ -24,9 +24,10 @@ PHANTOM = "phantom"
 
 def phantom_dir(n_subjects: int, seed: int, layout: str = "acdc") -> Path:
     """Directory of the cached phantom with these parameters, generating it if needed."""
+    from audit.logs import progress_disabled
     from cohorts import phantom
 
-    version = getattr(phantom, "__version__", "0")
+    version = phantom.PHANTOM_VERSION
     root = cache_dir("phantom")
     final = root / f"{layout}-n{n_subjects}-seed{seed}-v{version}"
     if (final / ".complete").is_file():
@@ -34,7 +35,7 @@ def phantom_dir(n_subjects: int, seed: int, layout: str = "acdc") -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     try:
         log.info("generating the phantom (%d subjects, seed %d, %s layout) into the cache", n_subjects, seed, layout)
-        phantom.write_dataset(staging, n_subjects=n_subjects, seed=seed, layout=layout)
+        phantom.write_dataset(staging, n_subjects=n_subjects, seed=seed, layout=layout, progress=not progress_disabled())
         atomic_write_text(staging / ".complete", "ok\n")
         if final.exists():
             shutil.rmtree(final)

@@ -22,6 +22,9 @@ from tqdm.auto import tqdm
 from audit.errors import UserError
 from audit.paths import cache_dir
 
+from audit.logs import progress_disabled
+from cohorts.phantom.writer import PHANTOM_VERSION
+
 from .calibration import LabelledSlices, calibration_inputs, phantom_slices
 from .fetch import fetch_judge, sha256_file, JUDGE_SHA256
 from .graph import FEATURE_OUTPUT, build_int8, int8_cache_key, prepared_fp32_bytes
@@ -34,7 +37,8 @@ log = logging.getLogger(__name__)
 Precision = Literal["fp32", "int8"]
 #: Identity of the default calibration data (phantom ED/ES slices); part of the int8 cache key.
 _CAL_SUBJECTS, _CAL_SEED, _CAL_MAX = 10, 1234, 64
-DEFAULT_CALIBRATION_ID = f"phantom:v1:subjects={_CAL_SUBJECTS}:seed={_CAL_SEED}:max={_CAL_MAX}:fov={DEFAULT_FOV}"
+# the phantom's version is part of it: a changed phantom must never reuse a stale int8 model
+DEFAULT_CALIBRATION_ID = f"phantom:{PHANTOM_VERSION}:subjects={_CAL_SUBJECTS}:seed={_CAL_SEED}:max={_CAL_MAX}:fov={DEFAULT_FOV}"
 _PROGRESS_MIN = 16
 
 
@@ -153,7 +157,7 @@ class Judge:
         feats = None
         names = ["output", FEATURE_OUTPUT] if features else ["output"]
         show = self.progress if self.progress is not None else n >= _PROGRESS_MIN
-        for i in tqdm(range(n), desc=f"judge {self.precision}", unit="slice", disable=not show, leave=False):
+        for i in tqdm(range(n), desc=f"judge {self.precision}", unit="slice", disable=not show or progress_disabled(), leave=False):
             x, geoms, nonempty = prepare_batch(arr[i : i + 1], sp, fov)
             if not nonempty[0] and not features:
                 continue  # all-zero slice: background, nothing to run
