@@ -1,0 +1,301 @@
+"""The privacy audit entry point: :func:`privacy_section` and :func:`write_artifacts`.
+
+Setup (issue 9): members = images of ``train`` subjects, non-members = images of ``holdout``
+subjects (same distribution, never trained on), attacker population data = the ``reference``
+split. Every attack scores every member and non-member image; scores are evaluated per image
+and per subject (the mean and the max of a subject's image scores), with subject-level
+bootstrap CIs (:mod:`audit.privacy.metrics`). Memorisation (:mod:`audit.privacy.memorisation`)
+and the DP lower bound (:mod:`audit.privacy.dp_verify`) complete the section.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from audit.atomic import atomic_write_json, atomic_write_text
+from audit.errors import UserError
+from audit.privacy import attacks as atk
+from audit.privacy import dp_verify, memorisation, metrics
+from audit.results import metric, unavailable
+from generators.data import SliceSet
+from generators.sampleset import SampleSet
+
+log = logging.getLogger(__name__)
+
+#: smallest sets the audit accepts (subject-level bootstrap needs >= 2 subjects per class)
+MIN_SUBJECTS = 2
+MIN_IMAGES = 10
+SPACING_RTOL = 0.02
+LEVELS = ("image", "subject_mean", "subject_max")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_inputs(train: SliceSet, holdout: SliceSet, reference: SliceSet, samples: SampleSet) -> None:
+    """Refuse inputs that would make the audit meaningless; one-line :class:`UserError`."""
+    for name, s in (("train (members)", train), ("holdout (non-members)", holdout), ("reference (attacker data)", reference)):
+        if s is None or len(s) == 0:
+            raise UserError(f"privacy audit: the {name} split is empty")
+    overlap = sorted(set(train.subject_ids.tolist()) & set(holdout.subject_ids.tolist()))
+    if overlap:
+        raise UserError(f"privacy audit: {len(overlap)} subjects are both members (train) and non-members (holdout), "
+                        f"e.g. {overlap[:3]}; membership inference would be meaningless")
+    for name, s in (("train", train), ("holdout", holdout)):
+        ref_overlap = sorted(set(reference.subject_ids.tolist()) & set(s.subject_ids.tolist()))
+        if ref_overlap:
+            raise UserError(f"privacy audit: reference (attacker) subjects overlap the {name} split, e.g. {ref_overlap[:3]}")
+    for name, s, min_subj in (("train (members)", train, MIN_SUBJECTS), ("holdout (non-members)", holdout, MIN_SUBJECTS),
+                              ("reference (attacker data)", reference, 1)):
+        n_subj = len(np.unique(s.subject_ids))
+        if n_subj < min_subj or len(s) < MIN_IMAGES:
+            raise UserError(f"privacy audit: the {name} split has {n_subj} subjects / {len(s)} images; "
+                            f"the minimum is {min_subj} subjects and {MIN_IMAGES} images")
+    if samples is None or len(samples) < MIN_IMAGES:
+        raise UserError(f"privacy audit: the sample set has {0 if samples is None else len(samples)} images; "
+                        f"the minimum is {MIN_IMAGES}")
+    if samples.is_cine:
+        raise UserError("privacy audit: cine sample sets (N,T,H,W) are not supported; audit frames as 2D images")
+    if not np.isfinite(samples.images).all():
+        raise UserError(f"privacy audit: the sample set has {int((~np.isfinite(samples.images)).sum())} NaN/Inf values")
+    for name, s in (("holdout", holdout), ("reference", reference)):
+        if s.shape != train.shape or not np.allclose(s.spacing, train.spacing, rtol=SPACING_RTOL):
+            raise UserError(f"privacy audit: the {name} split is {s.shape} at {np.round(s.spacing, 4).tolist()} mm but "
+                            f"train is {train.shape} at {np.round(train.spacing, 4).tolist()} mm")
+    if tuple(samples.images.shape[1:]) != tuple(train.shape):
+        raise UserError(f"privacy audit: synthetic images are {samples.images.shape[1]}x{samples.images.shape[2]} but the "
+                        f"cohort is prepared at {train.shape[0]}x{train.shape[1]}; resample the samples or set data.size")
+    if not np.allclose(samples.spacing, train.spacing, rtol=SPACING_RTOL):
+        raise UserError(f"privacy audit: sample spacing {np.round(samples.spacing, 4).tolist()} mm differs from the "
+                        f"cohort's {np.round(train.spacing, 4).tolist()} mm (tolerance {SPACING_RTOL:.0%})")
+
+
+def _cap(s: SliceSet, max_images: int | None, seed: int, salt: int) -> SliceSet:
+    if max_images is None or len(s) <= max_images:
+        return s
+    idx = np.sort(np.random.default_rng([seed, salt]).choice(len(s), int(max_images), replace=False))
+    return s.subset(idx)
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def subject_scores(scores: np.ndarray, labels: np.ndarray, subjects: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-subject ``mean`` or ``max`` of image scores -> ``(scores, labels, subject ids)``."""
+    df = pd.DataFrame({"s": scores, "y": labels, "subject": subjects})
+    g = df.groupby("subject", sort=True)
+    agg = g["s"].mean() if how == "mean" else g["s"].max()
+    y = g["y"].first()
+    return agg.to_numpy(np.float64), y.to_numpy(bool), agg.index.to_numpy(str)
+
+
+def _rank(scores: np.ndarray) -> np.ndarray:
+    """1 = most member-like; ties share the best rank."""
+    return pd.Series(scores).rank(ascending=False, method="min").to_numpy(np.int64)
+
+
+# --------------------------------------------------------------------------- the section
+
+
+def privacy_section(train: SliceSet, holdout: SliceSet, reference: SliceSet, samples: SampleSet, generator: Any = None,
+                    *, n_boot: int = 1000, seed: int = 0, max_images: int | None = None,
+                    claimed_epsilon: float | None = None, delta: float = 0.0,
+                    attacks: list[atk.Attack] | None = None) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+    """Run the privacy audit; return ``(section, per-image risk table, extras for the report)``.
+
+    ``max_images`` caps the member and the non-member images (each, seeded random subset).
+    ``claimed_epsilon``/``delta``: the DP claim to check (None = no claim). ``attacks``
+    replaces the default suite (black-box + whatever the generator's ``score`` supports).
+    """
+    t_start = time.perf_counter()
+    validate_inputs(train, holdout, reference, samples)
+    train = _cap(train, max_images, seed, 11)
+    holdout = _cap(holdout, max_images, seed, 12)
+    if len(train) < MIN_IMAGES or len(holdout) < MIN_IMAGES:
+        raise UserError(f"privacy audit: max_images={max_images} leaves fewer than {MIN_IMAGES} member or non-member images")
+    real = np.concatenate([train.images, holdout.images])
+    real_masks = np.concatenate([train.masks, holdout.masks])
+    labels = np.r_[np.ones(len(train), bool), np.zeros(len(holdout), bool)]
+    subjects = np.r_[train.subject_ids, holdout.subject_ids].astype(str)
+    conditions = {"vendor": np.r_[train.vendor, holdout.vendor], "group": np.r_[train.group, holdout.group]}
+    syn_clusters = samples.subject_ids if samples.subject_ids is not None else None
+
+    knowledge = atk.Knowledge(
+        synthetic=samples.images, reference=reference.images, reference_masks=reference.masks,
+        reference_conditions={"vendor": reference.vendor, "group": reference.group},
+        synthetic_masks=samples.masks, synthetic_conditions={"vendor": samples.vendor, "group": samples.group},
+        generator=generator, seed=seed,
+    )
+    t0 = time.perf_counter()
+    knowledge.embed()
+    timing: dict[str, float] = {"embedding_fit": time.perf_counter() - t0}
+
+    if attacks is None:
+        wb, wb_missing = atk.white_box_attacks(generator)
+        suite = atk.black_box_attacks() + wb
+    else:
+        suite, wb_missing = list(attacks), {}
+
+    section: dict[str, Any] = {"setup": _setup_entries(train, holdout, reference, samples)}
+    att_section: dict[str, Any] = {}
+    extras: dict[str, Any] = {"roc": {}, "attacks": {}, "memorisation": {}}
+    table = pd.DataFrame({
+        "row_id": [f"train:{i}" for i in range(len(train))] + [f"holdout:{i}" for i in range(len(holdout))],
+        "split": np.where(labels, "train", "holdout"), "member": labels, "subject_id": subjects,
+        "image_index": np.r_[np.arange(len(train)), np.arange(len(holdout))],
+    })
+    image_scores: dict[str, np.ndarray] = {}
+    for attack in suite:
+        t0 = time.perf_counter()
+        try:
+            attack.fit(knowledge)
+            s = np.asarray(attack.score(real, real_masks, **conditions), np.float64)
+        except UserError as exc:  # e.g. a generator that cannot score these inputs
+            att_section[attack.name] = unavailable(f"{attack.description}: {exc}")
+            continue
+        timing[attack.name] = time.perf_counter() - t0
+        if s.shape != (len(real),) or not np.isfinite(s).all():
+            att_section[attack.name] = unavailable(f"attack '{attack.name}' returned non-finite or mis-shaped scores")
+            continue
+        image_scores[attack.name] = s
+        table[f"{attack.name}_score"] = s
+        table[f"{attack.name}_rank"] = _rank(s)
+        node, roc = _evaluate_attack(attack, s, labels, subjects, n_boot=n_boot, seed=seed)
+        att_section[attack.name] = node
+        extras["roc"][attack.name] = roc
+        extras["attacks"][attack.name] = {"kind": attack.kind, "description": attack.description, **attack.info()}
+        log.info("privacy: %s AUC %.3f [%.3f, %.3f] (%.1f s)", attack.name, node["image"]["auc"]["value"],
+                 node["image"]["auc"]["ci_low"] or np.nan, node["image"]["auc"]["ci_high"] or np.nan, timing[attack.name])
+    for name, reason in wb_missing.items():
+        att_section[name] = unavailable(reason)
+    section["attacks"] = att_section
+    section["summary"] = _summary(att_section, suite)
+
+    # memorisation in two spaces
+    mem: dict[str, Any] = {}
+    for space_name in ("pixel_correlation", "pca"):
+        t0 = time.perf_counter()
+        r = memorisation.analyse_space(space_name, samples.images, train.images, holdout.images,
+                                       train_subjects=train.subject_ids, holdout_subjects=holdout.subject_ids, emb=knowledge.embedding,
+                                       syn_clusters=syn_clusters, n_boot=n_boot, seed=seed)
+        timing[f"memorisation_{space_name}"] = time.perf_counter() - t0
+        mem[space_name] = r.entries
+        table[f"nn_distance_{space_name}"] = r.real_to_syn
+        table[f"nn_synthetic_index_{space_name}"] = r.real_syn_index
+        table[f"copy_flag_{space_name}"] = r.real_to_syn < r.threshold
+        extras["memorisation"][space_name] = {"top_pairs": r.top_pairs, "histogram": r.histogram,
+                                              "distance": r.unit_note}
+    section["memorisation"] = mem
+
+    section["dp_verification"] = _dp_entries(image_scores, labels, subjects, claimed_epsilon, delta)
+    timing["total"] = time.perf_counter() - t_start
+    extras["timing_s"] = {k: round(v, 4) for k, v in timing.items()}
+    table = table.sort_values([c for c in table.columns if c.endswith("_rank")][:1] or ["row_id"], kind="mergesort")
+    return section, table.reset_index(drop=True), extras
+
+
+def _setup_entries(train, holdout, reference, samples) -> dict[str, Any]:
+    def count(v, unit, what):
+        return metric(v, unit, method=what, n=v)
+
+    return {
+        "member_images": count(len(train), "images", "images of train subjects (members)"),
+        "member_subjects": count(len(np.unique(train.subject_ids)), "subjects", "train subjects (members)"),
+        "nonmember_images": count(len(holdout), "images", "images of holdout subjects (non-members)"),
+        "nonmember_subjects": count(len(np.unique(holdout.subject_ids)), "subjects", "holdout subjects (non-members)"),
+        "reference_images": count(len(reference), "images", "reference split images (attacker population data)"),
+        "synthetic_images": count(len(samples), "images", "synthetic images audited"),
+    }
+
+
+def _evaluate_attack(attack: atk.Attack, s: np.ndarray, labels: np.ndarray, subjects: np.ndarray, *, n_boot: int,
+                     seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    node: dict[str, Any] = {}
+    roc: dict[str, Any] = {}
+    ev = metrics.evaluate(s, labels, subjects, level="image", n_boot=n_boot, seed=seed)
+    node["image"] = metrics.entries(ev, "images")
+    roc["image"] = ev.roc
+    for how in ("mean", "max"):
+        ss, yy, ids = subject_scores(s, labels, subjects, how)
+        ev = metrics.evaluate(ss, yy, ids, level=f"subject_{how}", n_boot=n_boot, seed=seed)
+        node[f"subject_{how}"] = metrics.entries(ev, "subjects")
+        roc[f"subject_{how}"] = ev.roc
+    if attack.kind == "white-box":
+        ips = attack.info().get("images_per_s")
+        if ips is not None and np.isfinite(ips):
+            node["cost"] = metric(ips, "images/s", method="scoring throughput of the white-box attack on this machine",
+                                  n=len(s))
+    return node, roc
+
+
+def _summary(att_section: dict[str, Any], suite: list[atk.Attack]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind in ("black-box", "white-box"):
+        best_name, best = None, None
+        for a in suite:
+            e = att_section.get(a.name, {})
+            if a.kind == kind and "image" in e and (best is None or e["image"]["auc"]["value"] > best["value"]):
+                best_name, best = a.name, e["image"]["auc"]
+        key = f"best_{kind.replace('-', '_')}_auc"
+        if best is None:
+            out[key] = unavailable(f"no {kind} attack produced scores")
+        else:
+            out[key] = {**best, "notes": f"attack '{best_name}' (image level)"}
+    return out
+
+
+def _dp_entries(image_scores: dict[str, np.ndarray], labels: np.ndarray, subjects: np.ndarray,
+                claimed_epsilon: float | None, delta: float) -> dict[str, Any]:
+    if not image_scores:
+        reason = "no attack produced scores"
+        return {k: unavailable(reason) for k in ("epsilon_lb", "epsilon_lb_image_level", "claimed_epsilon", "violation")}
+    out: dict[str, Any] = {}
+    best_subj = best_img = None
+    for name, s in image_scores.items():
+        ss, yy, _ = subject_scores(s, labels, subjects, "mean")
+        b = dp_verify.empirical_epsilon(ss, yy, delta=delta)
+        if best_subj is None or b.epsilon_lb > best_subj[1].epsilon_lb:
+            best_subj = (name, b)
+        bi = dp_verify.empirical_epsilon(s, labels, delta=delta)
+        if best_img is None or bi.epsilon_lb > best_img[1].epsilon_lb:
+            best_img = (name, bi)
+    out["epsilon_lb"] = dp_verify.bound_entry(best_subj[1], attack=best_subj[0], level="subject (mean score)")
+    img = dp_verify.bound_entry(best_img[1], attack=best_img[0], level="image")
+    img["notes"] += "; images of one subject are not independent trials: valid only for image-level DP"
+    out["epsilon_lb_image_level"] = img
+    out.update(dp_verify.compare_with_claim(best_subj[1], claimed_epsilon))
+    return out
+
+
+# --------------------------------------------------------------------------- artefacts
+
+
+def write_artifacts(run_dir: str | Path, table: pd.DataFrame, extras: dict[str, Any]) -> dict[str, Path]:
+    """Write ``privacy_per_sample.csv`` and ``privacy_curves.json`` (atomically) into ``run_dir``."""
+    run_dir = Path(run_dir)
+    csv = atomic_write_text(run_dir / "privacy_per_sample.csv", table.to_csv(index=False))
+    curves = atomic_write_json(run_dir / "privacy_curves.json", _jsonable(extras))
+    return {"table": csv, "curves": curves}
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if np.isfinite(v) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
