@@ -307,7 +307,8 @@ class LDMGenerator(DiffusionFamily):
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"generator_options.channels": [16, 16], "generator_options.norm_groups": 8,
                   "generator_options.ae": {"channels": [8, 8], "norm_groups": 4, "steps": 10, "batch_size": 8}},
-        "quick": {"train.steps": 1200, "train.batch_size": 32, "generator_options.channels": [32, 64, 64],
+        "quick": {"train.steps": 1200, "train.batch_size": 32, "sample.sampler_steps": 10,
+                  "generator_options.channels": [32, 64, 64],
                   "generator_options.norm_groups": 16,
                   "generator_options.ae": {"channels": [8, 16, 32], "norm_groups": 8, "steps": 600}},
         "full": {"train.steps": 40000, "train.batch_size": 256, "generator_options.channels": [128, 256, 256],
