@@ -136,6 +136,8 @@ def _finish(ctx: RunContext) -> Path:
         doc[section] = ctx.artefacts.get(f"results.{section}") or {
             "audit": unavailable(f"the {section} audit is not available yet")
         }
+    if "results.dp" not in ctx.artefacts and not cfg.dp.enabled:
+        doc["dp"] = {"accounting": unavailable("trained without differential privacy (no --dp-epsilon / --dp-noise-multiplier)")}
     env = json.loads(ctx.run_dir.env_path.read_text("utf-8"))
     doc["provenance"] = {
         "config_sha256": sha256_json(C.config_to_dict(cfg)),

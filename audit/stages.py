@@ -188,6 +188,42 @@ def run_anatomy(ctx: RunContext) -> dict[str, Any]:
     return {"audited_images": int(len(_audit_subset(ctx, len(samples))))}
 
 
+# --------------------------------------------------------------------------- privacy
+
+
+def run_privacy(ctx: RunContext) -> dict[str, Any]:
+    """Membership inference (black- and white-box), memorisation and the DP lower bound."""
+    from audit.privacy import privacy_section, write_artifacts
+    from audit.results import unavailable
+
+    samples: SampleSet = ctx.artefacts["samples"]
+    cfg = ctx.cfg
+    section: dict[str, Any]
+    info: dict[str, Any] = {}
+    if not cfg.audit.privacy:
+        section = {"audit": unavailable("privacy audit switched off (audit.privacy=false)")}
+    else:
+        sets = {name: _slices(ctx, name) for name in ("train", "holdout", "reference")}
+        empty = [name for name, s in sets.items() if s is None]
+        if empty:
+            section = {"audit": unavailable(f"split(s) {', '.join(empty)} are empty: membership inference needs members, non-members and reference data")}
+        else:
+            try:
+                section, table, extras = privacy_section(
+                    sets["train"], sets["holdout"], sets["reference"], samples, ctx.artefacts.get("generator"),
+                    n_boot=cfg.audit.bootstrap, seed=cfg.seed, max_images=cfg.audit.max_images,
+                    claimed_epsilon=cfg.dp.epsilon if cfg.dp.enabled and cfg.dp.epsilon > 0 else None,
+                    delta=cfg.dp.delta,
+                )
+            except UserError as exc:
+                section = {"audit": unavailable(f"privacy audit not possible: {exc}")}
+            else:
+                write_artifacts(ctx.run_dir.path, table, extras)
+                info["members"] = int(table["member"].sum())
+    _store_section(ctx, "privacy", section)
+    return info
+
+
 SDEDIT_STRENGTHS = (0.3, 0.5, 0.7)
 
 
@@ -237,4 +273,5 @@ PIPELINE: list[Stage] = [
     Stage("fit", run_fit, load_fit),
     Stage("sample", run_sample, load_sample),
     Stage("anatomy", run_anatomy, _section_loader("anatomy")),
+    Stage("privacy", run_privacy, _section_loader("privacy")),
 ]

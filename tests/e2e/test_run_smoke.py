@@ -51,6 +51,17 @@ def test_smoke_run_writes_a_complete_run_dir(generator, tmp_path):
         assert agreement["status"] == "unavailable"
 
 
+def test_privacy_audit_catches_copycat(tmp_path):
+    """Planted leak through the whole pipeline: copycat samples are near-copies of members."""
+    out = tmp_path / "copycat"
+    assert main(["--quiet", "run", "--generator", "copycat", "--preset", "smoke", "--out", str(out),
+                 "--set", "audit.anatomy=false", "--set", "sample.n_samples=200", "--set", "audit.max_images=200"]) == 0
+    privacy = load_results(out / "results.json")["privacy"]
+    assert privacy["summary"]["best_black_box_auc"]["value"] >= 0.99
+    assert privacy["memorisation"]["pixel_correlation"]["copy_rate"]["value"] >= 0.9
+    assert (out / "privacy_per_sample.csv").is_file() and (out / "privacy_curves.json").is_file()
+
+
 @pytest.mark.judge
 def test_anatomy_separates_real_images_from_noise(tmp_path):
     """Planted effect: real unseen images agree with their masks far better than mask-shaped noise."""
