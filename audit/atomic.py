@@ -19,6 +19,8 @@ from typing import IO, Any, Iterator
 import numpy as np
 
 __all__ = [
+    "atomic_dir",
+    "jsonable",
     "atomic_open",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -72,6 +74,42 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory under a temporary sibling name; it replaces ``path`` only when the
+    body finishes. An interrupted build is removed and never looks complete."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield staging
+        if path.exists():
+            shutil.rmtree(path)
+        staging.rename(path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain-JSON version of ``obj``: NumPy arrays/scalars converted, dict keys as strings,
+    non-finite floats as ``None`` (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

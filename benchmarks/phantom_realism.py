@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         "subjects": rows,
     }
     atomic_write_json(args.out, result)
-    print(f"\n| vendor | subjects | slices | RV | MYO | LV |\n|---|---|---|---|---|---|")
+    print("\n| vendor | subjects | slices | RV | MYO | LV |\n|---|---|---|---|---|---|")
     for v in vendors:
         e = summary[v]
         cells = " | ".join(f"{e[s]['mean']:.3f} (min {e[s]['min']:.2f})" for s in STRUCTURES)

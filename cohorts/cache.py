@@ -24,11 +24,10 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from audit.atomic import atomic_save_npz, atomic_write_json
+from audit.atomic import atomic_save_npz, atomic_write_json, jsonable
 from audit.errors import UserError
 from audit.paths import cache_dir
 
@@ -58,20 +57,6 @@ def entry_dir(key: str, *, create: bool = False) -> Path:
     return cache_dir("cohorts", key, create=create)
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
 def store(prepared: PreparedCohort, key: str | None = None) -> Path:
     """Write ``prepared`` to its cache entry (npz first, then meta.json as commit marker)."""
     key = key or cache_key(prepared.data_hash, prepared.config)
@@ -97,7 +82,7 @@ def store(prepared: PreparedCohort, key: str | None = None) -> Path:
                 "ed": int(s.ed),
                 "es": int(s.es),
                 "source": s.source,
-                "metadata": _jsonable(s.metadata),
+                "metadata": jsonable(s.metadata),
                 "arrays": {k.split("_", 1)[1]: [list(arrays[k].shape), str(arrays[k].dtype)] for k in arrays if k.startswith(f"{i}_")},
             }
         )

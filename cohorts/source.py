@@ -9,11 +9,9 @@ never mistaken for a finished dataset. Anything else is a path to an ACDC or M&M
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
-from audit.atomic import atomic_write_text
+from audit.atomic import atomic_dir, atomic_write_text
 from audit.errors import UserError
 from audit.paths import cache_dir
 
@@ -32,17 +30,10 @@ def phantom_dir(n_subjects: int, seed: int, layout: str = "acdc") -> Path:
     final = root / f"{layout}-n{n_subjects}-seed{seed}-v{version}"
     if (final / ".complete").is_file():
         return final
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-    try:
-        log.info("generating the phantom (%d subjects, seed %d, %s layout) into the cache", n_subjects, seed, layout)
+    log.info("generating the phantom (%d subjects, seed %d, %s layout) into the cache", n_subjects, seed, layout)
+    with atomic_dir(final) as staging:
         phantom.write_dataset(staging, n_subjects=n_subjects, seed=seed, layout=layout, progress=not progress_disabled())
         atomic_write_text(staging / ".complete", "ok\n")
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return final
 
 

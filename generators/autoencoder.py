@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from audit.atomic import atomic_dir
 from audit.errors import UserError
 from audit.paths import cache_dir
 from generators import checkpoint as ckpt
@@ -189,13 +189,6 @@ def shared_autoencoder(images: np.ndarray, options: Mapping[str, Any], seed: int
     ae = LatentAutoencoder(options, images.shape[1:])
     ae.fit(images, seed)
     if use_cache:
-        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
-        try:
+        with atomic_dir(final) as staging:
             ae.save(staging)
-            if final.exists():
-                shutil.rmtree(final)
-            staging.rename(final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
     return ae

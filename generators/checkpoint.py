@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from audit.atomic import atomic_write_json, atomic_write_text
+from audit.atomic import atomic_dir, atomic_write_json, atomic_write_text
 from audit.errors import UserError
 
 FORMAT = "cmr-audit/checkpoint/v1"
@@ -67,8 +66,8 @@ def save(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:06d}"
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-    try:
+    final = root / name
+    with atomic_dir(final) as staging:
         save_file(_contiguous(weights), str(staging / "model.safetensors"))
         save_file(_contiguous(state_tensors or {}), str(staging / "state.safetensors"))
         atomic_write_json(staging / "state.json", state or {})
@@ -76,13 +75,6 @@ def save(
             staging / "config.json",
             {"format": FORMAT, "generator": generator, "model_config": model_config, "step": int(step), "extra": extra or {}},
         )
-        final = root / name
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     atomic_write_text(root / "latest", name + "\n")
     _prune(root, keep, current=name)
     return final

@@ -35,6 +35,8 @@ White-box (through ``generator.score``, dispatched on what the generator offers)
 
 from __future__ import annotations
 
+import abc
+
 import logging
 import time
 from dataclasses import dataclass, field
@@ -67,18 +69,20 @@ class Knowledge:
         return self.embedding
 
 
-class Attack:
+class Attack(abc.ABC):
     """Interface of every attack (see the module docstring)."""
 
     name: ClassVar[str] = "attack"
     kind: ClassVar[str] = "black-box"
     description: ClassVar[str] = ""
 
-    def fit(self, knowledge: Knowledge) -> "Attack":  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def fit(self, knowledge: Knowledge) -> "Attack":
+        """Learn whatever the attack needs from the attacker's knowledge; returns self."""
 
-    def score(self, images: np.ndarray, masks: np.ndarray | None = None, **conditions: Any) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def score(self, images: np.ndarray, masks: np.ndarray | None = None, **conditions: Any) -> np.ndarray:
+        """Per-image membership scores (higher = more member-like)."""
 
     def info(self) -> dict[str, Any]:
         """Choices made in ``fit`` (for the report), plain JSON types."""

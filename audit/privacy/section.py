@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.atomic import atomic_write_json, atomic_write_text
+from audit.atomic import atomic_write_json, atomic_write_text, jsonable
 from audit.errors import UserError
 from audit.privacy import attacks as atk
 from audit.privacy import dp_verify, memorisation, metrics
@@ -280,22 +280,7 @@ def write_artifacts(run_dir: str | Path, table: pd.DataFrame, extras: dict[str, 
     """Write ``privacy_per_sample.csv`` and ``privacy_curves.json`` (atomically) into ``run_dir``."""
     run_dir = Path(run_dir)
     csv = atomic_write_text(run_dir / "privacy_per_sample.csv", table.to_csv(index=False))
-    curves = atomic_write_json(run_dir / "privacy_curves.json", _jsonable(extras))
+    curves = atomic_write_json(run_dir / "privacy_curves.json", jsonable(extras))
     return {"table": csv, "curves": curves}
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if np.isfinite(v) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj

@@ -3,7 +3,7 @@
 (16 train, 8 holdout, 8 reference subjects). Slow: the phantom is generated once (about 2 min,
 then cached)."""
 
-import numpy as np
+
 import pytest
 
 pytestmark = pytest.mark.slow
