@@ -86,6 +86,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would hide run artefacts from colleagues
         yield staging
         if path.exists():
             shutil.rmtree(path)

@@ -91,3 +91,18 @@ def test_permissions_follow_umask(tmp_path):
     finally:
         os.umask(old)
     assert (p.stat().st_mode & 0o777) == 0o644
+
+
+def test_atomic_dir_replaces_only_on_success(tmp_path):
+    from audit.atomic import atomic_dir
+
+    target = tmp_path / "d"
+    with atomic_dir(target) as d:
+        (d / "a").write_text("1")
+    assert (target / "a").read_text() == "1" and (target.stat().st_mode & 0o777) != 0o700
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as d:
+            (d / "a").write_text("2")
+            raise RuntimeError("interrupted")
+    assert (target / "a").read_text() == "1"
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]
