@@ -126,10 +126,8 @@ def conditions_for(ctx: RunContext) -> dict[str, np.ndarray]:
 def run_sample(ctx: RunContext) -> dict[str, Any]:
     generator = ctx.artefacts["generator"]
     sc = ctx.cfg.sample
-    kwargs = {"batch_size": sc.batch_size, "steps": sc.sampler_steps, "guidance": sc.guidance_scale}
-    if not hasattr(generator, "sampling"):  # generators without a sampler (reference, plugins)
-        kwargs = {}
-    samples = generator.sample(sc.n_samples, conditions=conditions_for(ctx), seed=ctx.cfg.seed, **kwargs)
+    samples = generator.sample(sc.n_samples, conditions=conditions_for(ctx), seed=ctx.cfg.seed,
+                               batch_size=sc.batch_size, steps=sc.sampler_steps, guidance=sc.guidance_scale)
     if not isinstance(samples, SampleSet):
         raise TypeError(f"generator '{ctx.cfg.generator}' returned {type(samples).__name__}, not a SampleSet")
     samples.save(ctx.run_dir.path / "samples.npz")
@@ -158,6 +156,7 @@ def run_anatomy(ctx: RunContext) -> dict[str, Any]:
 
     samples: SampleSet = ctx.artefacts["samples"]
     section: dict[str, Any] = {}
+    idx = _audit_subset(ctx, len(samples))
     if not ctx.cfg.audit.anatomy:
         section["judge_agreement"] = unavailable("anatomy audit switched off (audit.anatomy=false)")
     elif samples.masks is None:
@@ -170,7 +169,6 @@ def run_anatomy(ctx: RunContext) -> dict[str, Any]:
         except JudgeUnavailable as exc:
             section["judge_agreement"] = unavailable(str(exc))
         else:
-            idx = _audit_subset(ctx, len(samples))
             pred = judge.segment(samples.images[idx], spacing=tuple(samples.spacing))
             table = per_image(pred, samples.masks[idx], samples.spacing)
             subjects = samples.subject_ids[idx] if samples.subject_ids is not None else idx.astype(str)
@@ -185,7 +183,7 @@ def run_anatomy(ctx: RunContext) -> dict[str, Any]:
             if hasattr(generator, "sdedit") and ctx.cfg.audit.sdedit_images > 0:
                 section["sdedit"] = _sdedit_agreement(ctx, generator, judge)
     _store_section(ctx, "anatomy", section)
-    return {"audited_images": int(len(_audit_subset(ctx, len(samples))))}
+    return {"audited_images": int(len(idx))}
 
 
 # --------------------------------------------------------------------------- privacy

@@ -50,8 +50,12 @@ class Generator(abc.ABC):
         """Train on the ``train`` split (a :class:`~generators.data.SliceSet` for 2D models)."""
 
     @abc.abstractmethod
-    def sample(self, n: int | None = None, *, conditions: Mapping[str, Any] | None = None, seed: int = 0) -> Any:
-        """Draw a sample set (``n`` images, or one per condition)."""
+    def sample(self, n: int | None = None, *, conditions: Mapping[str, Any] | None = None, seed: int = 0,
+               **sampler: Any) -> Any:
+        """Draw a sample set (``n`` images, or one per condition).
+
+        ``sampler`` carries the run's sampler settings (``batch_size``, ``steps``,
+        ``guidance``); a generator uses what applies to it and ignores the rest."""
 
     @abc.abstractmethod
     def save(self, directory: str | Path) -> None:

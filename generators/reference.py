@@ -55,7 +55,7 @@ class _Replay(Generator):
         keep = pool.labelled if pool.labelled.any() else np.ones(len(pool), bool)
         self.pool = pool.subset(np.flatnonzero(keep))
 
-    def sample(self, n=None, *, conditions=None, seed=0) -> SampleSet:
+    def sample(self, n=None, *, conditions=None, seed=0, **sampler) -> SampleSet:
         if self.pool is None:
             raise UserError(f"generator '{self.name}' has not been fitted")
         _, n = _conditions_masks(conditions, n)
@@ -132,7 +132,7 @@ class NoiseGenerator(Generator):
     def fit(self, train: SliceSet, config: Any, context: FitContext | None = None) -> None:
         self.spacing, self.shape = train.spacing, train.shape
 
-    def sample(self, n=None, *, conditions=None, seed=0) -> SampleSet:
+    def sample(self, n=None, *, conditions=None, seed=0, **sampler) -> SampleSet:
         if self.spacing is None or self.shape is None:
             raise UserError("generator 'noise' has not been fitted")
         masks, n = _conditions_masks(conditions, n)
@@ -186,7 +186,7 @@ class ExternalGenerator(Generator):
         if not np.allclose(s.spacing, train.spacing, rtol=0.02):
             raise UserError(f"{self.path}: spacing {s.spacing.tolist()} mm differs from the cohort's {train.spacing.tolist()} mm")
 
-    def sample(self, n=None, *, conditions=None, seed=0) -> SampleSet:
+    def sample(self, n=None, *, conditions=None, seed=0, **sampler) -> SampleSet:
         if self.path is None:
             raise UserError("generator 'external' has not been given a sample set")
         return SampleSet.load(self.path)
