@@ -4,7 +4,7 @@ import pytest
 from audit.errors import UserError
 from generators.base import FitContext
 from generators.data import SliceSet
-from generators.reference import CopycatGenerator, ExternalGenerator, HoldoutGenerator, NoiseGenerator
+from generators.reference import CartoonGenerator, CopycatGenerator, ExternalGenerator, HoldoutGenerator, NoiseGenerator
 from generators.sampleset import SampleSet
 
 
@@ -80,3 +80,23 @@ def test_external_checks_shape_and_spacing(tmp_path):
     Cfg.generator_options = {"samples": str(tmp_path / "small.npz")}
     with pytest.raises(UserError, match="small.npz: images are 8x8"):
         ExternalGenerator().fit(train, Cfg)
+
+
+def test_cartoon_paints_the_conditioning_mask_with_label_means(tmp_path):
+    train = _slices("t")
+    g = CartoonGenerator()
+    g.fit(train, None)
+    for k in (0, 2, 3):
+        assert g.means[k] == pytest.approx(train.images[train.masks == k].mean(), rel=1e-5)
+    masks = train.masks[:4].copy()
+    masks[0] = 0
+    s = g.sample(conditions={"masks": masks, "subject_ids": np.array(["a", "b", "c", "d"])}, seed=0)
+    np.testing.assert_array_equal(s.masks, masks)
+    assert s.images.dtype == np.float32 and s.images.shape == masks.shape
+    assert np.allclose(s.images[0], g.means[0], atol=1e-6)  # no heart: flat background
+    assert s.images[1, 8, 8] == pytest.approx(g.means[3], abs=0.02)  # LV centre
+    assert s.images.std(axis=(1, 2))[0] < 1e-6  # no texture at all
+    g.save(tmp_path / "g")
+    np.testing.assert_array_equal(CartoonGenerator.load(tmp_path / "g").sample(conditions={"masks": masks}).images, s.images)
+    with pytest.raises(UserError, match="conditions with masks"):
+        g.sample(3)
