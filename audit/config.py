@@ -132,6 +132,9 @@ class AuditConfig:
     judge_precision: str = "int8"
     sdedit_images: int = 32
     """Reference images restyled with SDEdit at strengths 0.3/0.5/0.7 (diffusion/flow only; 0 = off)."""
+    clinical_subjects: int = 8
+    """Subjects of ``sample.condition_split`` whose whole ED and ES stacks are generated to compare
+    clinical indices (EDV, ESV, EF, mass) of the judge's segmentation with the requested ones (0 = off)."""
     include_real_images: bool = False
     """Embed real patient images in the report (opt-in; adds a banner)."""
 
@@ -171,6 +174,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "audit.bootstrap": 50,
         "audit.judge_precision": "fp32",  # no one-off int8 quantisation in seconds-long runs
         "audit.sdedit_images": 4,
+        "audit.clinical_subjects": 3,
     },
     "quick": {},
     "full": {
@@ -182,6 +186,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sample.sampler_steps": 50,
         "sample.batch_size": 256,
         "audit.max_images": 4000,
+        "audit.clinical_subjects": 40,
         "device": "cuda",
     },
 }
@@ -402,6 +407,7 @@ def _check(cfg: RunConfig) -> None:
         (cfg.sample.batch_size > 0, "sample.batch_size must be > 0"),
         (cfg.sample.condition_split in ("train", "holdout", "reference", "test"), "sample.condition_split must be train, holdout, reference or test"),
         (cfg.audit.max_images > 0, "audit.max_images must be > 0"),
+        (cfg.audit.clinical_subjects >= 0, "audit.clinical_subjects must be >= 0"),
         (cfg.audit.judge_precision in ("fp32", "int8"), "audit.judge_precision must be fp32 or int8"),
         (cfg.dp.epsilon >= 0, "dp.epsilon must be > 0 (or 0 for no DP)"),
         (0 <= cfg.dp.delta < 1, "dp.delta must be in (0, 1)"),

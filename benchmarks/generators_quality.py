@@ -9,6 +9,7 @@ at 2 mm); the ceiling is then measured again at that resolution.
 
     python benchmarks/generators_quality.py --preset quick --generators gan vae ddpm ldm flow
     python benchmarks/generators_quality.py --preset smoke --generators gan --out /tmp/bench
+    python benchmarks/generators_quality.py --preset quick --generators gan --reaudit   # keep the fit, redo the audits
 
 Writes ``benchmarks/results/generators_<preset>.json`` and prints a Markdown table.
 """
@@ -36,9 +37,36 @@ RUNNER = (
 )
 
 
-def run_one(generator: str, preset: str, out: Path, extra: list[str]) -> dict:
+AUDIT_STAGES = ("anatomy", "fidelity", "privacy")
+
+
+def _strip_audits(out: Path) -> bool:
+    """Forget the finished audit stages of an existing run so ``--resume`` recomputes them (the fitted
+    generator and its samples are kept). Returns False when there is no finished fit to reuse."""
+    state_path = out / "state.json"
+    if not state_path.is_file():
+        return False
+    state = json.loads(state_path.read_text())
+    if "sample" not in state.get("stages", {}):
+        return False
+    for name in AUDIT_STAGES:
+        state["stages"].pop(name, None)
+        (out / "sections" / f"{name}.json").unlink(missing_ok=True)
+    state["status"] = "interrupted"
+    atomic_write_json(state_path, state)
+    return True
+
+
+def _value(node: dict, *keys: str):
+    for k in keys:
+        node = node.get(k, {}) if isinstance(node, dict) else {}
+    return node.get("value") if isinstance(node, dict) else None
+
+
+def run_one(generator: str, preset: str, out: Path, extra: list[str], reaudit: bool = False) -> dict:
+    resume = reaudit and _strip_audits(out)
     cmd = [sys.executable, "-c", RUNNER, "--quiet", "run", "--generator", generator, "--preset", preset,
-           "--out", str(out), "--force", *extra]
+           "--out", str(out), *(["--resume"] if resume else ["--force", *extra])]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -63,6 +91,19 @@ def run_one(generator: str, preset: str, out: Path, extra: list[str]) -> dict:
         "wall_s": wall,
         "judge_dice": dice,
         "judge_precision": cfg["audit"]["judge_precision"],
+        "fid_judge": _value(results, "fidelity", "judge", "synthetic_vs_test", "fid"),
+        "fid_judge_floor": _value(results, "fidelity", "judge", "real_floor", "fid"),
+        "fid_ratio_to_floor": _value(results, "fidelity", "judge", "fid_ratio_to_floor"),
+        "kid_judge": _value(results, "fidelity", "judge", "synthetic_vs_test", "kid"),
+        "precision": _value(results, "fidelity", "judge", "synthetic_vs_test", "precision"),
+        "recall": _value(results, "fidelity", "judge", "synthetic_vs_test", "recall"),
+        "floor_precision": _value(results, "fidelity", "judge", "real_floor", "precision"),
+        "floor_recall": _value(results, "fidelity", "judge", "real_floor", "recall"),
+        "plausible_rate": _value(results, "anatomy", "plausibility", "synthetic", "plausible_rate"),
+        "plausible_rate_real": _value(results, "anatomy", "plausibility", "real_test", "plausible_rate"),
+        "ef_pearson_r": _value(results, "anatomy", "clinical", "lv_ef_pct", "pearson_r"),
+        "ef_mae_pct": _value(results, "anatomy", "clinical", "lv_ef_pct", "mae"),
+        "audit_s": {k: state[k]["seconds"] for k in AUDIT_STAGES if k in state},
         "run_dir": str(out),
     }
 
@@ -73,11 +114,13 @@ def main() -> None:
     ap.add_argument("--generators", nargs="+", default=["gan", "vae", "ddpm", "ldm", "flow"])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "runs")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra --set KEY=VALUE for every run")
+    ap.add_argument("--reaudit", action="store_true",
+                    help="reuse each existing run's fitted generator and samples; recompute only the audits")
     args = ap.parse_args()
     extra = [x for kv in args.sets for x in ("--set", kv)]
     rows, ceilings = [], {}
     for g in args.generators:
-        row = run_one(g, args.preset, args.out / f"{args.preset}-{g}", extra)
+        row = run_one(g, args.preset, args.out / f"{args.preset}-{g}", extra, args.reaudit)
         rows.append(row)
         print(json.dumps(row), flush=True)
         if "error" in row:
@@ -86,7 +129,7 @@ def main() -> None:
         if key not in ceilings:
             # the real-image ceiling at this generator's resolution
             h = run_one("holdout", args.preset, args.out / f"{args.preset}-holdout-{row['size']}", extra + [
-                "--set", f"data.size={row['size']}", "--set", f"data.target_spacing={row['spacing_mm']}"])
+                "--set", f"data.size={row['size']}", "--set", f"data.target_spacing={row['spacing_mm']}"], args.reaudit)
             ceilings[key] = h.get("judge_dice", {})
             print(json.dumps({"ceiling": list(key), **h}), flush=True)
         ceil = ceilings[key].get("mean")
@@ -101,8 +144,9 @@ def main() -> None:
         "rows": rows,
     }
     atomic_write_json(ROOT / "benchmarks" / "results" / f"generators_{args.preset}.json", doc)
-    print("\n| generator | size | train s | sample img/s | peak RSS MB | judge Dice RV/MYO/LV (mean) | fraction of ceiling |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| generator | size | train s | sample img/s | peak RSS MB | judge Dice RV/MYO/LV (mean) | fraction of ceiling "
+          "| FID judge (floor) | precision / recall | plausible | EF r / MAE |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
             print(f"| {r['generator']} | error: {r['error']} |||||")
@@ -111,7 +155,9 @@ def main() -> None:
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"| {r['generator']} | {r['size']} | {r['fit_s']:.0f} | {r['sample_images_per_s']:.1f} | "
               f"{r['peak_rss_mb']:.0f} | {fmt(d.get('RV'))}/{fmt(d.get('MYO'))}/{fmt(d.get('LV'))} ({fmt(d.get('mean'))}) | "
-              f"{fmt(r.get('fraction_of_ceiling'))} |")
+              f"{fmt(r.get('fraction_of_ceiling'))} | {fmt(r.get('fid_judge'))} ({fmt(r.get('fid_judge_floor'))}) | "
+              f"{fmt(r.get('precision'))} / {fmt(r.get('recall'))} | {fmt(r.get('plausible_rate'))} | "
+              f"{fmt(r.get('ef_pearson_r'))} / {fmt(r.get('ef_mae_pct'))} |")
 
 
 if __name__ == "__main__":

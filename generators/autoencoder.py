@@ -158,9 +158,15 @@ class LatentAutoencoder:
         return ae
 
     @torch.no_grad()
-    def reconstruction_error(self, images: np.ndarray) -> float:
+    def reconstruct(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
+        """Encode and decode ``(N,H,W)`` images in [0, 1] (latent means, no sampling)."""
         x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).unsqueeze(1)
-        return float(F.l1_loss(self.decode(self.encode(x)), x))
+        out = [self.decode(self.encode(x[i:i + batch])) for i in range(0, len(x), batch)]
+        return torch.cat(out)[:, 0].numpy().astype(np.float32, copy=False)
+
+    def reconstruction_error(self, images: np.ndarray) -> float:
+        """Mean absolute error of :meth:`reconstruct` (intensity units of the [0, 1] images)."""
+        return float(np.abs(self.reconstruct(images) - np.asarray(images, np.float32)).mean())
 
 
 def cache_key(images: np.ndarray, options: Mapping[str, Any], seed: int) -> str:

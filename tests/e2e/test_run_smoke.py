@@ -25,9 +25,9 @@ def _cache_env(cache, monkeypatch):
 @pytest.mark.parametrize("generator", ["copycat", "holdout", "noise", "gan", "vae", "ddpm", "ldm", "flow"])
 def test_smoke_run_writes_a_complete_run_dir(generator, tmp_path):
     out = tmp_path / generator
-    anatomy = "true" if generator in ("holdout", "noise") else "false"  # the judge pass costs ~1 s/image
+    anatomy = "true" if generator in ("holdout", "noise") else "false"  # the judge pass costs ~0.5 s/image
     assert main(["--quiet", "run", "--generator", generator, "--preset", "smoke", "--out", str(out),
-                 "--set", f"audit.anatomy={anatomy}"]) == 0
+                 "--set", f"audit.anatomy={anatomy}", "--set", f"audit.fidelity={anatomy}"]) == 0
     for name in ("config.json", "env.json", "run.log", "state.json", "splits.json", "samples.npz", "results.json"):
         assert (out / name).is_file(), name
     env = json.loads((out / "env.json").read_text())
@@ -46,16 +46,21 @@ def test_smoke_run_writes_a_complete_run_dir(generator, tmp_path):
     agreement = results["anatomy"]["judge_agreement"]
     if anatomy == "true":
         assert 0 <= agreement["dice"]["mean"]["value"] <= 1 and agreement["dice"]["mean"]["n"] > 0
-        assert (out / "anatomy_per_sample.csv").is_file()
+        assert (out / "anatomy_per_sample.csv").is_file() and (out / "features_judge.npz").is_file()
+        fid = results["fidelity"]["judge"]["synthetic_vs_test"]["fid"]
+        assert fid["value"] >= 0 and "judge" in fid["method"]
+        assert "plausible_rate" in results["anatomy"]["plausibility"]["synthetic"]
     else:
         assert agreement["status"] == "unavailable"
+        assert results["fidelity"]["judge"]["status"] == "unavailable"
 
 
 def test_privacy_audit_catches_copycat(tmp_path):
     """Planted leak through the whole pipeline: copycat samples are near-copies of members."""
     out = tmp_path / "copycat"
     assert main(["--quiet", "run", "--generator", "copycat", "--preset", "smoke", "--out", str(out),
-                 "--set", "audit.anatomy=false", "--set", "sample.n_samples=200", "--set", "audit.max_images=200"]) == 0
+                 "--set", "audit.anatomy=false", "--set", "audit.fidelity=false",
+                 "--set", "sample.n_samples=200", "--set", "audit.max_images=200"]) == 0
     privacy = load_results(out / "results.json")["privacy"]
     assert privacy["summary"]["best_black_box_auc"]["value"] >= 0.99
     assert privacy["memorisation"]["pixel_correlation"]["copy_rate"]["value"] >= 0.9
@@ -84,7 +89,7 @@ def test_interrupted_run_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(m.MaskConditioned2D, "sample", crash)
     assert main(["--quiet", "run", "--generator", "gan", "--preset", "smoke", "--out", str(out),
-                 "--set", "audit.anatomy=false"]) == 130
+                 "--set", "audit.anatomy=false", "--set", "audit.fidelity=false"]) == 130
     state = json.loads((out / "state.json").read_text())
     assert state["status"] == "failed" and set(state["stages"]) == {"cohort", "fit"}
     assert not (out / "results.json").exists()
@@ -95,5 +100,5 @@ def test_interrupted_run_resumes(tmp_path, monkeypatch):
     # a fresh run with the same seed gives the same samples
     again = tmp_path / "again"
     assert main(["--quiet", "run", "--generator", "gan", "--preset", "smoke", "--out", str(again),
-                 "--set", "audit.anatomy=false"]) == 0
+                 "--set", "audit.anatomy=false", "--set", "audit.fidelity=false"]) == 0
     np.testing.assert_array_equal(SampleSet.load(out / "samples.npz").images, SampleSet.load(again / "samples.npz").images)

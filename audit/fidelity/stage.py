@@ -1,0 +1,136 @@
+"""The ``fidelity`` stage: do the synthetic images look like real cine MRI, read against the real floor?
+
+Feature space ``judge``: the independent judge network's deepest encoder tensor, global-average
+pooled (288-d; :meth:`cohorts.judge.Judge.segment_and_features`). It is trained on real ACDC
+cine MRI, so it encodes cardiac MR appearance; no ImageNet weights are needed (none can be
+downloaded here). Features come from the memoised judge pass the anatomy stage already made.
+
+* ``judge.synthetic_vs_test``: FID, KID, precision/recall/density/coverage of the synthetic audit
+  subset against the real ``test`` split (:func:`audit.fidelity.distribution.compare`).
+* ``judge.real_floor``: the same metrics between two disjoint sets of real subjects (``holdout``
+  against ``test``), the synthetic set subsampled to the floor set's size so both rows have the
+  same n (FID and KID depend on it). A real set is the best any generator can do.
+* ``judge.fid_ratio_to_floor``: synthetic FID / floor FID.
+* ``paired``: PSNR/SSIM/MS-SSIM of SDEdit outputs against their references (strength 0.3/0.5/0.7)
+  and of the latent autoencoder's reconstructions of real ``test`` images (``ldm``/``flow``).
+* ``inception``: standard Inception FID is not computed: it needs ImageNet weight files that cannot
+  be downloaded here, and numbers from another feature space must never be mixed with these.
+
+Features of all three sets go to ``features_judge.npz`` (for re-analysis; no images).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from audit.anatomy.stage import check_compatible, real_judged
+from audit.atomic import atomic_save_npz
+from audit.results import metric, unavailable
+from audit.run import RunContext
+from audit.stagekit import audit_subset, judge_memo, split_slices, store_section
+from generators.sampleset import SampleSet
+
+log = logging.getLogger(__name__)
+
+FEATURES = "judge"
+FEATURE_DESCRIPTION = "judge (myopari 0.1.6 FC-DenseNet, pooled 288-d encoder) features"
+
+
+def run_fidelity(ctx: RunContext) -> dict[str, Any]:
+    from cohorts.judge import JudgeUnavailable
+
+    samples: SampleSet = ctx.artefacts["samples"]
+    cfg = ctx.cfg
+    if not cfg.audit.fidelity:
+        store_section(ctx, "fidelity", {FEATURES: unavailable("fidelity audit switched off (audit.fidelity=false)")})
+        return {}
+    if samples.is_cine:
+        store_section(ctx, "fidelity", {FEATURES: unavailable("cine sample sets are audited by the cine audit (FVD; not built yet)")})
+        return {}
+    check_compatible(ctx, samples)
+    try:
+        memo = judge_memo(ctx)
+    except JudgeUnavailable as exc:
+        store_section(ctx, "fidelity", {FEATURES: unavailable(str(exc))})
+        return {}
+    section: dict[str, Any] = {
+        FEATURES: _distribution(ctx, samples, memo),
+        "inception": unavailable("standard Inception FID/KID need ImageNet weight files that cannot be downloaded here; "
+                                 "cmr-audit reports distribution metrics in judge features only"),
+        "paired": _paired(ctx),
+    }
+    store_section(ctx, "fidelity", section)
+    return {}
+
+
+def _distribution(ctx: RunContext, samples: SampleSet, memo) -> dict[str, Any]:
+    from audit.fidelity.distribution import compare
+
+    cfg = ctx.cfg
+    idx = audit_subset(ctx, len(samples))
+    _, syn_f = memo(samples.images[idx], samples.spacing)
+    syn_c = samples.subject_ids[idx] if samples.subject_ids is not None else idx.astype(str)
+    test = real_judged(ctx, "test")
+    if test is None:
+        return {"synthetic_vs_test": unavailable("the test split is empty: no real images to compare with")}
+    ts, _, test_f = test
+    out: dict[str, Any] = {}
+    floor = real_judged(ctx, "holdout")
+    n = len(idx) if floor is None else min(len(idx), len(floor[0]))
+    rng = np.random.default_rng([cfg.seed, 7])
+    sel = np.sort(rng.choice(len(idx), n, replace=False))
+    common = dict(n_boot=min(cfg.audit.bootstrap, 200), seed=cfg.seed, feature_label=FEATURE_DESCRIPTION)
+    out["synthetic_vs_test"] = compare(syn_f[sel], syn_c[sel], test_f, ts.subject_ids, **common)
+    arrays = {"synthetic": syn_f[sel], "synthetic_index": idx[sel], "test": test_f}
+    if floor is None:
+        out["real_floor"] = unavailable("the holdout split is empty: no second real set for the floor")
+    else:
+        fs, _, floor_f = floor
+        fsel = np.sort(rng.choice(len(fs), n, replace=False))
+        out["real_floor"] = compare(floor_f[fsel], fs.subject_ids[fsel], test_f, ts.subject_ids, **common)
+        arrays["real_floor"] = floor_f[fsel]
+        syn_fid, floor_fid = out["synthetic_vs_test"].get("fid", {}), out["real_floor"].get("fid", {})
+        if "value" in syn_fid and "value" in floor_fid and floor_fid["value"] > 0:
+            out["fid_ratio_to_floor"] = metric(
+                syn_fid["value"] / floor_fid["value"], "1", n=n,
+                method="FID(synthetic, test) / FID(holdout, test) in judge features, same n and covariance estimator")
+        else:
+            out["fid_ratio_to_floor"] = unavailable("FID of the synthetic set or of the real floor is not available")
+    atomic_save_npz(ctx.run_dir.path / "features_judge.npz", **arrays)
+    log.info("fidelity: judge-feature FID %s (real floor %s), n=%d per set",
+             out["synthetic_vs_test"].get("fid", {}).get("value"), out.get("real_floor", {}).get("fid", {}).get("value"), n)
+    return out
+
+
+def _paired(ctx: RunContext) -> dict[str, Any]:
+    from audit.fidelity.paired import paired_metrics, summarise_paired
+
+    cfg = ctx.cfg
+    out: dict[str, Any] = {}
+    sdedit = ctx.run_dir.path / "sdedit.npz"
+    if sdedit.is_file():
+        pool = split_slices(ctx, cfg.sample.condition_split)
+        pool = pool.subset(np.flatnonzero(pool.labelled))
+        with np.load(sdedit, allow_pickle=False) as z:
+            ref = pool.subset(z["reference_index"])
+            for key in sorted(k for k in z.files if k.startswith("strength_")):
+                table = paired_metrics(z[key], ref.images)
+                out[f"sdedit_{key}"] = summarise_paired(table, ref.subject_ids, n_boot=cfg.audit.bootstrap, seed=cfg.seed,
+                                                        what=f"SDEdit output ({key.replace('_', ' ')}, towards the next vendor) vs its reference image")
+    else:
+        out["sdedit"] = unavailable("no SDEdit outputs (the generator has no SDEdit sampler, or audit.sdedit_images=0)")
+    generator = ctx.artefacts.get("generator")
+    ae = getattr(generator, "ae", None)
+    if ae is not None and hasattr(ae, "reconstruct"):
+        test = split_slices(ctx, "test")
+        if test is not None:
+            test = test.subset(audit_subset(ctx, len(test), stream=4))
+            table = paired_metrics(ae.reconstruct(test.images), test.images)
+            out["autoencoder"] = summarise_paired(table, test.subject_ids, n_boot=cfg.audit.bootstrap, seed=cfg.seed,
+                                                  what="latent autoencoder reconstruction of real test images")
+    else:
+        out["autoencoder"] = unavailable("the generator has no latent autoencoder")
+    return out

@@ -1,0 +1,67 @@
+"""What the audit stages share: split slices, the seeded audit subset, the memoised judge and
+results sections that survive ``--resume``.
+
+Every audit stage keeps its results section in ``sections/<name>.json`` (atomic write), so a
+resumed run reloads a finished audit instead of recomputing it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from audit.atomic import atomic_write_json
+from audit.run import RunContext
+from generators.data import SliceSet
+
+
+def split_slices(ctx: RunContext, split: str) -> SliceSet | None:
+    """The 2D slices (``data.frames``) of a split's subjects, or ``None`` when the split is empty."""
+    ids = ctx.artefacts["splits"].assignments.get(split) or []
+    if not ids:
+        return None
+    return SliceSet.from_prepared(ctx.artefacts["prepared"], ids, frames=ctx.cfg.data.frames)
+
+
+def audit_subset(ctx: RunContext, n: int, stream: int = 2) -> np.ndarray:
+    """Sorted indices of at most ``audit.max_images`` of ``n`` items, drawn with the run seed.
+
+    ``stream`` separates independent draws (samples, each real split) so they do not coincide.
+    """
+    k = min(n, ctx.cfg.audit.max_images)
+    return np.sort(np.random.default_rng([ctx.cfg.seed, stream]).choice(n, k, replace=False))
+
+
+def judge_memo(ctx: RunContext):
+    """The run's judge (``audit.judge_precision``) behind the image-hash cache, built once per run.
+
+    Raises :class:`cohorts.judge.JudgeUnavailable` when the network cannot be fetched.
+    """
+    memo = ctx.artefacts.get("judge_memo")
+    if memo is None:
+        from cohorts.judge import Judge
+        from cohorts.judge.memo import JudgeMemo
+
+        memo = JudgeMemo(Judge(precision=ctx.cfg.audit.judge_precision))
+        ctx.artefacts["judge_memo"] = memo
+    return memo
+
+
+def section_path(ctx: RunContext, name: str) -> Path:
+    return ctx.run_dir.path / "sections" / f"{name}.json"
+
+
+def store_section(ctx: RunContext, name: str, section: dict[str, Any]) -> None:
+    """Keep an audit's results section on disk so a resumed run reuses it."""
+    atomic_write_json(section_path(ctx, name), section)
+    ctx.artefacts[f"results.{name}"] = section
+
+
+def section_loader(name: str) -> Callable[[RunContext], None]:
+    def load(ctx: RunContext) -> None:
+        ctx.artefacts[f"results.{name}"] = json.loads(section_path(ctx, name).read_text("utf-8"))
+
+    return load
