@@ -60,10 +60,11 @@ def per_image(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float] | 
     return pd.DataFrame(cols)
 
 
-def summarise(table: pd.DataFrame, subjects: np.ndarray, *, n_boot: int = 1000, seed: int = 0, judge: str = "") -> dict:
+def summarise(table: pd.DataFrame, subjects: np.ndarray, *, n_boot: int = 1000, seed: int = 0, judge: str = "",
+              reference: str = "conditioning mask") -> dict:
     """Results entries: mean Dice and HD95 per structure (and the mean over structures) with CIs."""
     out: dict = {"dice": {}, "hd95_mm": {}}
-    how = f"judge network ({judge}) vs conditioning mask; mean over images, subject bootstrap 95% CI"
+    how = f"judge network ({judge}) vs {reference}; mean over images, subject bootstrap 95% CI"
     for name in STRUCTURES.values():
         for kind, col, unit in (("dice", f"dice_{name}", "1"), ("hd95_mm", f"hd95_{name}", "mm")):
             v = table[col].to_numpy(float)

@@ -3,7 +3,9 @@
 For the seeded audit subset of the samples (one judge pass per image, memoised by image hash):
 
 * ``judge_agreement``: per structure Dice and HD95 (mm) of the judge's segmentation against
-  the conditioning mask (:mod:`audit.anatomy.agreement`);
+  the conditioning mask (:mod:`audit.anatomy.agreement`); ``judge_agreement_real_test`` is the
+  same figure for real ``test`` images against their ground truth (the ceiling a generator is
+  read against);
 * ``plausibility``: Painchaud-style criteria on the judge's segmentation of the synthetic
   images, next to the same rates for real ``test`` images (:mod:`audit.anatomy.plausibility`);
   this needs no conditioning mask, so it also judges unconditioned or external sample sets;
@@ -14,7 +16,8 @@ For the seeded audit subset of the samples (one judge pass per image, memoised b
   their masks and EDV/ESV/EF/mass of the judge's segmentation are compared with the requested
   values (:mod:`audit.anatomy.clinical`; Bland-Altman plots under ``figures/``).
 
-Per-image scores go to ``anatomy_per_sample.csv``, per-subject indices to ``clinical_per_subject.csv``.
+Per-image scores go to ``anatomy_per_sample.csv`` (the judge's label maps of the audited samples
+to ``judge_samples.npz``), per-subject indices to ``clinical_per_subject.csv``.
 """
 
 from __future__ import annotations
@@ -99,6 +102,8 @@ def run_anatomy(ctx: RunContext) -> dict[str, Any]:
         section["judge_agreement"] = agreement.summarise(agree, np.asarray(subjects), n_boot=cfg.audit.bootstrap,
                                                          seed=cfg.seed, judge=judge_name)
 
+    # the judge's segmentations travel with the run (report outlines, re-analysis); no image data
+    atomic_save_npz(ctx.run_dir.path / "judge_samples.npz", sample_index=idx, labels=labels)
     plaus = plausibility.evaluate(labels, samples.spacing)
     table = pd.concat([table, plaus.add_prefix("plausibility_")], axis=1)
     section["plausibility"] = {
@@ -110,6 +115,11 @@ def run_anatomy(ctx: RunContext) -> dict[str, Any]:
         section["plausibility"]["real_test"] = unavailable("the test split is empty: no real plausibility rate to compare with")
     else:
         rs, rl, _ = real
+        lab = np.flatnonzero(rs.labelled)
+        if len(lab):  # the ceiling: the same judge on real unseen images against their true masks
+            section["judge_agreement_real_test"] = agreement.summarise(
+                agreement.per_image(rl[lab], rs.masks[lab], rs.spacing), rs.subject_ids[lab], n_boot=cfg.audit.bootstrap,
+                seed=cfg.seed, judge=f"{judge_name}; real test-split images, the ceiling", reference="ground-truth mask")
         section["plausibility"]["real_test"] = plausibility.summarise(
             plausibility.evaluate(rl, rs.spacing), rs.subject_ids, n_boot=cfg.audit.bootstrap, seed=cfg.seed,
             source=f"judge ({judge_name}) segmentation of real test-split images")
