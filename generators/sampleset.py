@@ -60,6 +60,20 @@ class SampleSet:
     def is_cine(self) -> bool:
         return self.images.ndim == 4
 
+    def frames(self) -> "SampleSet":
+        """A cine set as its individual frames ``(N*T, H, W)`` (labels repeated per frame);
+        a 2D set is returned unchanged. Frame ``i * T + t`` is frame ``t`` of item ``i``."""
+        if not self.is_cine:
+            return self
+        n, t = self.images.shape[:2]
+        rep = lambda a: None if a is None else np.repeat(np.asarray(a), t, axis=0)  # noqa: E731
+        return SampleSet(
+            images=self.images.reshape(n * t, *self.images.shape[2:]), spacing=self.spacing,
+            masks=None if self.masks is None else self.masks.reshape(n * t, *self.masks.shape[2:]),
+            subject_ids=rep(self.subject_ids) if self.subject_ids is not None else np.repeat(np.arange(n).astype(str), t),
+            vendor=rep(self.vendor), group=rep(self.group), ef=rep(self.ef), edv=rep(self.edv), esv=rep(self.esv),
+        )
+
     # ------------------------------------------------------------------ validation
     def validate(self, source: str = "sample set") -> None:
         """Check dtypes, shapes, ranges and labels; raise one clear error naming ``source``."""

@@ -124,16 +124,55 @@ def compare_cmd(
 
 @app.command("signoff")
 def signoff_cmd(
-    run_dir: Path = typer.Argument(..., help="A finished run directory."),
-    policy: Optional[Path] = typer.Option(None, "--policy", help="Policy TOML (default: the shipped policy)."),
+    run_dir: Path = typer.Argument(..., help="A finished run directory (holds results.json and samples.npz)."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="Policy TOML (default: the shipped policy, reports/policies/default.toml)."),
 ) -> None:
-    """Apply a release policy to a run: PASS / WARN / FAIL per criterion (exit 0 / 1 / 2).
+    """Apply a release policy to a run: PASS / WARN / FAIL / INCOMPLETE per criterion and overall.
+
+    Writes signoff.json and signoff.html into RUN_DIR: the verdicts with the observed figures,
+    CIs, thresholds and rationales, the sha256 of results.json, samples.npz and the policy file,
+    and empty reviewer / reviewed_utc / decision_notes fields for the privacy officer.
+
+    A figure the policy needs that is unavailable or missing makes its criterion INCOMPLETE,
+    never PASS. Overall verdict = the worst criterion (FAIL > INCOMPLETE > WARN > PASS).
 
     \b
-    Example:
+    Exit codes:
+      0  PASS
+      1  WARN
+      2  FAIL or INCOMPLETE (and bad input: a missing results.json, an invalid policy)
+
+    \b
+    Examples:
+      audit signoff runs/20261126T101500Z-ldm                  # the shipped default policy
       audit signoff runs/20261126T101500Z-ldm --policy policy.toml
     """
-    raise NotAvailableError("'audit signoff' (the release-policy verdict)")
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from reports.signoff import sign_off
+
+    result = sign_off(run_dir, policy)
+    s = result.signoff
+    table = Table(title=Text(f"sign-off: {s['run']['generator']} / {s['run']['id']}"), show_lines=False)
+    for col in ("criterion", "verdict", "observed", "threshold", "reason"):
+        table.add_column(col)
+    for c in s["criteria"]:
+        obs = c["observed"]
+        unit = "" if obs is None or obs.get("unit") in (None, "1") else f" {obs['unit']}"
+        observed = "-" if obs is None else f"{obs['value']:.4g}{unit}"
+        if obs is not None and obs.get("ci_low") is not None and obs.get("ci_high") is not None:
+            observed += f" [{obs['ci_low']:.4g}, {obs['ci_high']:.4g}]"
+        threshold = f"{c['op']} {c['threshold']:.4g}" + (" x ref" if c["reference"] is not None else "")
+        # Text, not markup: names and reasons come from files and must be shown literally
+        table.add_row(Text(c["id"]), Text(c["verdict"]), Text(observed), Text(threshold), Text(c["reason"]))
+    Console(width=160).print(table)
+    typer.echo(f"policy: {s['policy']['path']} (sha256 {s['policy']['sha256'][:12]})")
+    typer.echo(f"verdict: {result.verdict} (exit {result.exit_code})")
+    typer.echo(f"wrote {result.json_path}")
+    typer.echo(f"wrote {result.html_path}")
+    raise typer.Exit(result.exit_code)
 
 
 @app.command("generators")

@@ -36,22 +36,36 @@ from audit.stats import cluster_bootstrap
 FEATURE_LABEL = "fvd_judge"
 
 
-def video_embedding(frame_features: np.ndarray) -> np.ndarray:
-    """``(N, T, F)`` per-frame features -> ``(N, 3F)`` video embeddings (see the module docstring)."""
-    f = np.asarray(frame_features, np.float64)
-    if f.ndim != 3:
-        raise UserError(f"cine features: expected (videos, frames, features), got shape {f.shape}")
-    if f.shape[1] < 2:
-        raise UserError(f"cine features: a video needs at least 2 frames, got {f.shape[1]}")
-    if not np.isfinite(f).all():
-        raise UserError("cine features: contain NaN or Inf values")
-    diff = np.abs(np.diff(f, axis=1)).mean(axis=1)
-    return np.concatenate([f.mean(axis=1), f.std(axis=1), diff], axis=1).astype(np.float32)
+def video_embedding(frame_features) -> np.ndarray:
+    """``(N, T, F)`` per-frame features (or a list of ``(T_i, F)`` arrays: real cines differ in
+    frame count) -> ``(N, 3F)`` video embeddings (see the module docstring)."""
+    if isinstance(frame_features, np.ndarray):
+        if frame_features.ndim != 3:
+            raise UserError(f"cine features: expected (videos, frames, features), got shape {frame_features.shape}")
+        videos = list(frame_features)
+    else:
+        videos = list(frame_features)
+    if not videos:
+        raise UserError("cine features: no videos")
+    out = []
+    for f in videos:
+        f = np.asarray(f, np.float64)
+        if f.ndim != 2:
+            raise UserError(f"cine features: each video must be (frames, features), got shape {f.shape}")
+        if f.shape[0] < 2:
+            raise UserError(f"cine features: a video needs at least 2 frames, got {f.shape[0]}")
+        if not np.isfinite(f).all():
+            raise UserError("cine features: contain NaN or Inf values")
+        out.append(np.concatenate([f.mean(axis=0), f.std(axis=0), np.abs(np.diff(f, axis=0)).mean(axis=0)]))
+    if len({len(e) for e in out}) != 1:
+        raise UserError("cine features: videos have different feature sizes")
+    return np.stack(out).astype(np.float32)
 
 
-def fvd_judge(candidate: np.ndarray, candidate_clusters, target: np.ndarray, target_clusters, *, n_boot: int = 200,
+def fvd_judge(candidate, candidate_clusters, target, target_clusters, *, n_boot: int = 200,
               seed: int = 0) -> dict[str, Any]:
-    """Distribution metrics of candidate vs target cine videos (``(N, T, F)`` judge features each).
+    """Distribution metrics of candidate vs target cine videos (``(N, T, F)`` judge features each,
+    or lists of ``(T_i, F)``).
 
     Returns the :func:`~audit.fidelity.distribution.compare` entries computed on video
     embeddings, under the label ``fvd_judge`` (its ``fid`` entry is the FVD in judge features).
@@ -62,13 +76,15 @@ def fvd_judge(candidate: np.ndarray, candidate_clusters, target: np.ndarray, tar
                    np.asarray(target_clusters), n_boot=n_boot, seed=seed, feature_label=FEATURE_LABEL)
 
 
-def frame_to_frame_dice(labels: np.ndarray) -> np.ndarray:
+def frame_to_frame_dice(labels) -> np.ndarray:
     """Per video, the mean over consecutive frame pairs and present structures of the Dice between
-    the judge's segmentations of frame t and t+1. ``labels``: ``(N, T, H, W)`` uint8 -> ``(N,)``;
-    NaN for a video in which no structure is ever present."""
+    the judge's segmentations of frame t and t+1. ``labels``: ``(N, T, H, W)`` uint8 (or a list of
+    ``(T_i, H, W)``) -> ``(N,)``; NaN for a video in which no structure is ever present."""
     from audit.anatomy.agreement import per_image
 
-    lab = np.asarray(labels)
+    if not isinstance(labels, np.ndarray):
+        return np.concatenate([frame_to_frame_dice(np.asarray(v)[None]) for v in labels]) if len(labels) else np.zeros(0)
+    lab = labels
     if lab.ndim != 4 or lab.shape[1] < 2:
         raise UserError(f"cine labels: expected (videos, frames>=2, H, W), got shape {lab.shape}")
     n, t = lab.shape[:2]
@@ -81,7 +97,7 @@ def frame_to_frame_dice(labels: np.ndarray) -> np.ndarray:
         return np.nanmean(dice.reshape(n, -1), axis=1)
 
 
-def smoothness_entry(labels: np.ndarray, clusters, *, n_boot: int = 1000, seed: int = 0, what: str = "") -> dict[str, Any]:
+def smoothness_entry(labels, clusters, *, n_boot: int = 1000, seed: int = 0, what: str = "") -> dict[str, Any]:
     """Results entry: mean frame-to-frame judge Dice over videos, subject bootstrap CI."""
     per_video = frame_to_frame_dice(labels)
     ok = np.isfinite(per_video)

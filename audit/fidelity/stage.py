@@ -16,6 +16,11 @@ downloaded here). Features come from the memoised judge pass the anatomy stage a
 * ``inception``: standard Inception FID is not computed: it needs ImageNet weight files that cannot
   be downloaded here, and numbers from another feature space must never be mixed with these.
 
+* ``fvd_judge`` (cine sample sets ``(N,T,H,W)``): Fréchet distance of video embeddings built from
+  per-frame judge features (:mod:`audit.fidelity.cine`) against real ``test`` cines (every slice
+  position, resampled to the synthetic frame count), with the ``holdout`` cines as the floor; temporal smoothness
+  (frame-to-frame judge Dice) of synthetic and real cines. Image metrics are then per frame.
+
 Features of all three sets go to ``features_judge.npz`` (for re-analysis; no images).
 """
 
@@ -47,14 +52,18 @@ def run_fidelity(ctx: RunContext) -> dict[str, Any]:
     if not cfg.audit.fidelity:
         store_section(ctx, "fidelity", {FEATURES: unavailable("fidelity audit switched off (audit.fidelity=false)")})
         return {}
-    if samples.is_cine:
-        store_section(ctx, "fidelity", {FEATURES: unavailable("cine sample sets are audited by the cine audit (FVD; not built yet)")})
-        return {}
     check_compatible(ctx, samples)
     try:
         memo = judge_memo(ctx)
     except JudgeUnavailable as exc:
         store_section(ctx, "fidelity", {FEATURES: unavailable(str(exc))})
+        return {}
+    if samples.is_cine:
+        store_section(ctx, "fidelity", {
+            FEATURES: _distribution(ctx, samples.frames(), memo),  # per-frame image metrics
+            "fvd_judge": _cine(ctx, samples, memo),
+            "inception": unavailable("standard Inception FID / I3D FVD need weight files that cannot be downloaded here"),
+        })
         return {}
     section: dict[str, Any] = {
         FEATURES: _distribution(ctx, samples, memo),
@@ -134,3 +143,56 @@ def _paired(ctx: RunContext) -> dict[str, Any]:
     else:
         out["autoencoder"] = unavailable("the generator has no latent autoencoder")
     return out
+
+
+def _real_videos(ctx: RunContext, split: str, k: int, stream: int, frames: int):
+    """Up to ``k`` real cines of a split (one per subject and slice position), judged.
+
+    Each is resampled to ``frames`` frames evenly spaced over its cardiac cycle (nearest frame),
+    the synthetic cines' frame count: the embedding's frame-difference term depends on the
+    temporal sampling, so real and synthetic cines must be compared at the same frame count."""
+    ids = ctx.artefacts["splits"].assignments.get(split) or []
+    prepared = ctx.artefacts["prepared"]
+    pool = [(sid, z) for sid in ids for z in range(prepared[sid].n_slices)]
+    if len(pool) < 2:
+        return None
+    rng = np.random.default_rng([ctx.cfg.seed, stream])
+    chosen = [pool[i] for i in np.sort(rng.choice(len(pool), min(k, len(pool)), replace=False))]
+    memo = judge_memo(ctx)
+    labels, feats, subjects = [], [], []
+    for sid, z in chosen:
+        s = prepared[sid]
+        pick = np.unique(np.round(np.linspace(0, s.n_frames - 1, min(frames, s.n_frames))).astype(int))
+        lab, f = memo(s.image[pick, z], s.spacing[:2])
+        labels.append(lab)
+        feats.append(f)
+        subjects.append(sid)
+    return labels, feats, np.array(subjects)
+
+
+def _cine(ctx: RunContext, samples: SampleSet, memo) -> dict[str, Any]:
+    from audit.fidelity.cine import fvd_judge, smoothness_entry
+
+    cfg = ctx.cfg
+    n, t = samples.images.shape[:2]
+    k = max(2, min(n, cfg.audit.max_images // t))
+    test = _real_videos(ctx, "test", k, 9, t)
+    if test is None:
+        return {"synthetic_vs_test": unavailable("the test split has fewer than 2 cine slices")}
+    floor = _real_videos(ctx, "holdout", k, 10, t)
+    if floor is not None:
+        k = min(k, len(floor[1]))  # the synthetic and floor rows at the same number of videos
+    idx = np.sort(np.random.default_rng([cfg.seed, 8]).choice(n, k, replace=False))
+    labels, feats = memo(samples.images[idx].reshape(-1, *samples.images.shape[2:]), samples.spacing)
+    syn_l, syn_f = labels.reshape(k, t, *labels.shape[1:]), feats.reshape(k, t, -1)
+    syn_c = samples.subject_ids[idx] if samples.subject_ids is not None else idx.astype(str)
+    nb = dict(n_boot=min(cfg.audit.bootstrap, 200), seed=cfg.seed)
+    return {
+        "synthetic_vs_test": fvd_judge(syn_f, syn_c, test[1], test[2], **nb),
+        "real_floor": (fvd_judge(floor[1], floor[2], test[1], test[2], **nb) if floor is not None
+                       else unavailable("the holdout split has fewer than 2 cine slices")),
+        "temporal_smoothness": {
+            "synthetic": smoothness_entry(syn_l, syn_c, n_boot=cfg.audit.bootstrap, seed=cfg.seed, what="synthetic cines"),
+            "real_test": smoothness_entry(test[0], test[2], n_boot=cfg.audit.bootstrap, seed=cfg.seed, what="real test-split cines"),
+        },
+    }
