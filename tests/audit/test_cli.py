@@ -52,7 +52,7 @@ def test_help_for_every_subsubcommand(group, capsys):
         (["run", "--generator", "copycat", "--set", "train.stepz=1"], 2, "error: unknown config key 'train.stepz'"),
         (["run", "--generator", "future"], 3, "not available yet: generator 'future'"),
         (["compare", "a", "b"], 3, "not available yet:"),
-        (["signoff", "a"], 3, "not available yet:"),
+        (["signoff", "a"], 2, "error: a: no such run directory"),
     ],
 )
 def test_errors_are_one_line_with_exit_code(args, code, message, capsys, tmp_path, monkeypatch):
