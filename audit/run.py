@@ -1,4 +1,4 @@
-"""One run, end to end: cohort -> fit -> sample -> audits -> results.json -> report.
+"""One run, end to end: cohort -> fit -> sample -> audits -> results.json -> report.html.
 
 Each stage writes its outputs atomically and is recorded in ``state.json`` when it has
 finished; ``--resume`` skips finished stages (after checking that the requested config equals
@@ -149,6 +149,17 @@ def _finish(ctx: RunContext) -> Path:
     return write_results(ctx.run_dir.results_path, doc)
 
 
+def _report(ctx: RunContext) -> Path:
+    """``report.html`` from the finished run directory (results.json is already on disk, so a
+    failing report loses nothing; ``audit report RUN_DIR`` re-renders it)."""
+    from reports.run_report import write_report
+
+    t0 = time.perf_counter()
+    path = write_report(ctx.run_dir.path, include_real_images=ctx.cfg.audit.include_real_images)
+    log.info("report: %s (%.1f s)", path, time.perf_counter() - t0)
+    return path
+
+
 def execute(req: RunRequest, stages: list[Stage] | None = None) -> Path:
     """Run (or resume) the whole pipeline; returns the run directory."""
     ctx = prepare(req)
@@ -174,6 +185,7 @@ def execute(req: RunRequest, stages: list[Stage] | None = None) -> Path:
             ctx.run_dir.mark_stage(stage.name, seconds=round(ctx.timing[stage.name], 3), **info)
             log.info("stage %s: done in %.1f s", stage.name, ctx.timing[stage.name])
         _finish(ctx)
+        _report(ctx)
         ctx.run_dir.set_status("finished")
         log.info("results: %s", ctx.run_dir.results_path)
         return ctx.run_dir.path

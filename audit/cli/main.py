@@ -108,6 +108,27 @@ def run_cmd(
     typer.echo(str(run_dir))
 
 
+@app.command("report")
+def report_cmd(
+    run_dir: Path = typer.Argument(..., help="A run directory written by 'audit run'."),
+    include_real_images: bool = typer.Option(False, "--include-real-images",
+                                             help="Allow real patient images in the report (adds a banner)."),
+) -> None:
+    """(Re)write RUN_DIR/report.html: one self-contained HTML file (inline CSS and images, no
+    JavaScript, no external requests), plus figures/ (PNG + SVG) and tables/ (CSV).
+
+    'audit run' writes it at the end of every run; use this after upgrading cmr-audit or to
+    change --include-real-images. Parts whose inputs are missing are named in the report.
+
+    \b
+    Example:
+      audit report runs/20261126T101500Z-ldm
+    """
+    from reports.run_report import write_report
+
+    typer.echo(str(write_report(run_dir, include_real_images=include_real_images)))
+
+
 @app.command("compare")
 def compare_cmd(
     run_dirs: List[Path] = typer.Argument(..., help="Run directories to compare."),
