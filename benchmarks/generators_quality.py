@@ -64,7 +64,7 @@ def _value(node: dict, *keys: str):
 
 
 def run_one(generator: str, preset: str, out: Path, extra: list[str], reaudit: bool = False) -> dict:
-    resume = reaudit and _strip_audits(out)
+    resume = reaudit and _strip_audits(out)  # then peak RSS and wall time are the audits' only
     cmd = [sys.executable, "-c", RUNNER, "--quiet", "run", "--generator", generator, "--preset", preset,
            "--out", str(out), *(["--resume"] if resume else ["--force", *extra])]
     t0 = time.perf_counter()
@@ -105,6 +105,7 @@ def run_one(generator: str, preset: str, out: Path, extra: list[str], reaudit: b
         "ef_mae_pct": _value(results, "anatomy", "clinical", "lv_ef_pct", "mae"),
         "audit_s": {k: state[k]["seconds"] for k in AUDIT_STAGES if k in state},
         "run_dir": str(out),
+        "reaudit": bool(resume),
     }
 
 
@@ -135,6 +136,20 @@ def main() -> None:
         ceil = ceilings[key].get("mean")
         row["ceiling_dice_mean"] = ceil
         row["fraction_of_ceiling"] = (row["judge_dice"].get("mean") / ceil) if ceil and row["judge_dice"].get("mean") is not None else None
+    # merge with earlier rows of other generators (each row keeps its own date and command)
+    path = ROOT / "benchmarks" / "results" / f"generators_{args.preset}.json"
+    stamp = {"date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+             "command": " ".join(["python", "benchmarks/generators_quality.py", *sys.argv[1:]])}
+    rows = [{**r, **stamp} for r in rows]
+    if path.is_file():
+        done = {r["generator"] for r in rows}
+        old = {r.get("generator"): r for r in json.loads(path.read_text()).get("rows", [])}
+        for r in rows:  # a re-audit keeps the fit's peak memory and wall time from the run that trained
+            prev = old.get(r["generator"])
+            if r.get("reaudit") and prev and "peak_rss_mb" in prev:
+                r["audit_peak_rss_mb"], r["peak_rss_mb"] = r.get("peak_rss_mb"), prev["peak_rss_mb"]
+                r["audit_wall_s"], r["wall_s"] = r.get("wall_s"), prev.get("wall_s")
+        rows = [r for g, r in old.items() if g not in done] + rows
     doc = {
         "benchmark": "generators_quality",
         "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
@@ -143,7 +158,7 @@ def main() -> None:
         "preset": args.preset,
         "rows": rows,
     }
-    atomic_write_json(ROOT / "benchmarks" / "results" / f"generators_{args.preset}.json", doc)
+    atomic_write_json(path, doc)
     print("\n| generator | size | train s | sample img/s | peak RSS MB | judge Dice RV/MYO/LV (mean) | fraction of ceiling "
           "| FID judge (floor) | precision / recall | plausible | EF r / MAE |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
