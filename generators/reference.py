@@ -149,18 +149,28 @@ class NoiseGenerator(Generator):
         extra = {k: np.asarray(conditions[k])[:n] for k in ("subject_ids", "vendor", "group") if conditions and conditions.get(k) is not None}
         return SampleSet(images=images, masks=masks.copy(), spacing=self.spacing, **extra)
 
-    def save(self, directory) -> None:
+    def _weights(self) -> dict[str, np.ndarray] | None:
+        """What the checkpoint stores (``None``: not fitted); subclasses add their own arrays."""
         if self.spacing is None or self.shape is None:
-            raise UserError("generator 'noise' has not been fitted; nothing to save")
+            return None
+        return {"spacing": np.asarray(self.spacing, np.float32)}
+
+    def _restore(self, weights: Mapping[str, np.ndarray]) -> None:
+        self.spacing = weights["spacing"]
+
+    def save(self, directory) -> None:
+        weights = self._weights()
+        if weights is None:
+            raise UserError(f"generator '{self.name}' has not been fitted; nothing to save")
         ckpt.save(directory, generator=self.name, model_config={"shape": list(self.shape)}, step=0,
-                  weights={"spacing": torch.from_numpy(np.asarray(self.spacing, np.float32))})
+                  weights={k: torch.from_numpy(v) for k, v in weights.items()})
 
     @classmethod
     def load(cls, directory) -> "NoiseGenerator":
         c = ckpt.load(directory, generator=cls.name)
         g = cls()
         g.shape = tuple(c.model_config["shape"])
-        g.spacing = c.weights["spacing"].numpy()
+        g._restore({k: v.numpy() for k, v in c.weights.items()})
         return g
 
 
@@ -195,20 +205,13 @@ class CartoonGenerator(NoiseGenerator):
         extra = {k: np.asarray(conditions[k])[:n] for k in ("subject_ids", "vendor", "group") if conditions.get(k) is not None}
         return SampleSet(images=np.clip(images, 0, 1).astype(np.float32), masks=masks.copy(), spacing=self.spacing, **extra)
 
-    def save(self, directory) -> None:
-        if self.means is None or self.spacing is None or self.shape is None:
-            raise UserError("generator 'cartoon' has not been fitted; nothing to save")
-        ckpt.save(directory, generator=self.name, model_config={"shape": list(self.shape)}, step=0,
-                  weights={"spacing": torch.from_numpy(np.asarray(self.spacing, np.float32)), "means": torch.from_numpy(self.means)})
+    def _weights(self) -> dict[str, np.ndarray] | None:
+        base = super()._weights()
+        return None if base is None or self.means is None else {**base, "means": self.means}
 
-    @classmethod
-    def load(cls, directory) -> "CartoonGenerator":
-        c = ckpt.load(directory, generator=cls.name)
-        g = cls()
-        g.shape = tuple(c.model_config["shape"])
-        g.spacing = c.weights["spacing"].numpy()
-        g.means = c.weights["means"].numpy()
-        return g
+    def _restore(self, weights: Mapping[str, np.ndarray]) -> None:
+        super()._restore(weights)
+        self.means = weights["means"]
 
 
 class ExternalGenerator(Generator):
