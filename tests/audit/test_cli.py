@@ -51,7 +51,7 @@ def test_help_for_every_subsubcommand(group, capsys):
         (["run", "--generator", "copycat", "--preset", "fast"], 2, "error: unknown preset 'fast'"),
         (["run", "--generator", "copycat", "--set", "train.stepz=1"], 2, "error: unknown config key 'train.stepz'"),
         (["run", "--generator", "future"], 3, "not available yet: generator 'future'"),
-        (["compare", "a", "b"], 3, "not available yet:"),
+        (["compare", "a", "b"], 2, "error: a: no such run directory"),
         (["signoff", "a"], 2, "error: a: no such run directory"),
     ],
 )
