@@ -1,8 +1,8 @@
 """Agreement between the judge's segmentation of a synthetic image and its conditioning mask.
 
-Per image and structure (RV, MYO, LV): Dice and the 95th-percentile symmetric Hausdorff
-distance in millimetres, both from MONAI (``compute_dice``, ``compute_hausdorff_distance``
-with the pixel spacing).
+Per image and structure (RV, MYO, LV): Dice (MONAI ``compute_dice``) and the 95th-percentile
+symmetric Hausdorff distance in millimetres with the pixel spacing (MONAI's definition, computed
+batch-wise here for speed and tested equal to ``compute_hausdorff_distance``).
 
 Conventions (stated in results as ``method``):
 
@@ -16,7 +16,6 @@ Conventions (stated in results as ``method``):
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -28,30 +27,60 @@ from audit.stats import cluster_bootstrap
 STRUCTURES = {1: "RV", 2: "MYO", 3: "LV"}
 
 
-def _one_hot(labels: np.ndarray) -> torch.Tensor:
-    t = torch.from_numpy(labels.astype(np.int64))
-    return torch.nn.functional.one_hot(t, 4).permute(0, 3, 1, 2).float()
+def _one_hot(*labels: np.ndarray) -> tuple[torch.Tensor, ...] | torch.Tensor:
+    out = tuple(torch.nn.functional.one_hot(torch.from_numpy(a.astype(np.int64)), 4).permute(0, 3, 1, 2).float()
+                for a in labels)
+    return out if len(out) > 1 else out[0]
+
+
+_CROSS = np.zeros((3, 3, 3), bool)
+_CROSS[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]  # in-plane 4-connectivity, never across images
+
+
+def _edges(masks: np.ndarray) -> np.ndarray:
+    """Boundary pixels of a batch of binary masks ``(B,H,W)``: the mask minus its erosion (image
+    borders count as outside), exactly as MONAI's ``get_mask_edges`` without subvoxels."""
+    from scipy.ndimage import binary_erosion
+
+    return masks & ~binary_erosion(masks, structure=_CROSS, border_value=0)
+
+
+def _hd95_batch(pred: np.ndarray, ref: np.ndarray, spacing: list[float]) -> np.ndarray:
+    """Symmetric 95th-percentile Hausdorff distance (mm) per image of two binary batches.
+
+    The definition of MONAI's ``compute_hausdorff_distance(percentile=95, spacing=...)``:
+    boundary pixels of each mask, Euclidean distance of every boundary pixel of one to the
+    nearest boundary pixel of the other (KD-tree, coordinates scaled by the spacing), the 95th
+    percentile (linear interpolation) in each direction, the larger of the two; NaN when either
+    mask is empty. Written out because MONAI's per-image, per-class Python loop (foreground
+    crop transform, tree builds) cost ~6 ms per structure; here one vectorised erosion serves a
+    batch (the test checks equality with MONAI).
+    """
+    from scipy.spatial import cKDTree
+
+    ep, er = _edges(pred), _edges(ref)
+    scale = np.asarray(spacing, np.float64)
+    out = np.full(len(pred), np.nan)
+    for i in range(len(pred)):
+        a, b = np.argwhere(ep[i]) * scale, np.argwhere(er[i]) * scale
+        if len(a) and len(b):
+            out[i] = max(np.percentile(cKDTree(b).query(a)[0], 95), np.percentile(cKDTree(a).query(b)[0], 95))
+    return out
 
 
 def per_image(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float] | np.ndarray, batch: int = 256) -> pd.DataFrame:
     """Dice and HD95 (mm) per image and structure; columns ``dice_RV``, ``hd95_RV``, ..."""
-    from monai.metrics import compute_dice, compute_hausdorff_distance
+    from monai.metrics import compute_dice
 
     if pred.shape != ref.shape or pred.ndim != 3:
         raise ValueError(f"pred and ref must both be (N,H,W), got {pred.shape} and {ref.shape}")
     spacing = [float(s) for s in spacing]
     dice, hd = [], []
     for lo in range(0, len(pred), batch):
-        p, r = _one_hot(pred[lo:lo + batch]), _one_hot(ref[lo:lo + batch])
+        pb, rb = pred[lo:lo + batch], ref[lo:lo + batch]
+        p, r = _one_hot(pb, rb)
         dice.append(compute_dice(p, r, include_background=False, ignore_empty=True).numpy())
-        with warnings.catch_warnings():  # empty structures are expected and handled below
-            warnings.simplefilter("ignore", UserWarning)
-            warnings.simplefilter("ignore", FutureWarning)  # MONAI 1.5+ deprecation inside its own helper
-            h = compute_hausdorff_distance(p, r, include_background=False, percentile=95, spacing=spacing).numpy()
-        p_empty = p[:, 1:].sum(dim=(2, 3)).numpy() == 0
-        r_empty = r[:, 1:].sum(dim=(2, 3)).numpy() == 0
-        h = np.where(p_empty | r_empty | ~np.isfinite(h), np.nan, h)
-        hd.append(h)
+        hd.append(np.stack([_hd95_batch(pb == k, rb == k, spacing) for k in STRUCTURES], axis=1))
     dice_a, hd_a = np.concatenate(dice), np.concatenate(hd)
     cols = {}
     for j, name in enumerate(STRUCTURES.values()):
