@@ -96,10 +96,7 @@ class VAEGenerator(MaskConditioned2D):
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"generator_options.channels": [8, 16], "generator_options.z_channels": 4,
                   "generator_options.spade_hidden": 8},
-        # measured on 2 cores (benchmarks): [16,32,64,64] with spade_hidden 16 took 3.0 s/step,
-        # far over the 15-minute budget; this width takes 0.29 s/step
-        "quick": {"train.steps": 2500, "train.batch_size": 16, "generator_options.channels": [8, 16, 32, 64],
-                  "generator_options.spade_hidden": 8},
+        "quick": {"train.steps": 3000, "train.batch_size": 16},
         "full": {"train.steps": 30000, "train.batch_size": 64, "generator_options.channels": [64, 128, 256, 256]},
     }
     ema_nets: ClassVar[tuple[str, ...]] = ("dec",)
