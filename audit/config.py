@@ -132,6 +132,17 @@ class AuditConfig:
     judge_precision: str = "int8"
     sdedit_images: int = 32
     """Reference images restyled with SDEdit at strengths 0.3/0.5/0.7 (diffusion/flow only; 0 = off)."""
+    utility_seeds: int = 3
+    """Seeds per utility setting (segmentation nets trained on real / synthetic / both / SDEdit)."""
+    utility_steps: int = 160
+    """Training steps per utility net (early-stopped on real validation subjects)."""
+    utility_batch_size: int = 8
+    utility_width: int = 8
+    """Base width of the utility BasicUNet (features w, w, 2w, 4w, 8w, w)."""
+    utility_synthetic_ratio: float = 1.0
+    """Synthetic images added per real training image in the real+synthetic setting."""
+    utility_sdedit_strength: float = 0.5
+    utility_val_fraction: float = 0.2
     clinical_subjects: int = 8
     """Subjects of ``sample.condition_split`` whose whole ED and ES stacks are generated to compare
     clinical indices (EDV, ESV, EF, mass) of the judge's segmentation with the requested ones (0 = off)."""
@@ -175,6 +186,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "audit.judge_precision": "fp32",  # no one-off int8 quantisation in seconds-long runs
         "audit.sdedit_images": 4,
         "audit.clinical_subjects": 3,
+        "audit.utility_seeds": 2,
+        "audit.utility_steps": 6,
+        "audit.utility_batch_size": 4,
+        "audit.utility_width": 4,
     },
     "quick": {},
     "full": {
@@ -187,6 +202,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sample.batch_size": 256,
         "audit.max_images": 4000,
         "audit.clinical_subjects": 40,
+        "audit.utility_seeds": 5,
+        "audit.utility_steps": 3000,
+        "audit.utility_batch_size": 32,
+        "audit.utility_width": 32,
         "device": "cuda",
     },
 }

@@ -9,8 +9,8 @@
   ``reference``: neither members nor the membership-inference non-members, and not the
   utility test set, so no audit sees its own labels in the synthetic data) and write
   ``samples.npz``.
-* ``anatomy`` (:mod:`audit.anatomy.stage`), ``fidelity`` (:mod:`audit.fidelity.stage`) and
-  ``privacy`` (:mod:`audit.privacy.stage`): the audits, each keeping its results section in
+* ``anatomy`` (:mod:`audit.anatomy.stage`), ``fidelity`` (:mod:`audit.fidelity.stage`),
+  ``privacy`` (:mod:`audit.privacy.stage`) and ``utility`` (:mod:`audit.utility.stage`): the audits, each keeping its results section in
   ``sections/<name>.json`` for ``--resume``.
 """
 
@@ -28,6 +28,7 @@ from audit.logs import progress_disabled
 from audit.anatomy.stage import run_anatomy
 from audit.fidelity.stage import run_fidelity
 from audit.privacy.stage import run_privacy
+from audit.utility import run_utility
 from audit.run import RunContext, Stage
 from audit.stagekit import section_loader, split_slices
 from generators.base import FitContext
@@ -148,4 +149,5 @@ PIPELINE: list[Stage] = [
     Stage("anatomy", run_anatomy, section_loader("anatomy")),
     Stage("fidelity", run_fidelity, section_loader("fidelity")),
     Stage("privacy", run_privacy, section_loader("privacy")),
+    Stage("utility", run_utility, section_loader("utility")),
 ]

@@ -1332,14 +1332,14 @@ class _Builder:
         sec.notes.extend(reasons)
         if entries:
             t = self._table("utility", "Utility figures", ["value"], row_header="results key")
-            bars: list[tuple[str, tuple]] = []
             for k, e in entries:
                 if f"utility.{k}" in r.used:
                     continue
                 r.used.add(f"utility.{k}")
                 t.add(k, [e], gloss=gloss_for(k))
-                if _is_metric(e) and k.split(".")[-1].lower().startswith("dice"):
-                    bars.append((k, (float(e["value"]), e.get("ci_low"), e.get("ci_high"))))
+            from audit.utility.metrics import dice_bars
+
+            bars = dice_bars(util)  # absolute Dice per setting / vendor / structure (not the differences)
             sec.table(t)
             if bars:
                 sec.figure(self._figure("utility_dice", "Utility: Dice per setting", "Bars: estimate; whiskers: 95 % CI.",
