@@ -44,7 +44,8 @@ def test_cine_sample_set_is_audited(tmp_path, monkeypatch):
         _real_cines(subjects, shuffle).save(path)
         out = tmp_path / name
         assert main(["--quiet", "run", "--generator", "external", "--samples", str(path), "--preset", "smoke",
-                     "--out", str(out), "--set", "audit.max_images=16", "--set", "audit.privacy=false"]) == 0
+                     "--out", str(out), "--set", "audit.max_images=16", "--set", "audit.privacy=false",
+                     "--set", "audit.utility=false"]) == 0
         docs[name] = load_results(out / "results.json")
     fvd = docs["ordered"]["fidelity"]["fvd_judge"]
     assert fvd["synthetic_vs_test"]["fid"]["value"] >= 0 and "fvd_judge" in fvd["synthetic_vs_test"]["fid"]["method"]

@@ -22,7 +22,8 @@ from audit.results import load_results
 pytestmark = [pytest.mark.slow, pytest.mark.judge]
 
 SETTINGS = ["data.phantom_subjects=40", "data.size=96", "data.target_spacing=2.0", "sample.n_samples=64",
-            "audit.max_images=64", "audit.privacy=false", "audit.bootstrap=200", "audit.clinical_subjects=3"]
+            "audit.max_images=64", "audit.privacy=false", "audit.utility=false", "audit.bootstrap=200",
+            "audit.clinical_subjects=3"]
 
 
 @pytest.fixture(scope="module")
