@@ -27,7 +27,8 @@ def test_smoke_run_writes_a_complete_run_dir(generator, tmp_path):
     out = tmp_path / generator
     anatomy = "true" if generator in ("holdout", "noise") else "false"  # the judge pass costs ~0.5 s/image
     assert main(["--quiet", "run", "--generator", generator, "--preset", "smoke", "--out", str(out),
-                 "--set", f"audit.anatomy={anatomy}", "--set", f"audit.fidelity={anatomy}"]) == 0
+                 "--set", f"audit.anatomy={anatomy}", "--set", f"audit.fidelity={anatomy}",
+                 "--set", f"audit.utility={anatomy}"]) == 0
     for name in ("config.json", "env.json", "run.log", "state.json", "splits.json", "samples.npz", "results.json"):
         assert (out / name).is_file(), name
     env = json.loads((out / "env.json").read_text())
@@ -50,6 +51,8 @@ def test_smoke_run_writes_a_complete_run_dir(generator, tmp_path):
         fid = results["fidelity"]["judge"]["synthetic_vs_test"]["fid"]
         assert fid["value"] >= 0 and "judge" in fid["method"]
         assert "plausible_rate" in results["anatomy"]["plausibility"]["synthetic"]
+        assert set(results["utility"]["vs_real"]) >= {"synthetic", "real+synthetic"}
+        assert (out / "report.html").is_file()
     else:
         assert agreement["status"] == "unavailable"
         assert results["fidelity"]["judge"]["status"] == "unavailable"
