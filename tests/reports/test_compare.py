@@ -13,7 +13,6 @@ import csv
 import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,19 +27,9 @@ EVIL = "<script>alert(1)</script>"
 PNG_SIG = b"\x89PNG\r\n\x1a\n"
 
 
-def load_test_module(stem: str):
-    """A sibling test module by path, cached in ``sys.modules`` (the same names as the other tests use)."""
-    name = {"test_signoff_fixtures": "cmr_audit_test_signoff_fixtures"}.get(stem, f"cmr_audit_{stem}")
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{stem}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+import cmr_audit_test_signoff_fixtures as fx  # noqa: E402  good_doc / leaky_doc / without_utility / write_run
+import cmr_audit_test_run_report as rr  # noqa: E402  build_run_dir: every file an audit run writes
 
-
-rr = load_test_module("test_run_report")  # build_run_dir: every file an audit run writes
-fx = load_test_module("test_signoff_fixtures")  # good_doc / leaky_doc / without_utility / write_run
 
 
 def set_entry(run: Path, path: tuple[str, ...], entry) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import html
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,17 +18,7 @@ from reports.signoff import (EXIT_CODES, FAIL, INCOMPLETE, NA, PASS, WARN, evalu
                              sign_off)
 
 
-def _fixtures():
-    name = "cmr_audit_test_signoff_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("test_signoff_fixtures.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fx = _fixtures()
+import cmr_audit_test_signoff_fixtures as fx  # noqa: E402  (registered by conftest.py)
 DEFAULT = load_policy()
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,17 +11,7 @@ from audit.cli.main import main
 from audit.results import unavailable
 
 
-def _fixtures():
-    name = "cmr_audit_test_signoff_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("test_signoff_fixtures.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fx = _fixtures()
+import cmr_audit_test_signoff_fixtures as fx  # noqa: E402  (registered by conftest.py)
 
 
 def run_cli(args, capsys):
