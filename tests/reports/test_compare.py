@@ -3,14 +3,13 @@ ranking with the policy applied, the trade-off figures, the CSV, escaping, and b
 
 Run directories come from the run-report fixture (``build_run_dir`` in ``test_run_report.py``)
 and the sign-off fixtures (``test_signoff_fixtures.py``), loaded by path (pytest runs with
-``--import-mode=importlib``, so ``tests/reports`` is not importable by name).
+``--import-mode=importlib``; conftest.py registers them).
 """
 
 from __future__ import annotations
 
 import base64
 import csv
-import importlib.util
 import json
 import re
 from pathlib import Path
