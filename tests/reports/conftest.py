@@ -11,7 +11,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
-SIBLINGS = {"cmr_audit_test_signoff_fixtures": "test_signoff_fixtures.py", "cmr_audit_test_run_report": "test_run_report.py"}
+SIBLINGS = {"cmr_audit_test_signoff_fixtures": "test_signoff_fixtures.py", "cmr_audit_test_run_report": "test_run_report.py",
+            "cmr_audit_test_compare": "test_compare.py"}
 
 
 def load_sibling(name: str):

@@ -18,7 +18,6 @@ browser download) and a Chromium binary: ``$CMR_AUDIT_CHROMIUM``, else ``chromiu
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -37,16 +36,6 @@ def chromium_binary() -> str | None:
     if explicit:
         return explicit if Path(explicit).is_file() else None
     return next((path for name in BROWSERS if (path := shutil.which(name))), None)
-
-
-def _sibling(stem: str):
-    """``test_compare.py`` by path; it loads the other fixture modules the same way."""
-    name = f"cmr_audit_{stem}"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{stem}.py"))
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +120,7 @@ def assert_page_ok(result: dict, min_images: int) -> None:
 def test_run_report_in_browser(browser, tmp_path):
     from reports.run_report import SECTION_IDS, write_report
 
-    rr = _sibling("test_compare").rr
+    rr = sys.modules["cmr_audit_test_compare"].rr
     run = rr.build_run_dir(tmp_path / "report")
     report = write_report(run)
     result = inspect_page(browser, report, SECTION_IDS, tmp_path, "run_report.png")
@@ -143,7 +132,7 @@ def test_run_report_in_browser(browser, tmp_path):
 def test_compare_report_in_browser(browser, tmp_path):
     from reports import compare
 
-    tc = _sibling("test_compare")
+    tc = sys.modules["cmr_audit_test_compare"]
     runs = tc.three_runs(tmp_path / "runs")
     out = compare.write_compare(runs, tmp_path / "compare.html").html_path
     result = inspect_page(browser, out, compare.SECTION_IDS, tmp_path, "compare.png")
