@@ -56,13 +56,19 @@ def check_compatible(ctx: RunContext, samples: SampleSet) -> None:
 
 
 def real_judged(ctx: RunContext, split: str) -> tuple[Any, np.ndarray, np.ndarray] | None:
-    """``(slices, labels, features)`` of the seeded audit subset of a real split, or ``None`` if empty."""
-    real = split_slices(ctx, split)
-    if real is None:
-        return None
-    real = real.subset(audit_subset(ctx, len(real), stream=REAL_STREAM[split]))
-    labels, feats = judge_memo(ctx)(real.images, real.spacing)
-    return real, labels, feats
+    """``(slices, labels, features)`` of the seeded audit subset of a real split, or ``None`` if empty.
+
+    Kept in the run context: the anatomy and fidelity stages both read the ``test`` split."""
+    key = f"real_judged.{split}"
+    if key not in ctx.artefacts:
+        real = split_slices(ctx, split)
+        if real is None:
+            ctx.artefacts[key] = None
+        else:
+            real = real.subset(audit_subset(ctx, len(real), stream=REAL_STREAM[split]))
+            labels, feats = judge_memo(ctx)(real.images, real.spacing)
+            ctx.artefacts[key] = (real, labels, feats)
+    return ctx.artefacts[key]
 
 
 def _subjects(samples: SampleSet, idx: np.ndarray) -> np.ndarray:
