@@ -8,8 +8,14 @@ can use classifier-free guidance (Ho & Salimans 2022): ``out = u + w (c - u)``.
 
 Objectives and samplers (MONAI schedulers):
 
-* ``ddpm``/``ldm``: epsilon prediction under a DDPM forward process (Ho et al. 2020),
-  sampled with DDIM (Song et al. 2021) in ``sample.sampler_steps`` steps.
+* ``ddpm``/``ldm``: a DDPM forward process (Ho et al. 2020) sampled with DDIM (Song et al.
+  2021) in ``sample.sampler_steps`` steps. The network predicts ``v = sqrt(a) eps - sqrt(1-a) x0``
+  by default (option ``prediction``; Salimans & Ho 2022): with epsilon prediction the first
+  DDIM steps recover ``x0 = (x - sqrt(1-a) eps) / sqrt(a)`` with ``sqrt(a) ~ 0.03`` at t = 999,
+  so every error in ``eps`` is amplified ~35x, which a network trained for minutes on a CPU
+  cannot afford. ``prediction = "epsilon"`` keeps the classic objective. DDIM uses "trailing"
+  timesteps (the first step starts at t = T-1 and the last lands exactly on t = 0; Lin et al.
+  2024, table 2), which MONAI's scheduler gives with ``steps_offset = T // steps - 1``.
 * ``flow``: rectified flow / flow matching (Liu et al. 2023; Lipman et al. 2023): velocity
   prediction on the straight path between data and noise, sampled with a few Euler steps
   (MONAI :class:`~monai.networks.schedulers.RFlowScheduler`).
@@ -39,6 +45,7 @@ from generators.data import SliceSet
 from generators.mask2d import MaskConditioned2D
 
 T_TRAIN = 1000
+PREDICTIONS = ("v_prediction", "epsilon")
 
 
 class Denoiser(nn.Module):
@@ -81,7 +88,8 @@ class DiffusionFamily(MaskConditioned2D):
         if self.objective == "velocity":
             return RFlowScheduler(num_train_timesteps=T_TRAIN, use_discrete_timesteps=False, sample_method="logit-normal",
                                   use_timestep_transform=False)
-        return DDPMScheduler(num_train_timesteps=T_TRAIN, schedule=self.options["schedule"])
+        return DDPMScheduler(num_train_timesteps=T_TRAIN, schedule=self.options["schedule"],
+                             prediction_type=self.options["prediction"])
 
     def _classes(self, vendor: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         return vendor * (self.vocab.null_group + 1) + group
@@ -102,6 +110,9 @@ class DiffusionFamily(MaskConditioned2D):
     # ------------------------------------------------------------------ build/train
     def build(self, train: bool) -> None:
         o = self.options
+        if self.objective != "velocity" and o["prediction"] not in PREDICTIONS:
+            raise UserError(f"generator '{self.name}': option prediction must be one of {', '.join(PREDICTIONS)}, "
+                            f"got {o['prediction']!r}")
         n_classes = (self.vocab.null_vendor + 1) * (self.vocab.null_group + 1)
         data_ch = int(o["ae"].get("latent_channels", AE_DEFAULTS["latent_channels"])) if self.latent else 1
         self.nets = nn.ModuleDict({"unet": Denoiser(data_ch, n_classes, list(o["channels"]), int(o["num_res_blocks"]),
@@ -126,12 +137,9 @@ class DiffusionFamily(MaskConditioned2D):
         noise = torch.randn_like(x0)
         if self.objective == "velocity":
             t = self.scheduler.sample_timesteps(x0)
-            xt = self.scheduler.add_noise(x0, noise, t)
-            target = x0 - noise
         else:
             t = torch.randint(0, T_TRAIN, (x0.shape[0],))
-            xt = self.scheduler.add_noise(x0, noise, t)
-            target = noise
+        xt, target = self._noised(x0, noise, t)
         pred = self.nets["unet"](xt, t, mask_oh, self._classes(vendor, group))
         loss = F.mse_loss(pred, target)
         opt = self.optimizers["unet"]
@@ -140,6 +148,15 @@ class DiffusionFamily(MaskConditioned2D):
         torch.nn.utils.clip_grad_norm_(self.nets["unet"].parameters(), 1.0)
         opt.step()
         return {"loss": loss.item()}
+
+    def _noised(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x_t`` and the regression target at timesteps ``t`` (the training objective, also the score's)."""
+        xt = self.scheduler.add_noise(x0, noise, t)
+        if self.objective == "velocity":
+            return xt, x0 - noise
+        if self.options["prediction"] == "v_prediction":
+            return xt, self.scheduler.get_velocity(x0, noise, t)
+        return xt, noise
 
     # ------------------------------------------------------------------ sampling
     def _guided(self, x, t, mask_oh, cls, null_cls, w: float) -> torch.Tensor:
@@ -169,7 +186,8 @@ class DiffusionFamily(MaskConditioned2D):
             return x
         from monai.networks.schedulers import DDIMScheduler
 
-        sch = DDIMScheduler(num_train_timesteps=T_TRAIN, schedule=self.options["schedule"], clip_sample=False)
+        sch = DDIMScheduler(num_train_timesteps=T_TRAIN, schedule=self.options["schedule"], clip_sample=False,
+                            prediction_type=self.options["prediction"], steps_offset=max(0, T_TRAIN // steps - 1))
         sch.set_timesteps(steps)
         for t in sch.timesteps:
             if int(t) > start * (T_TRAIN - 1) + 1e-6:
@@ -246,16 +264,20 @@ class DiffusionFamily(MaskConditioned2D):
                 noise = torch.randn(x0.shape, generator=gen)
                 if self.objective == "velocity":
                     t = torch.full((hi - lo,), float(timestep))
-                    xt = self.scheduler.add_noise(x0, noise, t)
-                    target = x0 - noise
                 else:
                     t = torch.full((hi - lo,), int(timestep), dtype=torch.long)
-                    xt = self.scheduler.add_noise(x0, noise, t)
-                    target = noise
+                xt, target = self._noised(x0, noise, t)
                 pred = self.nets["unet"](xt, t, m, cls)
                 total += ((pred - target) ** 2).mean(dim=(1, 2, 3))
             out[lo:hi] = -(total / repeats).numpy()
         return out
+
+    def _from_model_config(self, mc: Mapping[str, Any]) -> None:
+        options = dict(mc["options"])
+        if self.objective != "velocity":
+            # checkpoints written before the option existed were trained on epsilon
+            options.setdefault("prediction", "epsilon")
+        super()._from_model_config({**mc, "options": options})
 
     # ------------------------------------------------------------------ io (the autoencoder travels along)
     def save(self, directory) -> None:
@@ -288,7 +310,8 @@ class DDPMGenerator(DiffusionFamily):
     description = "pixel-space mask-conditioned diffusion (DDPM training, DDIM sampling, classifier-free guidance)"
     objective = "eps"
     latent = False
-    defaults: ClassVar[Mapping[str, Any]] = {**_COMMON, "channels": [16, 32, 64], "norm_groups": 8, "ae": {}}
+    defaults: ClassVar[Mapping[str, Any]] = {**_COMMON, "prediction": "v_prediction", "channels": [16, 32, 64],
+                                             "norm_groups": 8, "ae": {}}
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"generator_options.channels": [16, 16], "generator_options.norm_groups": 8},
         "quick": {"data.size": 96, "data.target_spacing": 2.0, "train.steps": 1500, "train.batch_size": 16},
@@ -303,7 +326,8 @@ class LDMGenerator(DiffusionFamily):
     description = "autoencoder-KL + mask-conditioned latent diffusion (DDIM sampling, classifier-free guidance)"
     objective = "eps"
     latent = True
-    defaults: ClassVar[Mapping[str, Any]] = {**_COMMON, "channels": [64, 128, 128], "norm_groups": 32, "ae": {}}
+    defaults: ClassVar[Mapping[str, Any]] = {**_COMMON, "prediction": "v_prediction", "channels": [64, 128, 128],
+                                             "norm_groups": 32, "ae": {}}
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"generator_options.channels": [16, 16], "generator_options.norm_groups": 8,
                   "generator_options.ae": {"channels": [8, 8], "norm_groups": 4, "steps": 10, "batch_size": 8}},
