@@ -100,3 +100,17 @@ def test_cartoon_paints_the_conditioning_mask_with_label_means(tmp_path):
     np.testing.assert_array_equal(CartoonGenerator.load(tmp_path / "g").sample(conditions={"masks": masks}).images, s.images)
     with pytest.raises(UserError, match="conditions with masks"):
         g.sample(3)
+
+
+def test_balanced_draw_keeps_every_slice_within_one_copy():
+    from generators.reference import balanced_draw
+
+    rng = np.random.default_rng(0)
+    idx = balanced_draw(150, 400, rng)
+    counts = np.bincount(idx, minlength=150)
+    assert len(idx) == 400 and counts.min() == 2 and counts.max() == 3 and counts.sum() == 400
+    few = balanced_draw(150, 40, rng)
+    assert len(set(few.tolist())) == 40  # without replacement when n <= pool
+    assert len(balanced_draw(5, 0, rng)) == 0
+    with pytest.raises(UserError, match="empty pool"):
+        balanced_draw(0, 3, rng)
