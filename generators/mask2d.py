@@ -99,6 +99,11 @@ class MaskConditioned2D(Generator):
     def build(self, train: bool) -> None:
         """Create ``self.nets`` (and, if ``train``, ``self.optimizers``)."""
 
+    def training_inputs(self, images: torch.Tensor) -> torch.Tensor | None:
+        """A fixed transform of every training image computed once before training, handed to
+        :meth:`train_step` as ``batch["data"]`` (e.g. frozen-encoder latents); ``None``: none."""
+        return None
+
     @abc.abstractmethod
     def train_step(self, batch: dict[str, torch.Tensor], step: int, rng: np.random.Generator) -> dict[str, float]:
         """One optimisation step; returns the losses to log."""
@@ -125,6 +130,7 @@ class MaskConditioned2D(Generator):
         masks = torch.from_numpy(np.ascontiguousarray(train.masks))
         labelled = torch.from_numpy(train.labelled.astype(bool))
         vendor, group = self.vocab.encode(train.vendor, train.group, len(train))
+        data = self.training_inputs(images)
         n, bs = len(train), min(tcfg.batch_size, len(train))
         for name in self.ema_nets:
             self.emas[name] = EMA(self.nets[name], tcfg.ema_decay, tcfg.ema_warmup_steps)
@@ -133,6 +139,8 @@ class MaskConditioned2D(Generator):
             idx = torch.as_tensor(rng.choice(n, bs, replace=False))
             batch = {"image": images[idx], "mask": masks[idx], "labelled": labelled[idx],
                      "vendor": vendor[idx], "group": group[idx]}
+            if data is not None:
+                batch["data"] = data[idx]
             return self.train_step(batch, t, rng)
 
         spec = TrainSpec(self.name, self.model_config(), tcfg.steps, int(config.seed), context.checkpoint_root,

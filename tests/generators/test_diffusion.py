@@ -85,3 +85,26 @@ def test_checkpoints_without_the_option_load_as_epsilon():
                           "shape": [32, 32], "spacing": [1.5, 1.5]})
     assert g.options["prediction"] == "epsilon"
     assert LDMGenerator.defaults["prediction"] == "v_prediction"
+
+
+def test_cached_latents_train_exactly_like_per_batch_encoding(rings):
+    """``training_inputs`` encodes the training set once; a step on the cached latents equals a
+    step that encodes the batch itself (the autoencoder is frozen and encodes to its mean)."""
+    from audit.config import resolve_config
+
+    cfg = resolve_config(preset="smoke", generator="ldm", generator_preset=LDMGenerator.presets["smoke"],
+                         overrides={"train.steps": 1, "train.batch_size": 8})
+    g = LDMGenerator()
+    g.fit(rings, cfg)
+    images = torch.from_numpy(rings.images[:8]).unsqueeze(1)
+    cached = g.training_inputs(images)
+    torch.testing.assert_close(cached, g.to_data(images))
+    assert DDPMGenerator().training_inputs(images) is None  # pixel space: nothing to cache
+    batch = {"image": images, "mask": torch.from_numpy(rings.masks[:8]), "labelled": torch.ones(8, dtype=torch.bool),
+             "vendor": torch.zeros(8, dtype=torch.long), "group": torch.zeros(8, dtype=torch.long)}
+    losses = []
+    for extra in ({}, {"data": cached}):
+        g.build(train=True)
+        torch.manual_seed(0)
+        losses.append(g.train_step({**batch, **extra}, 0, np.random.default_rng(0))["loss"])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
