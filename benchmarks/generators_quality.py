@@ -129,8 +129,10 @@ def main() -> None:
         key = (row["size"], row["spacing_mm"])
         if key not in ceilings:
             # the real-image ceiling at this generator's resolution
+            # (judge Dice, fidelity and plausibility only: the utility stage adds minutes and no ceiling figure)
             h = run_one("holdout", args.preset, args.out / f"{args.preset}-holdout-{row['size']}", extra + [
-                "--set", f"data.size={row['size']}", "--set", f"data.target_spacing={row['spacing_mm']}"], args.reaudit)
+                "--set", f"data.size={row['size']}", "--set", f"data.target_spacing={row['spacing_mm']}",
+                "--set", "audit.utility=false"], args.reaudit)
             ceilings[key] = h.get("judge_dice", {})
             print(json.dumps({"ceiling": list(key), **h}), flush=True)
         ceil = ceilings[key].get("mean")
