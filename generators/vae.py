@@ -11,9 +11,15 @@ and train the segmentation decoder with cross-entropy; slices without annotation
 it on the segmentation decoder's own (detached) prediction, so they still train the encoder
 and the image branch.
 
-Loss per image: mean squared reconstruction error (a Gaussian likelihood) + ``beta`` x KL +
-``seg_weight`` x cross-entropy (annotated slices only). Sampling draws ``z ~ N(0, I)`` and
-decodes under the conditioning mask. White-box score: the negative loss (an ELBO estimate
+Conditional prior (the CVAE of Sohn et al. 2015): the KL term pulls the posterior
+``q(z | x)`` towards a learned prior ``p(z | mask, vendor, group)`` instead of ``N(0, I)``, and
+sampling draws ``z`` from that prior before decoding under the same mask. The segmentation
+decoder makes ``z`` carry the anatomy, so a ``z`` drawn from ``N(0, I)`` brings a random heart
+that contradicts the conditioning mask: on the quick phantom that variant reached judge Dice
+0.31 against a real-image ceiling of 0.91, with ghost structures around the conditioned heart.
+
+Loss per image: mean squared reconstruction error (a Gaussian likelihood) + ``beta`` x
+KL(q || p) + ``seg_weight`` x cross-entropy (annotated slices only). White-box score: the negative loss (an ELBO estimate
 with the posterior mean; Hilprecht et al. 2019 use the ELBO for VAE membership inference).
 """
 
@@ -62,6 +68,36 @@ class SegDecoder(nn.Module):
         return self.head(self.body(z))
 
 
+class PriorNet(nn.Module):
+    """``p(z | c)``: a small conv net from the condition map to a diagonal Gaussian on the latent grid.
+
+    The condition map is area-pooled first (to 4x the latent grid, or less for shallow
+    models), then two strided convolutions reach the latent resolution: the prior needs the
+    heart's layout, not pixel detail, and a full-resolution encoder would double the step cost.
+    """
+
+    def __init__(self, cond_ch: int, z_ch: int, down: int, width: int):
+        super().__init__()
+        self.strided = min(2, down.bit_length() - 1)
+        self.pool = down // 2 ** self.strided
+        layers: list[nn.Module] = [nn.Conv2d(cond_ch, width, 3, padding=1), nn.GroupNorm(_groups(width), width), nn.SiLU()]
+        for _ in range(self.strided):
+            layers += [nn.Conv2d(width, width, 4, stride=2, padding=1), nn.GroupNorm(_groups(width), width), nn.SiLU()]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Conv2d(width, 2 * z_ch, 3, padding=1)
+
+    def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.pool > 1:
+            cond = F.avg_pool2d(cond, self.pool)
+        mu, logvar = self.head(self.body(cond)).chunk(2, dim=1)
+        return mu, logvar.clamp(-10, 10)
+
+
+def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
+    """Elementwise KL(N(mu_q, var_q) || N(mu_p, var_p)) of diagonal Gaussians."""
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1)
+
+
 class ImageDecoder(nn.Module):
     def __init__(self, channels: list[int], z_ch: int, cond_ch: int, hidden: int):
         super().__init__()
@@ -89,6 +125,7 @@ class VAEGenerator(MaskConditioned2D):
         "channels": [16, 32, 64, 64],
         "z_channels": 8,
         "spade_hidden": 16,
+        "prior_width": 32,
         "beta": 1e-3,
         "seg_weight": 0.1,
         "lr": 5e-4,
@@ -100,7 +137,7 @@ class VAEGenerator(MaskConditioned2D):
         "quick": {"train.steps": 1200, "train.batch_size": 16},
         "full": {"train.steps": 30000, "train.batch_size": 64, "generator_options.channels": [64, 128, 256, 256]},
     }
-    ema_nets: ClassVar[tuple[str, ...]] = ("dec",)
+    ema_nets: ClassVar[tuple[str, ...]] = ("dec", "prior")
 
     def fit(self, train, config, context=None) -> None:
         train.require_masks(self.name)  # some annotation is needed to learn the mask conditioning
@@ -114,7 +151,8 @@ class VAEGenerator(MaskConditioned2D):
         if self.shape[0] % down or self.shape[1] % down:
             raise UserError(f"vae: image size {self.shape} must be divisible by {down} (2^len(channels))")
         self.nets = nn.ModuleDict({"enc": Encoder(chs, zc), "seg": SegDecoder(chs, zc),
-                                   "dec": ImageDecoder(chs, zc, cond_ch, int(o["spade_hidden"]))})
+                                   "dec": ImageDecoder(chs, zc, cond_ch, int(o["spade_hidden"])),
+                                   "prior": PriorNet(cond_ch, zc, down, int(o["prior_width"]))})
         if train:
             self.optimizers = {"vae": torch.optim.Adam(self.nets.parameters(), lr=o["lr"])}
 
@@ -132,9 +170,10 @@ class VAEGenerator(MaskConditioned2D):
         true = one_hot(masks)
         lab = labelled.view(-1, 1, 1, 1).float()
         mask_cond = lab * true + (1 - lab) * soft
-        recon = self.nets["dec"](z, cond_map(mask_cond, vendor, group, self.vocab))
+        cond = cond_map(mask_cond, vendor, group, self.vocab)
+        recon = self.nets["dec"](z, cond)
         rec = ((recon - x) ** 2).mean(dim=(1, 2, 3))
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean(dim=(1, 2, 3))
+        kl = gaussian_kl(mu, logvar, *self.nets["prior"](cond)).mean(dim=(1, 2, 3))
         ce = F.cross_entropy(seg_logits, masks.long(), reduction="none").mean(dim=(1, 2)) * labelled.float()
         per_image = rec + o["beta"] * kl + o["seg_weight"] * ce
         return per_image, {"rec": rec.mean(), "kl": kl.mean(), "ce": ce.sum() / labelled.float().sum().clamp_min(1)}
@@ -149,8 +188,10 @@ class VAEGenerator(MaskConditioned2D):
         return {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}}
 
     def generate(self, mask_oh, vendor, group, generator):
-        z = torch.randn((mask_oh.shape[0], *self.z_shape), generator=generator)
-        return self.nets["dec"](z, cond_map(mask_oh, vendor, group, self.vocab))
+        cond = cond_map(mask_oh, vendor, group, self.vocab)
+        mu_p, logvar_p = self.nets["prior"](cond)
+        z = mu_p + torch.randn(mu_p.shape, generator=generator) * torch.exp(0.5 * logvar_p)
+        return self.nets["dec"](z, cond)
 
     @torch.no_grad()
     def score(self, images: np.ndarray, masks: np.ndarray | None = None, *, seed: int = 0, vendor=None, group=None) -> np.ndarray:
