@@ -132,7 +132,7 @@ class DiffusionFamily(MaskConditioned2D):
     def training_inputs(self, images: torch.Tensor) -> torch.Tensor | None:
         """Latents of the training slices, encoded once: the autoencoder is frozen while the
         denoiser trains and encodes to the posterior mean, so per-batch encoding repeated the
-        same computation every step (about a third of an ldm step on a CPU)."""
+        same computation every step."""
         return self.to_data(images) if self.latent else None
 
     def train_step(self, batch, step, rng):
