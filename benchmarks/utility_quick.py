@@ -186,7 +186,6 @@ def main(argv: list[str] | None = None) -> int:
             ctx = _context(src, Path(args.work) / src.name)
             if args.threads:
                 ctx.cfg.train.num_threads = args.threads
-            # attributes until the audit.utility_* keys exist in audit.config; then plain assignments
             if args.seeds:
                 ctx.cfg.audit.utility_seeds = args.seeds
             if args.steps:

@@ -133,7 +133,8 @@ class VAEGenerator(MaskConditioned2D):
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"generator_options.channels": [8, 16], "generator_options.z_channels": 4,
                   "generator_options.spade_hidden": 8},
-        # 0.63 s/step at batch 16 on 2 quiet cores (2026-11-26): 1200 steps fit the 15-min budget
+        # 0.63 s/step at batch 16 on 2 quiet cores before the prior net, ~0.8 s/step with it
+        # (2026-11-26, BENCHMARKS.md): 1200 steps take about 13-16 min; 3000 took 31 min
         "quick": {"train.steps": 1200, "train.batch_size": 16},
         "full": {"train.steps": 30000, "train.batch_size": 64, "generator_options.channels": [64, 128, 256, 256]},
     }
@@ -155,11 +156,6 @@ class VAEGenerator(MaskConditioned2D):
                                    "prior": PriorNet(cond_ch, zc, down, int(o["prior_width"]))})
         if train:
             self.optimizers = {"vae": torch.optim.Adam(self.nets.parameters(), lr=o["lr"])}
-
-    @property
-    def z_shape(self) -> tuple[int, int, int]:
-        down = 2 ** len(self.options["channels"])
-        return (int(self.options["z_channels"]), self.shape[0] // down, self.shape[1] // down)
 
     def _losses(self, x, masks, labelled, vendor, group, sample_z: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         o = self.options
