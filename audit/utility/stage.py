@@ -510,15 +510,17 @@ def heldout_vendor_of(ctx: RunContext, vendors: list[str]) -> str | None:
     """The leave-one-vendor-out held-out vendor (``splits_lovo.json``), ``None`` below 2 vendors."""
     if len(vendors) < 2:
         return None
-    path = ctx.run_dir.path / "splits_lovo.json"
-    if path.is_file():
-        from cohorts.splits import load_splits
+    from cohorts.splits import load_splits, make_lovo_splits
 
-        held = load_splits(path, ctx.artefacts["prepared"]).heldout_vendor
+    path = ctx.run_dir.path / "splits_lovo.json"
+    prepared = ctx.artefacts["prepared"]
+    if path.is_file():
+        held = load_splits(path, prepared).heldout_vendor
         if held:
             return str(held)
-    configured = getattr(ctx.cfg.data, "heldout_vendor", "") or ""
-    return configured or sorted(vendors)[-1]  # the rule of cohorts.splits.make_lovo_splits
+    # no saved split (the cohort stage writes one for >= 2 vendors): the same rule, from the one place it lives
+    d = ctx.cfg.data
+    return str(make_lovo_splits(prepared, d.heldout_vendor or None, seed=d.split_seed).heldout_vendor)
 
 
 def run_utility(ctx: RunContext) -> dict[str, Any]:
