@@ -111,7 +111,15 @@ class DPConfig:
     noise_multiplier: float = 0.0
     """Fixed noise multiplier instead of a target epsilon; 0 = calibrate from epsilon."""
     max_grad_norm: float = 1.0
+    """Clipping norm C of each privacy unit's gradient (L2 over all parameters of a network)."""
     accountant: str = "rdp"
+    """Accountant that calibrates the noise: ``rdp`` or ``prv`` (both are reported)."""
+    unit: str = "subject"
+    """Privacy unit: ``subject`` (a patient: all of their slices) or ``slice``."""
+    slices_per_unit: int = 2
+    """Slices drawn from each Poisson-sampled subject per step (``unit = subject``)."""
+    grad_sample_mode: str = "hooks"
+    """Opacus per-sample gradient mode: ``hooks`` (fastest for these conv nets) or ``functorch``."""
 
     @property
     def enabled(self) -> bool:
@@ -432,6 +440,12 @@ def _check(cfg: RunConfig) -> None:
         (0 <= cfg.dp.delta < 1, "dp.delta must be in (0, 1)"),
         (cfg.dp.noise_multiplier >= 0, "dp.noise_multiplier must be >= 0"),
         (cfg.dp.max_grad_norm > 0, "dp.max_grad_norm must be > 0"),
+        (cfg.dp.unit in ("subject", "slice"), "dp.unit must be subject or slice"),
+        (cfg.dp.slices_per_unit >= 1, "dp.slices_per_unit must be >= 1"),
+        (cfg.dp.grad_sample_mode in ("hooks", "functorch"), "dp.grad_sample_mode must be hooks or functorch"),
+        (cfg.dp.accountant in ("rdp", "prv"), "dp.accountant must be rdp or prv"),
+        (not (cfg.dp.epsilon > 0 and cfg.dp.noise_multiplier > 0),
+         "give either dp.epsilon (--dp-epsilon) or dp.noise_multiplier (--dp-noise-multiplier), not both"),
         (cfg.device in ("cpu", "cuda") or cfg.device.startswith("cuda:"), "device must be cpu, cuda or cuda:N"),
     ]
     for ok, message in checks:

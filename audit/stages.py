@@ -91,6 +91,8 @@ def run_fit(ctx: RunContext) -> dict[str, Any]:
     train = split_slices(ctx, "train")
     if train is None:
         raise UserError("the train split is empty: nothing to fit the generator on")
+    if ctx.cfg.dp.enabled and not getattr(ctx.entry.cls, "trainable", True):
+        raise UserError(f"generator '{ctx.cfg.generator}' is not trained, so --dp-* has nothing to make private")
     generator = ctx.entry.cls()
     context = FitContext(
         reference=split_slices(ctx, "reference"),
@@ -101,11 +103,28 @@ def run_fit(ctx: RunContext) -> dict[str, Any]:
     generator.fit(train, ctx.cfg, context)
     generator.save(ctx.run_dir.path / "generator")
     ctx.artefacts["generator"] = generator
+    _dp_artefacts(ctx, generator)
     return {"train_slices": len(train)}
+
+
+def _dp_artefacts(ctx: RunContext, generator: Any) -> None:
+    """The ``dp`` results section and the claim the privacy audit checks, from the accountant.
+
+    A run asked for DP whose generator reports no accounting is an error, never a silent
+    non-private run with a claimed epsilon."""
+    from generators.dp.summary import results_section
+
+    summary = getattr(generator, "dp_summary", None)
+    if ctx.cfg.dp.enabled and summary is None:
+        raise UserError(f"generator '{ctx.cfg.generator}' does not support DP training (it reported no DP accounting)")
+    if summary is not None:
+        ctx.artefacts["results.dp"] = results_section(summary)
+        ctx.artefacts["dp_claim"] = (float(summary["epsilon_rdp"]), float(summary["plan"]["delta"]))
 
 
 def load_fit(ctx: RunContext) -> None:
     ctx.artefacts["generator"] = ctx.entry.cls.load(ctx.run_dir.path / "generator")
+    _dp_artefacts(ctx, ctx.artefacts["generator"])
 
 
 # --------------------------------------------------------------------------- sample

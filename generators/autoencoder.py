@@ -13,6 +13,12 @@ Latent scaling: latents are the encoder means multiplied by ``scale = 1 / std`` 
 training latents (Rombach et al. 2022, section 4.3 / appendix), so the diffusion model sees
 unit-variance data; an unscaled latent space is a classic cause of "texture soup".
 
+Differential privacy (:mod:`generators.dp`): with a DP plan the autoencoder is trained with
+DP-SGD (phase ``autoencoder``), and the latent scale -- a statistic of the private training
+latents -- is released by a Gaussian mechanism (phase ``latent_scale``): each privacy unit's
+latent RMS, clipped to ``SCALE_BOUND``, is summed and noised with std ``sigma * SCALE_BOUND``.
+Both phases go into the run's single ledger, so the denoiser's epsilon is end to end.
+
 Sharing and caching: ``ldm`` and ``flow`` on the same cohort and split use the same
 autoencoder, trained once and cached under ``$CMR_AUDIT_CACHE/autoencoders/<key>`` where
 the key hashes the training images, the options and the seed.
@@ -51,6 +57,8 @@ AE_DEFAULTS: dict[str, Any] = {
     "grad_weight": 0.5,
 }
 NAME = "autoencoder-kl"
+#: clip bound on a privacy unit's latent RMS for the DP latent scale (trained latents have RMS ~0.8-1)
+SCALE_BOUND = 4.0
 
 
 def _net(options: Mapping[str, Any]) -> torch.nn.Module:
@@ -84,6 +92,8 @@ class LatentAutoencoder:
         self.latent_shape = (int(self.options["latent_channels"]), self.shape[0] // down, self.shape[1] // down)
         self.net = _net(self.options)
         self.scale = 1.0
+        #: the DP phases this autoencoder spent (a ledger dict), None when trained without DP
+        self.dp_ledger: dict | None = None
 
     def model_config(self) -> dict[str, Any]:
         return {"options": self.options, "shape": list(self.shape)}
@@ -106,7 +116,9 @@ class LatentAutoencoder:
         return self.net.encode(images)[0] * self.scale
 
     # ------------------------------------------------------------------ training
-    def fit(self, images: np.ndarray, seed: int, checkpoint_root: Path | None = None, resume: bool = False) -> list[dict]:
+    def fit(self, images: np.ndarray, seed: int, checkpoint_root: Path | None = None, resume: bool = False,
+            dp: Any = None) -> list[dict]:
+        """Train. ``dp``: ``(plan, ledger, subject_ids)`` for DP-SGD (see the module docstring)."""
         o = self.options
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -115,9 +127,25 @@ class LatentAutoencoder:
         x_all = torch.from_numpy(np.ascontiguousarray(images, np.float32)).unsqueeze(1)
         n, bs = len(x_all), min(int(o["batch_size"]), len(x_all))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(o["steps"])), eta_min=o["lr"] * 0.1)
+        private = None
+        if dp is not None:
+            from generators.dp.sgd import PrivateTraining
+
+            plan, ledger, subject_ids = dp
+            private = PrivateTraining(plan, ledger, "autoencoder", subject_ids, seed)
+            opt = private.wrap({"ae": self.net}, {"ae": opt}, "autoencoder")["ae"]
 
         def step(t: int, rng: np.random.Generator) -> dict[str, float]:
-            x = x_all[torch.as_tensor(rng.choice(n, bs, replace=False))]
+            if private is None:
+                x = x_all[torch.as_tensor(rng.choice(n, bs, replace=False))]
+            else:
+                rows = private.batch(t)
+                private.spend()
+                if len(rows) == 0:
+                    private.noise_only_step()
+                    sched.step()
+                    return {}
+                x = x_all[torch.as_tensor(rows)]
             recon, mu, sigma = self.net(x)
             kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-8) - 1).sum(dim=(1, 2, 3)).mean()
             l1 = F.l1_loss(recon, x)
@@ -131,20 +159,52 @@ class LatentAutoencoder:
 
         spec = TrainSpec(NAME, self.model_config(), int(o["steps"]), seed, checkpoint_root, 200 if checkpoint_root else 0,
                          None, desc="train autoencoder")
-        trainer = Trainer(spec, {"ae": self.net}, {"ae": opt}, {})
-        history = trainer.fit(step, resume=resume)
+        trainer = Trainer(spec, {"ae": self.net}, {"ae": opt}, {}, dp=private)
+        try:
+            history = trainer.fit(step, resume=resume)
+        finally:
+            if private is not None:
+                private.close()
         # latent scale from the training latents (unit variance for the diffusion model)
         self.scale = 1.0
         lat = self.encode(x_all)
-        self.scale = float(1.0 / lat.std().clamp_min(1e-6))
+        if dp is None:
+            self.scale = float(1.0 / lat.std().clamp_min(1e-6))
+        else:
+            self.scale = self._private_scale(lat, dp, seed)
         log.info("autoencoder: %d steps, final L1 %.4f, latent scale %.3f", trainer.step,
                  history[-1]["l1"] if history else float("nan"), self.scale)
         return history
 
+    @staticmethod
+    def _private_scale(lat: torch.Tensor, dp: Any, seed: int) -> float:
+        """``1 / RMS`` of the latents, the RMS released by a Gaussian mechanism over privacy units
+        (sum of per-unit RMS clipped to ``SCALE_BOUND``, noise std ``sigma * SCALE_BOUND``; the
+        number of units is public, as in Opacus' averaging)."""
+        from generators.training import step_seed
+
+        plan, ledger, subject_ids = dp
+        units = np.asarray(subject_ids) if plan.unit == "subject" else np.arange(len(lat))
+        codes, inverse = np.unique(units, return_inverse=True)
+        ms = lat.pow(2).mean(dim=(1, 2, 3)).double()
+        per_unit = torch.zeros(len(codes), dtype=torch.float64).index_add_(0, torch.from_numpy(inverse), ms)
+        per_unit = (per_unit / torch.from_numpy(np.bincount(inverse)).double()).sqrt().clamp(max=SCALE_BOUND)
+        sigma = plan.optimizer_noise("latent_scale")
+        gen = torch.Generator().manual_seed(step_seed(seed, 99_991))
+        noisy = (per_unit.sum() + torch.randn((), generator=gen, dtype=torch.float64) * sigma * SCALE_BOUND) / len(codes)
+        ledger.spend("latent_scale", plan.noise_multiplier, 1.0)
+        rms = float(noisy.clamp(min=0.05 * SCALE_BOUND, max=SCALE_BOUND))
+        log.info("autoencoder: DP latent RMS %.3f (clip %.1f, noise std %.3f on the mean)", rms, SCALE_BOUND,
+                 sigma * SCALE_BOUND / len(codes))
+        return 1.0 / rms
+
     # ------------------------------------------------------------------ io
     def save(self, directory: str | Path) -> Path:
+        extra: dict[str, Any] = {"scale": self.scale}
+        if getattr(self, "dp_ledger", None) is not None:
+            extra["dp_ledger"] = self.dp_ledger
         return ckpt.save(directory, generator=NAME, model_config=self.model_config(), step=0,
-                         weights=dict(self.net.state_dict()), extra={"scale": self.scale})
+                         weights=dict(self.net.state_dict()), extra=extra)
 
     @classmethod
     def load(cls, directory: str | Path) -> "LatentAutoencoder":
@@ -155,6 +215,7 @@ class LatentAutoencoder:
         except RuntimeError as exc:
             raise UserError(f"{directory}: incompatible autoencoder checkpoint ({str(exc).splitlines()[0]})") from None
         ae.scale = float(c.extra["scale"])
+        ae.dp_ledger = c.extra.get("dp_ledger")
         return ae
 
     @torch.no_grad()
@@ -169,32 +230,59 @@ class LatentAutoencoder:
         return float(np.abs(self.reconstruct(images) - np.asarray(images, np.float32)).mean())
 
 
-def cache_key(images: np.ndarray, options: Mapping[str, Any], seed: int) -> str:
+def cache_key(images: np.ndarray, options: Mapping[str, Any], seed: int, dp: Mapping[str, Any] | None = None) -> str:
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(images, np.float32).tobytes())
-    h.update(json.dumps({"options": {**AE_DEFAULTS, **options}, "seed": seed, "shape": list(images.shape)}, sort_keys=True).encode())
+    meta: dict[str, Any] = {"options": {**AE_DEFAULTS, **options}, "seed": seed, "shape": list(images.shape)}
+    if dp is not None:
+        meta["dp"] = dp  # a DP autoencoder never serves a non-DP run, nor one with another plan
+    h.update(json.dumps(meta, sort_keys=True).encode())
     return h.hexdigest()[:24]
 
 
-def shared_autoencoder(images: np.ndarray, options: Mapping[str, Any], seed: int, *, use_cache: bool = True) -> LatentAutoencoder:
+def shared_autoencoder(images: np.ndarray, options: Mapping[str, Any], seed: int, *, use_cache: bool = True,
+                       dp: Any = None) -> LatentAutoencoder:
     """The autoencoder for these training images and options: from the cache, or trained and cached.
 
-    The cache entry is written under a temporary name and renamed when complete.
+    The cache entry is written under a temporary name and renamed when complete. With ``dp``
+    (``(plan, ledger, subject_ids)``) the autoencoder's phases are spent into ``ledger``, also on
+    a cache hit: the cached network was trained on the same private data.
     """
-    key = cache_key(images, options, seed)
+    key = cache_key(images, options, seed, None if dp is None else {"plan": dp[0].to_dict(), "units": sorted(set(map(str, dp[2])))})
     root = cache_dir("autoencoders")
     final = root / key
     if use_cache and (final / "latest").is_file():
         try:
             ae = LatentAutoencoder.load(final)
+            if dp is not None:
+                _charge_cached(ae, dp[1], final)
             log.info("autoencoder cache hit (%s)", key)
             return ae
         except UserError as exc:
             log.warning("autoencoder cache entry %s unusable (%s); retraining", key, exc)
             shutil.rmtree(final, ignore_errors=True)
     ae = LatentAutoencoder(options, images.shape[1:])
-    ae.fit(images, seed)
+    if dp is not None:
+        from generators.dp.accountant import Ledger
+
+        own = Ledger(dp[1].delta, dp[1].accountant)
+        ae.fit(images, seed, dp=(dp[0], own, dp[2]))
+        ae.dp_ledger = own.to_dict()
+        _charge_cached(ae, dp[1], "the new autoencoder")
+    else:
+        ae.fit(images, seed)
     if use_cache:
         with atomic_dir(final) as staging:
             ae.save(staging)
     return ae
+
+
+def _charge_cached(ae: LatentAutoencoder, ledger: Any, where: Any) -> None:
+    """Spend a DP autoencoder's phases into the run's ledger; a non-DP one cannot serve a DP run."""
+    from generators.dp.accountant import Ledger
+    from generators.dp.sgd import DPGuaranteeError
+
+    if not ae.dp_ledger:
+        raise DPGuaranteeError(f"{where}: autoencoder trained without DP cannot be part of a DP run")
+    for p in Ledger.from_dict(ae.dp_ledger).phases:
+        ledger.spend(p.name, p.noise_multiplier, p.sample_rate, p.steps)

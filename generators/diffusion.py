@@ -122,11 +122,35 @@ class DiffusionFamily(MaskConditioned2D):
             self.optimizers = {"unet": torch.optim.AdamW(self.nets["unet"].parameters(), lr=o["lr"], weight_decay=0.0)}
 
     def fit(self, train: SliceSet, config: Any, context=None) -> None:
+        self.dp_plan = self.dp_ledger = None
         if self.latent:
             self._set_options(getattr(config, "generator_options", {}) or {})
+            dp = None
+            if config.dp.enabled:
+                train.require_masks(self.name)
+                self._start_dp(train, config)  # one plan over autoencoder, latent scale and denoiser
+                self._dp_preplanned = True
+                dp = (self.dp_plan, self.dp_ledger, train.subject_ids)
             # the autoencoder sees every training slice, annotated or not: it needs no labels
-            self.ae = shared_autoencoder(train.images, self.options["ae"], int(config.seed))
+            self.ae = shared_autoencoder(train.images, self.options["ae"], int(config.seed), dp=dp)
         super().fit(train, config, context)
+
+    def dp_phases(self, train: SliceSet, config: Any) -> list:
+        from generators.dp.plan import PhaseSpec, n_units
+
+        phases = super().dp_phases(train, config)
+        if not self.latent:
+            return phases
+        ae = {**AE_DEFAULTS, **self.options["ae"]}
+        return [PhaseSpec("autoencoder", steps=int(ae["steps"]), rows=int(ae["batch_size"]),
+                          n_units=n_units(train.subject_ids, str(config.dp.unit))),
+                PhaseSpec("latent_scale", steps=1, sample_rate=1.0)] + phases
+
+    def dp_notes(self) -> list[str]:
+        if self.latent:
+            return ["the autoencoder and the latent scale were trained on the private split with DP, in the same "
+                    "ledger as the denoiser (end-to-end epsilon)"]
+        return []
 
     @torch.no_grad()
     def training_inputs(self, images: torch.Tensor) -> torch.Tensor | None:
@@ -151,7 +175,8 @@ class DiffusionFamily(MaskConditioned2D):
         opt = self.optimizers["unet"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.nets["unet"].parameters(), 1.0)
+        if self.dp_plan is None:  # DP-SGD clips per sample instead
+            torch.nn.utils.clip_grad_norm_(self.nets["unet"].parameters(), 1.0)
         opt.step()
         return {"loss": loss.item()}
 

@@ -66,21 +66,35 @@ class SPADE(nn.Module):
 
 
 class SPADEBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, cond_ch: int, hidden: int):
+    """SPADE residual block; with ``noise`` a per-channel learned scale of a noise image is added
+    (a bias-free 1x1 convolution of the noise: a standard layer, so Opacus computes its
+    per-sample gradients)."""
+
+    def __init__(self, cin: int, cout: int, cond_ch: int, hidden: int, noise: bool = True):
         super().__init__()
         mid = min(cin, cout)
         self.shared = nn.Sequential(nn.Conv2d(cond_ch, hidden, 3, padding=1), nn.ReLU())
         self.n0, self.c0 = SPADE(cin, hidden), nn.Conv2d(cin, mid, 3, padding=1)
         self.n1, self.c1 = SPADE(mid, hidden), nn.Conv2d(mid, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1, bias=False) if cin != cout else nn.Identity()
-        self.noise_scale = nn.Parameter(torch.zeros(1, cout, 1, 1))
+        self.noise = None
+        if noise:
+            self.noise = nn.Conv2d(1, cout, 1, bias=False)
+            nn.init.zeros_(self.noise.weight)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         a = self.shared(F.interpolate(cond, size=x.shape[-2:], mode="nearest"))
         h = self.c0(F.leaky_relu(self.n0(x, a), 0.2))
         h = self.c1(F.leaky_relu(self.n1(h, a), 0.2))
         out = self.skip(x) + h
-        return out if noise is None else out + self.noise_scale * noise
+        return out if noise is None or self.noise is None else out + self.noise(noise)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before the noise scale became a 1x1 convolution
+        old = state_dict.pop(prefix + "noise_scale", None)
+        if old is not None and self.noise is not None:
+            state_dict[prefix + "noise.weight"] = old.reshape(-1, 1, 1, 1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class SPADEGenerator(nn.Module):
@@ -111,14 +125,19 @@ class SPADEGenerator(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    def __init__(self, in_ch: int, channels: list[int]):
+    """PatchGAN; ``sn=False`` drops spectral normalisation (DP-SGD: its power iteration
+    reparametrises the weight, which per-sample gradient hooks cannot follow; per-unit
+    clipping then bounds the discriminator's updates instead)."""
+
+    def __init__(self, in_ch: int, channels: list[int], sn: bool = True):
         super().__init__()
+        norm = spectral_norm if sn else (lambda m: m)
         layers, c = [], in_ch
         for i, ch in enumerate(channels):
-            layers.append(spectral_norm(nn.Conv2d(c, ch, 4, stride=2 if i < len(channels) - 1 else 1, padding=1)))
+            layers.append(norm(nn.Conv2d(c, ch, 4, stride=2 if i < len(channels) - 1 else 1, padding=1)))
             c = ch
         self.layers = nn.ModuleList(layers)
-        self.head = spectral_norm(nn.Conv2d(c, 1, 3, padding=1))
+        self.head = norm(nn.Conv2d(c, 1, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         feats = []
@@ -141,6 +160,7 @@ class GANGenerator(MaskConditioned2D):
         "lr_d": 4e-4,
         "fm_weight": 10.0,
         "l1_weight": 10.0,
+        "spectral_norm": True,
     }
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"generator_options.channels": [16, 16, 8], "generator_options.d_channels": [8, 16],
@@ -150,6 +170,20 @@ class GANGenerator(MaskConditioned2D):
                  "generator_options.spade_hidden": 64, "generator_options.d_channels": [64, 128, 256, 256]},
     }
     ema_nets: ClassVar[tuple[str, ...]] = ("g",)
+    #: under DP both networks release noisy gradients each step: the generator reads the private
+    #: masks (and, through feature matching and L1, the private images), so it is private too
+    dp_releases: ClassVar[int] = 2
+
+    def dp_adjust_options(self) -> list[str]:
+        if self.options["spectral_norm"]:
+            self.options["spectral_norm"] = False
+            return ["spectral_norm=false (discriminator): spectral norm cannot be trained with per-sample gradients"]
+        return []
+
+    def dp_notes(self) -> list[str]:
+        return ["both discriminator and generator are trained with DP-SGD: a mask-conditioned generator reads the "
+                "private masks (and its feature-matching and L1 terms read the private images), so DP on the "
+                "discriminator alone would not cover it; two noisy releases per step are composed in the ledger"]
 
     def build(self, train: bool) -> None:
         assert self.vocab is not None and self.shape is not None
@@ -157,7 +191,7 @@ class GANGenerator(MaskConditioned2D):
         cond_ch = N_LABELS + self.vocab.null_vendor + 1 + self.vocab.null_group + 1
         self.nets = nn.ModuleDict({
             "g": SPADEGenerator(self.shape, cond_ch, list(o["channels"]), int(o["z_dim"]), int(o["spade_hidden"])),
-            "d": PatchDiscriminator(1 + cond_ch, list(o["d_channels"])),
+            "d": PatchDiscriminator(1 + cond_ch, list(o["d_channels"]), sn=bool(o["spectral_norm"])),
         })
         if train:
             self.optimizers = {
@@ -184,16 +218,18 @@ class GANGenerator(MaskConditioned2D):
         self.optimizers["d"].zero_grad(set_to_none=True)
         loss_d.backward()
         self.optimizers["d"].step()
-        # generator: adversarial + feature matching + coarse L1
-        d_fake, f_fake = D(torch.cat([fake, cond], 1))
-        with torch.no_grad():
-            _, f_real = D(torch.cat([real, cond], 1))
-        adv = -d_fake.mean()
-        fm = sum(F.l1_loss(a, b) for a, b in zip(f_fake, f_real)) / len(f_real)
-        l1 = F.l1_loss(F.avg_pool2d(fake, 4), F.avg_pool2d(real, 4))
-        loss_g = adv + o["fm_weight"] * fm + o["l1_weight"] * l1
-        self.optimizers["g"].zero_grad(set_to_none=True)
-        loss_g.backward()
+        # generator: adversarial + feature matching + coarse L1. The discriminator is frozen: its
+        # parameter gradients would be discarded, and under DP they must not be recorded.
+        with self.frozen(D):
+            d_fake, f_fake = D(torch.cat([fake, cond], 1))
+            with torch.no_grad():
+                _, f_real = D(torch.cat([real, cond], 1))
+            adv = -d_fake.mean()
+            fm = sum(F.l1_loss(a, b) for a, b in zip(f_fake, f_real)) / len(f_real)
+            l1 = F.l1_loss(F.avg_pool2d(fake, 4), F.avg_pool2d(real, 4))
+            loss_g = adv + o["fm_weight"] * fm + o["l1_weight"] * l1
+            self.optimizers["g"].zero_grad(set_to_none=True)
+            loss_g.backward()
         self.optimizers["g"].step()
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "adv": adv.item(), "fm": fm.item(), "l1": l1.item()}
 

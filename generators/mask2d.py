@@ -19,6 +19,7 @@ batched seeded sampling, and ``config.json`` + ``safetensors`` save/load.
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -53,6 +54,8 @@ class MaskConditioned2D(Generator):
     ema_nets: ClassVar[tuple[str, ...]] = ()
     #: train on every slice (semi-supervised) instead of annotated slices only
     uses_unlabelled: ClassVar[bool] = False
+    #: noisy gradient releases per DP step (one per private optimiser; see generators.dp.plan)
+    dp_releases: ClassVar[int] = 1
 
     def __init__(self) -> None:
         self.options: dict[str, Any] = dict(self.defaults)
@@ -65,6 +68,12 @@ class MaskConditioned2D(Generator):
         self.steps_done = 0
         #: per-call sampler settings (``steps``, ``guidance``) for families that have a sampler
         self.sampling: dict[str, Any] = {}
+        #: DP training: the calibrated plan, the ledger of privacy spent, and the summary that
+        #: goes into the checkpoint config and ``results.json`` (None = trained without DP)
+        self.dp_plan = None
+        self.dp_ledger = None
+        self.dp_summary: dict[str, Any] | None = None
+        self._private = None  # the PrivateTraining of a running DP fit
 
     # ------------------------------------------------------------------ config
     def _set_options(self, given: Mapping[str, Any]) -> None:
@@ -85,10 +94,17 @@ class MaskConditioned2D(Generator):
 
     def model_config(self) -> dict[str, Any]:
         assert self.vocab is not None and self.shape is not None and self.spacing is not None
-        return {"options": self.options, "vocab": self.vocab.to_dict(), "shape": list(self.shape),
-                "spacing": [float(s) for s in self.spacing]}
+        mc = {"options": self.options, "vocab": self.vocab.to_dict(), "shape": list(self.shape),
+              "spacing": [float(s) for s in self.spacing]}
+        if self.dp_plan is not None:
+            mc["dp"] = self.dp_plan.to_dict()
+        return mc
 
     def _from_model_config(self, mc: Mapping[str, Any]) -> None:
+        if mc.get("dp") is not None:
+            from generators.dp.plan import DPPlan
+
+            self.dp_plan = DPPlan.from_dict(mc["dp"])
         self._set_options(mc["options"])
         self.vocab = Vocab.from_dict(mc["vocab"])
         self.shape = tuple(mc["shape"])  # type: ignore[assignment]
@@ -98,6 +114,30 @@ class MaskConditioned2D(Generator):
     @abc.abstractmethod
     def build(self, train: bool) -> None:
         """Create ``self.nets`` (and, if ``train``, ``self.optimizers``)."""
+
+    def dp_phases(self, train: SliceSet, config: Any) -> list:
+        """The DP mechanisms this family applies to ``train`` (:class:`generators.dp.plan.PhaseSpec`);
+        latent families add their autoencoder's phases in front."""
+        from generators.dp.plan import PhaseSpec, n_units
+
+        units = train.subject_ids if self.uses_unlabelled else train.subject_ids[train.labelled]
+        return [PhaseSpec("train", steps=int(config.train.steps), rows=int(config.train.batch_size),
+                          releases=self.dp_releases, n_units=n_units(units, str(config.dp.unit)))]
+
+    def dp_adjust_options(self) -> list[str]:
+        """Change options that DP-SGD cannot train (e.g. spectral norm); returns what was changed."""
+        return []
+
+    def _optimizer_modules(self) -> dict[str, torch.nn.Module]:
+        """The network each optimiser trains (the optimiser's name, else all nets)."""
+        return {name: self.nets[name] if name in self.nets else self.nets for name in self.optimizers}
+
+    def _start_dp(self, train: SliceSet, config: Any) -> None:
+        """Plan and calibrate DP for the whole fit (all phases) before anything is trained."""
+        from generators.dp.plan import make_plan
+
+        self.dp_plan = make_plan(config.dp, train.subject_ids, self.dp_phases(train, config))
+        self.dp_ledger = self.dp_plan.ledger()
 
     def training_inputs(self, images: torch.Tensor) -> torch.Tensor | None:
         """A fixed transform of every training image computed once before training, handed to
@@ -117,8 +157,18 @@ class MaskConditioned2D(Generator):
         context = context or FitContext()
         if not self.uses_unlabelled:
             train.require_masks(self.name)
-            train = train.subset(np.flatnonzero(train.labelled))
         self._set_options(getattr(config, "generator_options", {}) or {})
+        dp_on = bool(config.dp.enabled)
+        adjusted: list[str] = []
+        if dp_on:
+            adjusted = self.dp_adjust_options()
+            if not getattr(self, "_dp_preplanned", False):  # latent families plan before their autoencoder
+                self._start_dp(train, config)
+            self._dp_preplanned = False
+        else:
+            self.dp_plan = self.dp_ledger = None
+        if not self.uses_unlabelled:
+            train = train.subset(np.flatnonzero(train.labelled))
         tcfg = config.train
         set_threads(tcfg.num_threads)
         self.vocab = Vocab.from_data(train.vendor, train.group)
@@ -135,20 +185,68 @@ class MaskConditioned2D(Generator):
         for name in self.ema_nets:
             self.emas[name] = EMA(self.nets[name], tcfg.ema_decay, tcfg.ema_warmup_steps)
 
+        private = None
+        if dp_on:
+            from generators.dp.sgd import PrivateTraining
+
+            private = PrivateTraining(self.dp_plan, self.dp_ledger, "train", train.subject_ids, int(config.seed))
+            self.optimizers = private.wrap(self._optimizer_modules(), self.optimizers, f"generator '{self.name}'")
+        self._private = private
+
         def step(t: int, rng: np.random.Generator) -> dict[str, float]:
-            idx = torch.as_tensor(rng.choice(n, bs, replace=False))
+            if private is None:
+                idx = torch.as_tensor(rng.choice(n, bs, replace=False))
+            else:
+                idx = torch.as_tensor(private.batch(t))
+                if len(idx) == 0:
+                    private.noise_only_step()
+                    private.spend()
+                    return {}
             batch = {"image": images[idx], "mask": masks[idx], "labelled": labelled[idx],
                      "vendor": vendor[idx], "group": group[idx]}
             if data is not None:
                 batch["data"] = data[idx]
-            return self.train_step(batch, t, rng)
+            losses = self.train_step(batch, t, rng)
+            if private is not None:
+                private.spend()
+            return losses
 
         spec = TrainSpec(self.name, self.model_config(), tcfg.steps, int(config.seed), context.checkpoint_root,
                          tcfg.checkpoint_every, context.losses_path, desc=f"train {self.name}")
-        trainer = Trainer(spec, dict(self.nets.items()), self.optimizers, self.emas)
-        trainer.fit(step, resume=context.resume)
+        trainer = Trainer(spec, dict(self.nets.items()), self.optimizers, self.emas, dp=private)
+        try:
+            trainer.fit(step, resume=context.resume)
+        finally:
+            if private is not None:
+                private.close()
+            self._private = None
         self.steps_done = trainer.step
         self._use_ema()
+        if private is not None:
+            from generators.dp.summary import summarise
+
+            self.dp_summary = summarise(self.dp_plan, self.dp_ledger, adjusted=adjusted, family=self.family,
+                                        notes=self.dp_notes())
+
+    @contextlib.contextmanager
+    def frozen(self, module: torch.nn.Module):
+        """No parameter gradients for ``module`` inside the block (gradients still flow through
+        it); under DP its per-sample hooks are paused too, so another network's backward pass
+        through it records nothing."""
+        gsm = self._private.gsm_of(module) if self._private is not None else None
+        module.requires_grad_(False)
+        if gsm is not None:
+            gsm.disable_hooks()
+        try:
+            yield
+        finally:
+            module.requires_grad_(True)
+            if gsm is not None:
+                gsm.enable_hooks()
+
+    def dp_notes(self) -> list[str]:
+        """What the report must say about this family's DP (which parts touch private data)."""
+        return []
 
     def _use_ema(self) -> None:
         for name, ema in self.emas.items():
@@ -199,7 +297,8 @@ class MaskConditioned2D(Generator):
         if self.nets is None:
             raise UserError(f"generator '{self.name}' has not been fitted; nothing to save")
         ckpt.save(directory, generator=self.name, model_config=self.model_config(), step=self.steps_done,
-                  weights={f"{k}.{p}": v for k, net in self.nets.items() for p, v in net.state_dict().items()})
+                  weights={f"{k}.{p}": v for k, net in self.nets.items() for p, v in net.state_dict().items()},
+                  extra={"dp": self.dp_summary} if self.dp_summary is not None else None)
 
     @classmethod
     def load(cls, directory: str | Path) -> "MaskConditioned2D":
@@ -213,6 +312,7 @@ class MaskConditioned2D(Generator):
         except (KeyError, RuntimeError, TypeError) as exc:
             raise UserError(f"{directory}: incompatible checkpoint for generator '{cls.name}' ({str(exc).splitlines()[0]})") from None
         g.steps_done = c.step
+        g.dp_summary = (c.extra or {}).get("dp")
         return g
 
     def describe(self) -> str:

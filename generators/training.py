@@ -20,7 +20,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -88,6 +88,9 @@ class Trainer:
     emas: dict[str, EMA] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     step: int = 0  # number of finished steps
+    #: DP bookkeeping (:class:`generators.dp.sgd.PrivateTraining`): its ledger travels with every
+    #: checkpoint and must come back on resume
+    dp: Any = None
 
     # ------------------------------------------------------------------ state
     def weights(self) -> dict[str, torch.Tensor]:
@@ -103,6 +106,8 @@ class Trainer:
             return None
         tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
         scalars: dict = {"step": self.step}
+        if self.dp is not None:
+            scalars["dp_ledger"] = self.dp.ledger.to_dict()
         for name, opt in self.optimizers.items():
             t, s = ckpt.optimizer_to_flat(opt, f"optim.{name}")
             tensors.update(t)
@@ -129,9 +134,23 @@ class Trainer:
         for name, opt in self.optimizers.items():
             ckpt.optimizer_from_flat(opt, f"optim.{name}", c.state_tensors, c.state)
         self.step = int(c.state.get("step", c.step))
+        self._restore_dp(c.state.get("dp_ledger"), c.path)
         self._read_losses()
         log.info("resumed %s from %s (step %d)", self.spec.generator, c.path, self.step)
         return True
+
+    def _restore_dp(self, ledger: dict | None, path: Path) -> None:
+        from generators.dp.sgd import DPGuaranteeError
+
+        if self.dp is None:
+            if ledger:
+                raise DPGuaranteeError(f"{path}: this checkpoint was trained with DP; resuming it without DP would mix "
+                                       "private and non-private training -- resume with the same --dp-* options")
+            return
+        if not ledger:
+            raise DPGuaranteeError(f"{path}: no DP accountant state in this checkpoint; resuming would lose the privacy "
+                                   "spent so far -- start a new run")
+        self.dp.restore(ledger, self.step, path)
 
     def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
         for name, module in self.modules.items():

@@ -104,7 +104,7 @@ class ImageDecoder(nn.Module):
         chs = list(reversed(channels))
         self.inp = nn.Conv2d(z_ch, chs[0], 3, padding=1)
         self.blocks = nn.ModuleList(
-            [SPADEBlock(chs[i], chs[min(i + 1, len(chs) - 1)], cond_ch, hidden) for i in range(len(chs))]
+            [SPADEBlock(chs[i], chs[min(i + 1, len(chs) - 1)], cond_ch, hidden, noise=False) for i in range(len(chs))]
         )
         self.out = nn.Conv2d(chs[-1], 1, 3, padding=1)
 

@@ -574,7 +574,71 @@ def _figures(runs: Sequence[RunData], policy: Policy, fig_dir: Path) -> list[_Fi
                    "vermillion lines: the policy's thresholds.")
         out.append(_Figure(fid_id, title, caption, _data_uri(plots.compact_png(png)),
                            [f"{fig_dir.name}/{fid_id}.png", f"{fig_dir.name}/{fid_id}.svg"], "pareto", notes=notes))
+    dp = _epsilon_figure(runs, fig_dir)
+    if dp is not None:
+        out.append(dp)
     return out
+
+
+#: panels of the DP trade-off figure: (column, axis label, which direction is better)
+_EPS_PANELS = (("dice", "judge Dice (mean)", "higher"), ("fid_ratio", "FID / real floor", "lower"),
+               ("mia_auc_bb", "best black-box MIA AUC", "lower"), ("mia_auc_wb", "best white-box MIA AUC", "lower"))
+
+
+def epsilon_figure(series: Mapping[str, Sequence[Mapping[str, Any]]]):
+    """Quality and attack success against the claimed epsilon, one line per generator.
+
+    ``series[generator]``: points ``{"eps": float | None, column: value, ...}``; ``eps=None``
+    (trained without DP) is drawn at an "inf" position right of the largest finite epsilon."""
+    from reports.plots import PALETTE, _MARKERS, new_figure, style
+
+    finite = [p["eps"] for pts in series.values() for p in pts if p["eps"] is not None]
+    inf_x = max(finite) * 3 if finite else 1.0
+    with style():
+        fig = new_figure(11.0, 3.4)
+        axes = fig.subplots(1, len(_EPS_PANELS))
+        for ax, (col, label, better) in zip(axes, _EPS_PANELS):
+            for i, (gen, pts) in enumerate(sorted(series.items())):
+                xy = sorted((inf_x if p["eps"] is None else p["eps"], p[col]) for p in pts if p.get(col) is not None)
+                if xy:
+                    ax.plot(*zip(*xy), color=PALETTE[i % len(PALETTE)], marker=_MARKERS[i % len(_MARKERS)], label=gen)
+            if col.startswith("mia"):
+                ax.axhline(CHANCE_AUC, color="0.55", ls=":", lw=1)
+            ax.set_xscale("log")
+            ticks = sorted(set(finite)) + [inf_x]
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks[:-1]] + ["∞"])
+            ax.minorticks_off()
+            ax.set_xlabel("claimed ε")
+            ax.set_title(f"{label} ({'↑' if better == 'higher' else '↓'} better)", fontsize=9.5)
+        if axes[0].get_legend_handles_labels()[1]:
+            axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    return fig
+
+
+def _epsilon_figure(runs: Sequence[RunData], fig_dir: Path) -> _Figure | None:
+    """The privacy-utility trade-off of DP training: only when some run makes a DP claim; the
+    non-DP runs of the same generators are the epsilon = infinity end of each line."""
+    from reports import plots
+
+    dp_gens = {r.generator for r in runs if r.value("eps_claimed") is not None}
+    if not dp_gens:
+        return None
+    series: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        if r.generator in dp_gens and not r.is_reference:
+            series.setdefault(r.generator, []).append(
+                {"eps": r.value("eps_claimed"), **{c: r.value(c) for c, _, _ in _EPS_PANELS}})
+    fid_id, title = "dp_tradeoff", "DP trade-off: quality and attack success against the claimed epsilon"
+    try:
+        png = plots.save_figure(epsilon_figure(series), fig_dir, fid_id)
+    except Exception as exc:  # noqa: BLE001 - one bad figure must not lose the comparison
+        log.warning("compare: figure %s failed: %s", fid_id, exc, exc_info=True)
+        return _Figure(fid_id, title, "", "", [], notes=[f"the figure could not be drawn: {type(exc).__name__}: {exc}"])
+    caption = ("One line per generator trained at several privacy budgets; ∞ = the same generator trained without "
+               "DP. Claimed ε is the accountant's end-to-end figure (results.json dp.epsilon). Missing points: "
+               "the figure is unavailable for that run.")
+    return _Figure(fid_id, title, caption, _data_uri(plots.compact_png(png)),
+                   [f"{fig_dir.name}/{fid_id}.png", f"{fig_dir.name}/{fid_id}.svg"], "claimed_epsilon")
 
 
 # --------------------------------------------------------------------------- the table

@@ -1002,7 +1002,7 @@ class _Builder:
 
             for k, e in iter_entries(dp):
                 r.used.add(f"dp.{k}")
-                t.add(f"dp.{k}", [e], gloss="dp_accounting")
+                t.add(f"dp.{k}", [e], gloss="dp_accounting", sub=str(e.get("notes") or e.get("method") or ""))
         sec.table(t)
         self._leftover_table(sec, "privacy")
         return sec

@@ -65,9 +65,10 @@ def run_cmd(
     samples: Optional[Path] = typer.Option(None, "--samples", help="Audit an external sample set (.npz contract) instead of training."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON or TOML config file (dotted or nested keys)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override a config key: --set train.steps=500 (repeatable)."),
-    dp_epsilon: Optional[float] = typer.Option(None, "--dp-epsilon", help="Train with DP-SGD to this epsilon."),
-    dp_delta: Optional[float] = typer.Option(None, "--dp-delta", help="DP delta (default 1/(10 N_train))."),
-    dp_noise_multiplier: Optional[float] = typer.Option(None, "--dp-noise-multiplier", help="Fixed DP noise multiplier instead of a target epsilon."),
+    dp_epsilon: Optional[float] = typer.Option(None, "--dp-epsilon", help="Train with DP-SGD (Opacus) to this end-to-end epsilon, per subject by default (dp.unit)."),
+    dp_delta: Optional[float] = typer.Option(None, "--dp-delta", help="DP delta; must be < 1/N (default 1/(10 N), N = train subjects)."),
+    dp_noise_multiplier: Optional[float] = typer.Option(None, "--dp-noise-multiplier", help="Fixed DP noise multiplier instead of a target epsilon (epsilon is then reported)."),
+    dp_max_grad_norm: Optional[float] = typer.Option(None, "--dp-max-grad-norm", help="DP clipping norm C per privacy unit (default 1.0)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda | cuda:N."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (same config); without --out the latest unfinished one."),
     force: bool = typer.Option(False, "--force", help="Clear an existing run directory and start afresh."),
@@ -86,6 +87,12 @@ def run_cmd(
     from audit.config import parse_set_options
     from audit.run import RunRequest, execute
 
+    if dp_epsilon is not None and dp_epsilon <= 0:
+        raise UserError(f"--dp-epsilon must be > 0, got {dp_epsilon:g}")
+    if dp_delta is not None and not 0 < dp_delta < 1:
+        raise UserError(f"--dp-delta must be in (0, 1), got {dp_delta:g}")
+    if dp_noise_multiplier is not None and dp_noise_multiplier <= 0:
+        raise UserError(f"--dp-noise-multiplier must be > 0, got {dp_noise_multiplier:g}")
     overrides = parse_set_options(set_)
     flag_overrides = {
         "seed": seed,
@@ -94,6 +101,7 @@ def run_cmd(
         "dp.epsilon": dp_epsilon,
         "dp.delta": dp_delta,
         "dp.noise_multiplier": dp_noise_multiplier,
+        "dp.max_grad_norm": dp_max_grad_norm,
         "device": device,
     }
     overrides.update({k: v for k, v in flag_overrides.items() if v is not None})

@@ -32,8 +32,8 @@ def run_privacy(ctx: RunContext) -> dict[str, Any]:
                 section, table, extras = privacy_section(
                     sets["train"], sets["holdout"], sets["reference"], samples, ctx.artefacts.get("generator"),
                     n_boot=cfg.audit.bootstrap, seed=cfg.seed, max_images=cfg.audit.max_images,
-                    claimed_epsilon=cfg.dp.epsilon if cfg.dp.enabled and cfg.dp.epsilon > 0 else None,
-                    delta=cfg.dp.delta,
+                    claimed_epsilon=ctx.artefacts["dp_claim"][0] if "dp_claim" in ctx.artefacts else None,
+                    delta=ctx.artefacts["dp_claim"][1] if "dp_claim" in ctx.artefacts else 0.0,
                 )
             except UserError as exc:
                 section = {"audit": unavailable(f"privacy audit not possible: {exc}")}

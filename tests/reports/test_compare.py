@@ -326,3 +326,27 @@ def test_no_run_dirs(tmp_path, capsys):
     assert code == 2 and "Missing argument" in err
     with pytest.raises(UserError, match="at least one run directory"):
         compare.load_runs([], load_policy())
+
+
+def test_dp_tradeoff_figure_only_with_a_dp_claim(tmp_path, full):
+    _, result, html = full
+    assert not (result.figures_dir / "dp_tradeoff.png").exists() and "dp_tradeoff" not in html
+    m = lambda v, unit="1": metric(v, unit, method="test", n=16)  # noqa: E731
+    runs = []
+    for eps, dice, auc in ((None, 0.86, 0.9), (8.0, 0.5, 0.6), (4.0, 0.3, 0.52)):
+        run = rr.build_run_dir(tmp_path / f"ldm-{eps}", generator="ldm")
+        set_entry(run, ("anatomy", "judge_agreement", "dice", "mean"), m(dice))
+        set_entry(run, ("privacy", "summary", "best_black_box_auc"), m(auc))
+        if eps is not None:
+            set_entry(run, ("privacy", "dp_verification", "claimed_epsilon"), m(eps))
+        runs.append(run)
+    res = compare.write_compare(runs, tmp_path / "dp" / "cmp.html")
+    assert (res.figures_dir / "dp_tradeoff.png").read_bytes().startswith(PNG_SIG)
+    page = res.html_path.read_text("utf-8")
+    assert "DP trade-off" in page and "cmp_figures/dp_tradeoff.png" in page
+    series = {"ldm": [{"eps": None, "dice": 0.86}, {"eps": 8.0, "dice": 0.5}]}
+    fig = compare.epsilon_figure(series)
+    ax = fig.axes[0]
+    xs, ys = ax.lines[0].get_data()
+    assert list(ys) == [0.5, 0.86] and xs[1] > xs[0]  # infinity is drawn right of the largest epsilon
+    assert ax.get_xticklabels()[-1].get_text() == "\u221e"

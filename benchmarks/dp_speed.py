@@ -1,0 +1,208 @@
+"""DP-SGD cost: seconds per training step with and without DP, same model and batch (issue 7, req. 5).
+
+Usage (record the result in BENCHMARKS.md, "## Differential privacy"):
+
+    python benchmarks/dp_speed.py                      # every family at its quick preset, ~5 min on 2 cores
+    python benchmarks/dp_speed.py --families ldm --steps 4
+    python benchmarks/dp_speed.py --device cuda        # on a lent GPU
+
+For each family the quick preset's networks are built at the quick image size and the family's
+real ``train_step`` runs on a fixed random batch of the preset's batch size: once plainly, once
+with the networks made private exactly as a DP fit makes them (Opacus GradSampleModule in
+``hooks`` mode, per-subject aggregation with 2 slices per subject, clipping, noise). Latent
+families are timed on random latents of the autoencoder's shape (the denoiser phase), and the
+autoencoder phase is timed on its own. Median over ``--steps`` steps after 2 warm-up steps.
+Goal: DP step time <= 3x the non-private one. Output: ``benchmarks/results/dp_speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from audit.atomic import atomic_write_json  # noqa: E402
+
+log = logging.getLogger("dp_speed")
+GOAL = 3.0
+
+
+def _plan(mode: str):
+    from generators.dp.plan import DPPlan
+
+    return DPPlan(unit="subject", n_units=1000, slices_per_unit=2, delta=1e-5, max_grad_norm=1.0, accountant="rdp",
+                  mode=mode, noise_multiplier=1.0, target_epsilon=None,
+                  phases=[{"name": n, "sample_rate": 0.01, "steps": 1, "releases": r}
+                          for n, r in (("train", 2), ("autoencoder", 1))])
+
+
+def _family(name: str, size_override: int | None = None, dp: bool = False):
+    import torch
+
+    from audit.config import resolve_config
+    from generators.conditioning import Vocab
+    from generators.registry import discover
+
+    entry = discover()[name]
+    cfg = resolve_config(preset="quick", generator=name, generator_preset=entry.presets.get("quick", {}))
+    g = entry.cls()
+    g._set_options(cfg.generator_options or {})
+    if dp:
+        g.dp_adjust_options()  # as a DP fit does (the gan drops spectral norm)
+    size = size_override or cfg.data.size
+    g.shape, g.spacing = (size, size), np.array([1.5, 1.5], np.float32)
+    g.vocab = Vocab.from_data(np.array(list("ABC")), np.array(["NOR", "DCM", "HCM"]))
+    if getattr(g, "latent", False):
+        from generators.autoencoder import LatentAutoencoder
+
+        g.ae = LatentAutoencoder(g.options["ae"], g.shape)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        g.build(train=True)
+    return g, cfg
+
+
+def _batch(g, bs: int):
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    h, w = g.shape
+    batch = {"image": torch.rand(bs, 1, h, w, generator=gen), "mask": torch.randint(0, 4, (bs, h, w), generator=gen).to(torch.uint8),
+             "labelled": torch.ones(bs, dtype=torch.bool), "vendor": torch.randint(0, 3, (bs,), generator=gen),
+             "group": torch.randint(0, 3, (bs,), generator=gen)}
+    if getattr(g, "latent", False):
+        batch["data"] = torch.randn(bs, *g.ae.latent_shape, generator=gen)
+    return batch
+
+
+def _time(fn, steps: int) -> float:
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _private(g, phase: str, modules, optimizers, bs: int, mode: str):
+    import torch
+
+    from generators.dp.accountant import Ledger
+    from generators.dp.sgd import PrivateTraining
+
+    plan = _plan(mode)
+    private = PrivateTraining(plan, Ledger(1e-5), phase, np.arange(2000) // 2, seed=0)
+    opts = private.wrap(modules, optimizers, "benchmark")
+    owner = torch.arange(bs) // 2
+    for o in opts.values():
+        o.owner, o.n_units_in_batch = owner, int(owner.max()) + 1
+    return plan, private, opts
+
+
+def measure_family(name: str, steps: int, mode: str) -> dict:
+    import torch
+
+    g, cfg = _family(name)
+    bs = int(cfg.train.batch_size)
+    batch = _batch(g, bs)
+    rng = np.random.default_rng(0)
+    plain = _time(lambda: g.train_step(batch, 0, rng), steps)
+    g, cfg = _family(name, dp=True)
+    g.dp_plan, private, g.optimizers = _private(g, "train", g._optimizer_modules(), g.optimizers, bs, mode)
+    g._private = private
+    dp = _time(lambda: g.train_step(batch, 0, rng), steps)
+    private.close()
+    n_params = sum(p.numel() for p in g.nets.parameters())
+    row = {"family": name, "phase": "denoiser" if getattr(g, "latent", False) else "train", "batch": bs,
+           "image_size": g.shape[0], "params_M": round(n_params / 1e6, 3), "plain_s_per_step": round(plain, 4),
+           "dp_s_per_step": round(dp, 4), "slowdown": round(dp / plain, 2), "plain_img_s": round(bs / plain, 1),
+           "dp_img_s": round(bs / dp, 1), "mode": mode}
+    log.info("%s", row)
+    out = [row]
+    if getattr(g, "latent", False) and name == "ldm":
+        out.append(measure_autoencoder(g, steps, mode))
+    return out
+
+
+def measure_autoencoder(g, steps: int, mode: str) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from generators.autoencoder import AE_DEFAULTS, _net
+
+    o = {**AE_DEFAULTS, **g.options["ae"]}
+    bs = int(o["batch_size"])
+    x = torch.rand(bs, 1, *g.shape, generator=torch.Generator().manual_seed(0))
+
+    def make():
+        torch.manual_seed(0)
+        net = _net(o)
+        return net, torch.optim.AdamW(net.parameters(), lr=1e-3)
+
+    def step(net, opt):
+        recon, mu, sigma = net(x)
+        loss = F.l1_loss(recon, x) + 1e-6 * (mu.pow(2) + sigma.pow(2)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    net, opt = make()
+    plain = _time(lambda: step(net, opt), steps)
+    net, opt = make()
+    _, private, opts = _private(None, "autoencoder", {"ae": net}, {"ae": opt}, bs, mode)
+    dp = _time(lambda: step(net, opts["ae"]), steps)
+    private.close()
+    row = {"family": "ldm/flow", "phase": "autoencoder", "batch": bs, "image_size": g.shape[0],
+           "params_M": round(sum(p.numel() for p in net.parameters()) / 1e6, 3), "plain_s_per_step": round(plain, 4),
+           "dp_s_per_step": round(dp, 4), "slowdown": round(dp / plain, 2), "plain_img_s": round(bs / plain, 1),
+           "dp_img_s": round(bs / dp, 1), "mode": mode}
+    log.info("%s", row)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--families", nargs="+", default=["gan", "vae", "ddpm", "ldm", "flow"])
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--mode", default="hooks", choices=["hooks", "functorch"])
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "dp_speed.json")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    rows = []
+    for name in args.families:
+        rows.extend(measure_family(name, args.steps, args.mode))
+    doc = {
+        "benchmark": "dp_speed", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "torch": torch.__version__, "load_avg_1m": os.getloadavg()[0]},
+        "command": "python benchmarks/dp_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "goal_slowdown": GOAL, "rows": rows,
+        "all_within_goal": all(r["slowdown"] <= GOAL for r in rows),
+    }
+    atomic_write_json(args.out, doc)
+    for r in rows:
+        print(f"{r['family']:9s} {r['phase']:12s} batch {r['batch']:3d} {r['image_size']}px {r['params_M']:.2f}M  "
+              f"plain {r['plain_s_per_step']:.3f} s  DP {r['dp_s_per_step']:.3f} s  x{r['slowdown']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
