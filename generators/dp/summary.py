@@ -13,7 +13,8 @@ from generators.dp.plan import DPPlan
 COMMON_NOTES = (
     "conditioning vocabulary (the vendor and pathology-group labels present in the train split) is read from "
     "private data without noise: a leak of which categories occur, not of images",
-    "intensity normalisation is per image volume (percentiles of that volume only): no statistic across patients",
+    "intensity normalisation (percentiles) and the crop centre are computed per subject from that subject's own "
+    "volume and mask: no statistic across patients",
     "noise is drawn from torch's seeded PRNG for reproducibility, not a cryptographic RNG (Opacus secure_mode off)",
 )
 
@@ -61,7 +62,8 @@ def results_section(s: dict[str, Any]) -> dict[str, Any]:
     out["delta"] = metric(plan["delta"], "1", method=f"delta (must be < 1/N = {1 / plan['n_units']:.3g})")
     out["noise_multiplier"] = metric(plan["noise_multiplier"], "1", method="effective noise multiplier sigma of every "
                                      "phase (noise std / clipping norm, per noisy release combined)")
-    out["max_grad_norm"] = metric(plan["max_grad_norm"], "1", method=f"per-{unit} clipping norm C (L2 over all parameters)")
+    out["max_grad_norm"] = metric(plan["max_grad_norm"], "1", method=f"per-{unit} clipping norm C (L2 over all parameters "
+                                  f"of a network); per-sample gradients by Opacus GradSampleModule, {plan['mode']} mode")
     out["privacy_units"] = metric(plan["n_units"], f"{unit}s", method=f"privacy unit: one {unit}"
                                   + (f" ({plan['slices_per_unit']} slices per sampled subject per step)" if unit == "subject" else ""))
     phases: dict[str, Any] = {}

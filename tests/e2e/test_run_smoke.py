@@ -105,3 +105,37 @@ def test_interrupted_run_resumes(tmp_path, monkeypatch):
     assert main(["--quiet", "run", "--generator", "gan", "--preset", "smoke", "--out", str(again),
                  "--set", "audit.anatomy=false", "--set", "audit.fidelity=false"]) == 0
     np.testing.assert_array_equal(SampleSet.load(out / "samples.npz").images, SampleSet.load(again / "samples.npz").images)
+
+
+def test_dp_run_records_the_ledger_and_signs_off_on_it(tmp_path, capsys):
+    out = tmp_path / "dp"
+    assert main(["--quiet", "run", "--generator", "ldm", "--preset", "smoke", "--out", str(out), "--dp-epsilon", "8",
+                 "--set", "audit.anatomy=false", "--set", "audit.fidelity=false", "--set", "audit.utility=false"]) == 0
+    results = load_results(out / "results.json")
+    dp = results["dp"]
+    assert 7.8 <= dp["epsilon"]["value"] <= 8.0 and dp["epsilon_prv"]["value"] <= dp["epsilon"]["value"]
+    assert set(dp["phases"]) == {"autoencoder", "latent_scale", "train"} and dp["mixed_phases"]["value"] == 0
+    assert "vocabulary" in dp["data_dependent_steps"]["notes"]
+    claim = results["privacy"]["dp_verification"]["claimed_epsilon"]
+    assert claim["value"] == dp["epsilon"]["value"]  # the audit checks the accountant's figure
+    stored = json.loads(next((out / "generator").glob("step-*/config.json")).read_text())
+    assert stored["model_config"]["dp"]["unit"] == "subject" and stored["extra"]["dp"]["epsilon_rdp"] == dp["epsilon"]["value"]
+    html = (out / "report.html").read_text("utf-8")
+    assert "dp.epsilon" in html and "dp.phases.autoencoder.steps" in html
+    main(["--quiet", "signoff", str(out)])
+    signoff = json.loads((out / "signoff.json").read_text())
+    crit = {c["id"]: c for c in signoff["criteria"]}
+    assert crit["dp_no_mixed_phases"]["verdict"] == "PASS"
+    assert crit["dp_epsilon_lower_bound"]["verdict"] in ("PASS", "WARN")
+
+
+def test_dp_flags_are_refused_before_training(tmp_path, capsys):
+    for flags, match in ((["--dp-epsilon", "0"], "--dp-epsilon must be > 0"),
+                         (["--dp-epsilon", "8", "--dp-delta", "1.5"], "--dp-delta must be in"),
+                         (["--dp-epsilon", "8", "--dp-delta", "0.4"], "must be below 1/N")):
+        out = tmp_path / "x"
+        assert main(["--quiet", "run", "--generator", "vae", "--preset", "smoke", "--out", str(out), *flags]) != 0
+        assert match in capsys.readouterr().err
+    assert main(["--quiet", "run", "--generator", "copycat", "--preset", "smoke", "--out", str(tmp_path / "c"),
+                 "--dp-epsilon", "8"]) != 0
+    assert "nothing to make private" in capsys.readouterr().err

@@ -35,8 +35,8 @@ def test_shipped_default_policy_loads_with_the_issue_thresholds():
     assert p.version == 1 and p.shipped and p.path == str(default_policy_path())
     assert p.sha256 == hashlib.sha256(default_policy_path().read_bytes()).hexdigest()
     by_id = {c.id: c for c in p.criteria}
-    assert set(by_id) == {"mia_auc", "mia_tpr_at_low_fpr", "copy_rate", "dp_epsilon_lower_bound", "plausible_rate",
-                          "judge_dice_vs_ceiling", "fid_vs_real_floor", "utility_vs_real"}
+    assert set(by_id) == {"mia_auc", "mia_tpr_at_low_fpr", "copy_rate", "dp_epsilon_lower_bound", "dp_no_mixed_phases",
+                          "plausible_rate", "judge_dice_vs_ceiling", "fid_vs_real_floor", "utility_vs_real"}
     assert (by_id["mia_auc"].op, by_id["mia_auc"].threshold, by_id["mia_auc"].warn_threshold) == ("<=", 0.60, 0.65)
     assert (by_id["mia_tpr_at_low_fpr"].threshold, by_id["mia_tpr_at_low_fpr"].metric[-1]) == (0.01, "tpr_at_fpr_0.1%")
     assert by_id["copy_rate"].threshold == 0.01
@@ -54,8 +54,8 @@ def test_shipped_default_policy_loads_with_the_issue_thresholds():
 def test_good_run_passes():
     overall, cs = verdicts(fx.good_doc())
     assert overall == PASS, {k: (c["verdict"], c["reason"]) for k, c in cs.items()}
-    assert cs["dp_epsilon_lower_bound"]["verdict"] == NA  # no DP claim
-    assert all(c["verdict"] == PASS for k, c in cs.items() if k != "dp_epsilon_lower_bound")
+    assert cs["dp_epsilon_lower_bound"]["verdict"] == NA and cs["dp_no_mixed_phases"]["verdict"] == NA  # no DP claim
+    assert all(c["verdict"] == PASS for k, c in cs.items() if not k.startswith("dp_"))
     # the white-box attack the generator cannot support is a skipped branch, listed
     assert [s["path_display"] for s in cs["mia_auc"]["skipped"]] == ["privacy.attacks.loss_threshold"]
     assert len(cs["utility_vs_real"]["matches"]) == len(fx.VENDORS)
@@ -190,6 +190,18 @@ def test_dp_criterion():
     assert verdicts(doc)[1]["dp_epsilon_lower_bound"]["verdict"] == INCOMPLETE
     del doc["privacy"]["dp_verification"]  # cannot tell whether DP was claimed: not N/A
     assert verdicts(doc)[1]["dp_epsilon_lower_bound"]["verdict"] == INCOMPLETE
+
+
+def test_dp_run_with_a_non_private_phase_fails():
+    doc = fx.good_doc()
+    doc["privacy"]["dp_verification"]["claimed_epsilon"] = fx.m(8.0)
+    doc["privacy"]["dp_verification"]["epsilon_lb"] = fx.m(1.0)
+    assert verdicts(doc)[1]["dp_no_mixed_phases"]["verdict"] == INCOMPLETE  # a DP claim without its ledger
+    doc["dp"] = {"mixed_phases": fx.m(0.0)}
+    assert verdicts(doc)[1]["dp_no_mixed_phases"]["verdict"] == PASS
+    doc["dp"] = {"mixed_phases": fx.m(1.0)}
+    overall, cs = verdicts(doc)
+    assert overall == FAIL and cs["dp_no_mixed_phases"]["verdict"] == FAIL
 
 
 POLICY_HEAD = 'policy_version = 1\nname = "t"\n'
