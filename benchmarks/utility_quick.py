@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from audit.atomic import atomic_write_json  # noqa: E402
+from runkit import scratch_context  # noqa: E402  (benchmarks/runkit.py; this directory is sys.path[0])
 
 log = logging.getLogger("utility_quick")
 GOAL_S = 480.0
@@ -72,33 +72,6 @@ def probe(size: int = 128, width: int = 8, batch: int = 8, steps: int = 20, thre
         torch.set_num_threads(old)
     return {"size": size, "width": width, "batch_size": batch, "threads": threads, "steps": steps,
             "step_s": round(info["step_s"], 4), "predict_s_per_image": round(per_image, 4)}
-
-
-def _context(src: Path, work: Path):
-    """A RunContext that reads ``src`` and writes into ``work`` (the source is never written)."""
-    from audit import config as C
-    from audit.rundir import RunDir
-    from audit.run import RunContext
-    from audit.stages import load_cohort
-    from generators import registry
-    from generators.sampleset import SampleSet
-
-    cfg = C.config_from_dict(json.loads((src / "config.json").read_text("utf-8")))
-    w, s = work.resolve(), src.resolve()
-    if w == s or s.is_relative_to(w) or w.is_relative_to(s):
-        raise SystemExit(f"--work {work} overlaps the run directory {src}: the source run is only read, never written")
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    for name in ("config.json", "env.json", "splits.json", "splits_lovo.json"):
-        if (src / name).is_file():
-            shutil.copy2(src / name, work / name)
-    entry = registry.get(cfg.generator)
-    ctx = RunContext(cfg=cfg, run_dir=RunDir(work), entry=entry)
-    load_cohort(ctx)
-    ctx.artefacts["generator"] = entry.cls.load(src / "generator")
-    ctx.artefacts["samples"] = SampleSet.load(src / "samples.npz")
-    return ctx
 
 
 def _headline(section: dict) -> dict:
@@ -183,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning("%s: not finished (status %r): skipped", src, state.get("status"))
                 result["runs"][src.name] = {"skipped": f"status {state.get('status')!r}, not finished"}
                 continue
-            ctx = _context(src, Path(args.work) / src.name)
+            ctx = scratch_context(src, Path(args.work) / src.name)
             if args.threads:
                 ctx.cfg.train.num_threads = args.threads
             if args.seeds:

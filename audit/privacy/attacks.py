@@ -281,28 +281,46 @@ class LossThreshold(Attack):
         labels = np.r_[np.ones(k, bool), np.zeros(k, bool)]
         best, best_auc = self.timesteps[0], -1.0
         for t in self.timesteps:
-            s = self._gen.score(knowledge.synthetic[si], pick(knowledge.synthetic_masks, si), seed=self.seed,
-                                timestep=t, repeats=self.sweep_repeats, **_conditions_kwargs(syn_c, self._gen.score))
-            r = self._gen.score(knowledge.reference[ri], pick(knowledge.reference_masks, ri), seed=self.seed,
-                                timestep=t, repeats=self.sweep_repeats, **_conditions_kwargs(ref_c, self._gen.score))
+            s = self._call(knowledge.synthetic[si], pick(knowledge.synthetic_masks, si), t, self.sweep_repeats, syn_c)
+            r = self._call(knowledge.reference[ri], pick(knowledge.reference_masks, ri), t, self.sweep_repeats, ref_c)
             a = auc(np.r_[s, r], labels)
             self.sweep[str(t)] = a
             if a > best_auc:
                 best, best_auc = t, a
         self.timestep = int(best)
-        log.info("loss threshold: timestep sweep (synthetic-vs-reference AUC) %s -> t=%d", self.sweep, self.timestep)
+        log.info("%s: timestep sweep (synthetic-vs-reference AUC) %s -> t=%d", self.name, self.sweep, self.timestep)
         return self
+
+    def _call(self, images, masks, timestep: int, repeats: int, conditions) -> np.ndarray:
+        return self._gen.score(images, masks, seed=self.seed, timestep=timestep, repeats=repeats,
+                               **_conditions_kwargs(conditions, self._gen.score))
 
     def score(self, images, masks=None, **conditions) -> np.ndarray:
         t0 = time.perf_counter()
-        out = np.asarray(self._gen.score(images, masks, seed=self.seed, timestep=self.timestep, repeats=self.repeats,
-                                         **_conditions_kwargs(conditions, self._gen.score)), np.float64)
+        out = np.asarray(self._call(images, masks, self.timestep, self.repeats, conditions), np.float64)
         self.images_per_s = len(images) / max(time.perf_counter() - t0, 1e-9)
         return out
 
     def info(self) -> dict[str, Any]:
         return {"timestep": self.timestep, "repeats": self.repeats, "sweep_auc_synthetic_vs_reference": self.sweep,
                 "images_per_s": self.images_per_s}
+
+
+class ProximalInitialization(LossThreshold):
+    """PIA (Kong et al. 2024): the noise estimate at t = 0 initialises ``x_t`` deterministically and
+    the attack compares the estimate at ``t`` with it (``generator.pia_score``). Same label-free
+    timestep sweep as :class:`LossThreshold`; deterministic, so one evaluation per image."""
+
+    name = "pia"
+    description = ("PIA (proximal initialisation): minus the l4 gap between the noise estimates at t and at 0, x_t "
+                   "built from the t = 0 estimate; timestep by the label-free sweep")
+
+    def __init__(self, timesteps: tuple[int, ...] = (20, 100, 300, 600), sweep_images: int = 32):
+        super().__init__(timesteps=timesteps, repeats=1, sweep_images=sweep_images, sweep_repeats=1)
+
+    def _call(self, images, masks, timestep: int, repeats: int, conditions) -> np.ndarray:
+        return self._gen.pia_score(images, masks, seed=self.seed, timestep=timestep,
+                                   **_conditions_kwargs(conditions, self._gen.pia_score))
 
 
 def black_box_attacks() -> list[Attack]:
@@ -321,8 +339,11 @@ def white_box_attacks(generator: Any) -> tuple[list[Attack], dict[str, str]]:
         return [], {"loss_threshold": f"generator '{name}' offers no per-image white-box score (score() not implemented): "
                                       "white-box attacks need one"}
     family = getattr(generator, "family", "")
-    if hasattr(generator, "objective"):  # diffusion / flow: loss at a swept timestep
-        return [LossThreshold()], {}
+    if hasattr(generator, "objective"):  # diffusion / flow: loss at a swept timestep, and PIA
+        attacks: list[Attack] = [LossThreshold()]
+        if callable(getattr(generator, "pia_score", None)):
+            attacks.append(ProximalInitialization())
+        return attacks, {}
     if family == "vae":
         return [GeneratorScore("elbo", "VAE: minus the per-image ELBO-like loss (posterior mean)")], {}
     if family == "gan":

@@ -113,6 +113,18 @@ def nearest(query: np.ndarray, base: np.ndarray, k: int = 1, *, exclude_self: bo
     idx = np.empty((len(query), k), np.int64)
     for lo in range(0, len(query), CHUNK):
         q = query[lo:lo + CHUNK]
+        if k == 1:  # the common case (DCR, copy rate): argmin of |b|^2 - 2 q.b, the row's |q|^2 added after
+            part_d2 = q @ base.T
+            part_d2 *= -2.0
+            part_d2 += bn[None, :]
+            if exclude_self:
+                rows = np.arange(len(q))
+                part_d2[rows, lo + rows] = np.inf
+            best = part_d2.argmin(axis=1)
+            d_best = part_d2[np.arange(len(q)), best] + sq_norms(q)
+            idx[lo:lo + len(q), 0] = best
+            dist[lo:lo + len(q), 0] = np.sqrt(np.maximum(d_best, 0.0))
+            continue
         d2 = sq_norms(q)[:, None] + bn[None, :] - 2.0 * (q @ base.T)
         if exclude_self:
             rows = np.arange(len(q))

@@ -108,3 +108,22 @@ def test_cached_latents_train_exactly_like_per_batch_encoding(rings):
         torch.manual_seed(0)
         losses.append(g.train_step({**batch, **extra}, 0, np.random.default_rng(0))["loss"])
     assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+
+
+@pytest.mark.parametrize("prediction", ["v_prediction", "epsilon", "velocity"])
+def test_noise_estimate_inverts_every_objective(prediction):
+    """PIA's building block: from the network's target at x_t back to the noise that made x_t."""
+    from generators.diffusion import FlowGenerator
+
+    if prediction == "velocity":
+        g = FlowGenerator()
+        g._set_options({})
+    else:
+        g = _generator(prediction)
+    g.scheduler = g._train_scheduler()
+    gen = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 1, 8, 8, generator=gen), torch.randn(3, 1, 8, 8, generator=gen)
+    dtype = torch.float32 if prediction == "velocity" else torch.long
+    t = torch.tensor([0, 250, 900], dtype=dtype)
+    xt, target = g._noised(x0, noise, t)
+    torch.testing.assert_close(g._noise_estimate(target, xt, t), noise, rtol=1e-4, atol=1e-4)

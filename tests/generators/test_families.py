@@ -129,3 +129,6 @@ def test_sdedit_keeps_structure_and_white_box_score(name, rings):
         g.sdedit(rings.images[:1], rings.masks[:1], strength=1.5)
     s = g.score(rings.images[:4], rings.masks[:4], timestep=100, repeats=2)
     assert s.shape == (4,) and np.isfinite(s).all() and (s <= 0).all()
+    p = g.pia_score(rings.images[:4], rings.masks[:4], timestep=100)
+    assert p.shape == (4,) and np.isfinite(p).all() and (p <= 0).all()
+    np.testing.assert_array_equal(p, g.pia_score(rings.images[:4], rings.masks[:4], timestep=100, seed=9))  # deterministic

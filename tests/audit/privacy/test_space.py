@@ -16,6 +16,13 @@ def test_nearest_matches_brute_force_and_chunks(monkeypatch):
     np.testing.assert_allclose(d, np.sort(ref, axis=1)[:, :3], rtol=1e-4, atol=1e-4)
     d, i = space.nearest(b, b, k=1, exclude_self=True)
     assert not np.any(i[:, 0] == np.arange(50))
+    self_ref = cdist(b, b)
+    np.fill_diagonal(self_ref, np.inf)
+    np.testing.assert_array_equal(i[:, 0], self_ref.argmin(axis=1))
+    np.testing.assert_allclose(d[:, 0], self_ref.min(axis=1), rtol=1e-4, atol=1e-4)
+    d1, i1 = space.nearest(q, b, k=1)  # the k = 1 fast path agrees with the general one
+    np.testing.assert_array_equal(i1[:, 0], ref.argmin(axis=1))
+    np.testing.assert_allclose(d1[:, 0], ref.min(axis=1), rtol=1e-4, atol=1e-4)
     counts = space.count_within(q, b, 4.0)
     np.testing.assert_array_equal(counts, (ref <= 4.0).sum(axis=1))
 
