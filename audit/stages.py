@@ -12,6 +12,8 @@
 * ``anatomy`` (:mod:`audit.anatomy.stage`), ``fidelity`` (:mod:`audit.fidelity.stage`),
   ``privacy`` (:mod:`audit.privacy.stage`) and ``utility`` (:mod:`audit.utility.stage`): the audits, each keeping its results section in
   ``sections/<name>.json`` for ``--resume``.
+* ``plugins`` (:mod:`audit.plugin_stage`): metrics registered by plugins, written into the
+  sections above.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from audit.errors import UserError
 from audit.logs import progress_disabled
 from audit.anatomy.stage import run_anatomy
 from audit.fidelity.stage import run_fidelity
+from audit.plugin_stage import run_plugin_metrics
 from audit.privacy.stage import run_privacy
 from audit.utility import run_utility
 from audit.run import RunContext, Stage
@@ -169,4 +172,6 @@ PIPELINE: list[Stage] = [
     Stage("fidelity", run_fidelity, section_loader("fidelity")),
     Stage("privacy", run_privacy, section_loader("privacy")),
     Stage("utility", run_utility, section_loader("utility")),
+    # third-party metrics (entry points cmr_audit.metrics); they update the sections above
+    Stage("plugins", run_plugin_metrics, None),
 ]

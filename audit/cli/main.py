@@ -242,6 +242,39 @@ def generators_cmd() -> None:
     Console(width=160).print(table)
 
 
+@app.command("plugins")
+def plugins_cmd() -> None:
+    """List installed plugins: generators, attacks and metrics (entry points), broken ones with their error.
+
+    \b
+    Entry point groups: cmr_audit.generators, cmr_audit.attacks, cmr_audit.metrics.
+    Example:
+      audit plugins
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from audit import plugins
+    from generators.registry import discover
+
+    table = Table(title="plugins", show_lines=False)
+    for col in ("group", "name", "status", "source", "what"):
+        table.add_column(col)
+    for e in discover().values():
+        if e.status != "planned":
+            table.add_row(plugins.GENERATORS, e.name, e.status if e.status != "broken" else f"broken: {e.error}",
+                          e.source, e.description)
+    for group, found in ((plugins.ATTACKS, plugins.attacks()), (plugins.METRICS, plugins.metrics())):
+        for p in found:
+            what = "" if p.broken else (getattr(p.obj, "description", "") or type(p.obj).__name__)
+            if not p.broken and group == plugins.METRICS:
+                what = f"[{p.obj.section}] {what}"
+            elif not p.broken:
+                what = f"[{p.obj.kind}] {what}"
+            table.add_row(group, p.name, f"broken: {p.error}" if p.broken else "available", p.source, what)
+    Console(width=160).print(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit status.
 

@@ -136,9 +136,14 @@ def privacy_section(train: SliceSet, holdout: SliceSet, reference: SliceSet, sam
     knowledge.embed()
     timing: dict[str, float] = {"embedding_fit": time.perf_counter() - t0}
 
+    plugin_names: set[str] = set()
     if attacks is None:
         wb, wb_missing = atk.white_box_attacks(generator)
         suite = atk.black_box_attacks() + wb
+        plugged, broken = _plugin_attacks({a.name for a in suite} | set(wb_missing), generator)
+        suite += plugged
+        wb_missing.update(broken)
+        plugin_names = {a.name for a in plugged}
     else:
         suite, wb_missing = list(attacks), {}
 
@@ -158,6 +163,12 @@ def privacy_section(train: SliceSet, holdout: SliceSet, reference: SliceSet, sam
             s = np.asarray(attack.score(real, real_masks, **conditions), np.float64)
         except UserError as exc:  # e.g. a generator that cannot score these inputs
             att_section[attack.name] = unavailable(f"{attack.description}: {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - a failing plugin attack must not lose the audit
+            if attack.name not in plugin_names:
+                raise
+            log.warning("privacy: plugin attack %s failed", attack.name, exc_info=True)
+            att_section[attack.name] = unavailable(f"plugin attack failed: {type(exc).__name__}: {exc}")
             continue
         timing[attack.name] = time.perf_counter() - t0
         if s.shape != (len(real),) or not np.isfinite(s).all():
@@ -248,6 +259,26 @@ def _summary(att_section: dict[str, Any], suite: list[atk.Attack]) -> dict[str, 
         else:
             out[key] = {**best, "notes": f"attack '{best_name}' (image level)"}
     return out
+
+
+def _plugin_attacks(taken: set[str], generator: Any) -> tuple[list[atk.Attack], dict[str, str]]:
+    """Attacks registered by plugins (entry point group ``cmr_audit.attacks``), and ``{name: reason}``
+    for those that are broken, clash with a built-in name, or need a generator that is absent."""
+    from audit import plugins
+
+    out, missing = [], {}
+    for p in plugins.attacks():
+        name = p.name if p.broken else p.obj.name
+        if p.broken:
+            missing[name] = f"attack plugin {p.source} is broken: {p.error}"
+        elif name in taken:
+            missing[f"plugin:{p.name}"] = f"attack plugin {p.source} is named {name!r}, which a built-in attack uses"
+        elif p.obj.kind == "white-box" and generator is None:
+            missing[name] = f"white-box plugin attack {name!r} needs the generator (black-box sample set only)"
+        else:
+            out.append(p.obj)
+            taken.add(name)
+    return out, missing
 
 
 def _dp_entries(image_scores: dict[str, np.ndarray], labels: np.ndarray, subjects: np.ndarray,
