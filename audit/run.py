@@ -42,6 +42,8 @@ class RunRequest:
     overrides: dict[str, Any] = field(default_factory=dict)
     resume: bool = False
     force: bool = False
+    #: reuse / store trained generators in the fit cache (``--no-cache`` turns it off)
+    use_cache: bool = True
 
 
 @dataclass
@@ -53,6 +55,7 @@ class RunContext:
     entry: registry.GeneratorEntry
     timing: dict[str, float] = field(default_factory=dict)
     artefacts: dict[str, Any] = field(default_factory=dict)
+    use_cache: bool = True
 
 
 def _requested_overrides(req: RunRequest) -> dict[str, Any]:
@@ -111,7 +114,7 @@ def prepare(req: RunRequest) -> RunContext:
         run_dir = RunDir.prepare(req.out, cfg.generator, force=req.force)
         atomic_write_json(run_dir.config_path, C.config_to_dict(cfg))
         atomic_write_json(run_dir.env_path, environment())
-    return RunContext(cfg=cfg, run_dir=run_dir, entry=entry)
+    return RunContext(cfg=cfg, run_dir=run_dir, entry=entry, use_cache=req.use_cache)
 
 
 # --------------------------------------------------------------------------- stages

@@ -96,18 +96,36 @@ def run_fit(ctx: RunContext) -> dict[str, Any]:
         raise UserError("the train split is empty: nothing to fit the generator on")
     if ctx.cfg.dp.enabled and not getattr(ctx.entry.cls, "trainable", True):
         raise UserError(f"generator '{ctx.cfg.generator}' is not trained, so --dp-* has nothing to make private")
+    from audit import fitcache
+
+    gen_dir, losses = ctx.run_dir.path / "generator", ctx.run_dir.path / "losses.csv"
+    key = None
+    if ctx.use_cache and getattr(ctx.entry.cls, "trainable", True):
+        key = fitcache.fit_key(ctx.cfg, ctx.artefacts["prepared"].data_hash, ctx.artefacts["splits"].assignments["train"])
+        hit = fitcache.lookup(key)
+        if hit is not None:
+            fitcache.restore(hit, gen_dir, losses)
+            generator = ctx.entry.cls.load(gen_dir)
+            ctx.artefacts["generator"] = generator
+            _dp_artefacts(ctx, generator)
+            log.info("fit: trained generator from the cache (%s); --no-cache retrains", key)
+            return {"train_slices": len(train), "fit_cache": "hit", "fit_cache_key": key}
     generator = ctx.entry.cls()
     context = FitContext(
         reference=split_slices(ctx, "reference"),
         checkpoint_root=ctx.run_dir.checkpoints,
-        losses_path=ctx.run_dir.path / "losses.csv",
+        losses_path=losses,
         resume=ctx.run_dir.checkpoints.is_dir(),
     )
     generator.fit(train, ctx.cfg, context)
-    generator.save(ctx.run_dir.path / "generator")
+    generator.save(gen_dir)
     ctx.artefacts["generator"] = generator
     _dp_artefacts(ctx, generator)
-    return {"train_slices": len(train)}
+    info: dict[str, Any] = {"train_slices": len(train)}
+    if key is not None:
+        fitcache.store(key, gen_dir, losses)
+        info.update(fit_cache="stored", fit_cache_key=key)
+    return info
 
 
 def _dp_artefacts(ctx: RunContext, generator: Any) -> None:

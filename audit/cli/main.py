@@ -72,6 +72,7 @@ def run_cmd(
     device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda | cuda:N."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (same config); without --out the latest unfinished one."),
     force: bool = typer.Option(False, "--force", help="Clear an existing run directory and start afresh."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Retrain even if the fit cache holds this exact model (same config, data and code), and do not store it."),
 ) -> None:
     """Train (or load) a generator, sample, audit, and write a run directory.
 
@@ -110,7 +111,7 @@ def run_cmd(
         overrides["generator_options.samples"] = str(samples)
     request = RunRequest(
         generator=generator, preset=preset, out=out, config_file=config, overrides=overrides,
-        resume=resume, force=force,
+        resume=resume, force=force, use_cache=not no_cache,
     )
     run_dir = execute(request)
     typer.echo(str(run_dir))

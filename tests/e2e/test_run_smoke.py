@@ -102,8 +102,9 @@ def test_interrupted_run_resumes(tmp_path, monkeypatch):
     assert (out / "results.json").is_file()
     # a fresh run with the same seed gives the same samples
     again = tmp_path / "again"
-    assert main(["--quiet", "run", "--generator", "gan", "--preset", "smoke", "--out", str(again),
+    assert main(["--quiet", "run", "--generator", "gan", "--preset", "smoke", "--out", str(again), "--no-cache",
                  "--set", "audit.anatomy=false", "--set", "audit.fidelity=false"]) == 0
+    assert "fit_cache" not in json.loads((again / "state.json").read_text())["stages"]["fit"]  # really retrained
     np.testing.assert_array_equal(SampleSet.load(out / "samples.npz").images, SampleSet.load(again / "samples.npz").images)
 
 
