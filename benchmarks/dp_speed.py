@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", nargs="+", default=["gan", "vae", "ddpm", "ldm", "flow"])
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--mode", default="hooks", choices=["hooks", "functorch"])
+    ap.add_argument("--compare", action="store_true", help="print ratios against the last recorded result (git HEAD)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "dp_speed.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -197,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         "goal_slowdown": GOAL, "rows": rows,
         "all_within_goal": all(r["slowdown"] <= GOAL for r in rows),
     }
+    if args.compare:
+        from runkit import compare_with_recorded  # benchmarks/runkit.py; this directory is sys.path[0]
+
+        print("\n".join(compare_with_recorded(doc, args.out)))
     atomic_write_json(args.out, doc)
     for r in rows:
         print(f"{r['family']:9s} {r['phase']:12s} batch {r['batch']:3d} {r['image_size']}px {r['params_M']:.2f}M  "

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=32)
+    ap.add_argument("--compare", action="store_true", help="print ratios against the last recorded result (git HEAD)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "nn_speed.json")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
@@ -62,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
            "n_query": args.n, "n_base": args.n, "dim": args.dim, "chunk": space.CHUNK, "wall_s": round(wall, 2),
            "peak_rss_mb": round(rss, 1), "rss_before_mb": round(rss0, 1), "goal_s": GOAL_S, "met": wall <= GOAL_S,
            "sample_matches_brute_force": exact}
+    if args.compare:
+        from runkit import compare_with_recorded  # benchmarks/runkit.py; this directory is sys.path[0]
+
+        print("\n".join(compare_with_recorded(doc, args.out)))
     atomic_write_json(args.out, doc)
     print(f"{args.n:,} x {args.n:,} x {args.dim}-d: {wall:.1f} s, peak RSS {rss:.0f} MB (inputs {rss0:.0f} MB), exact: {exact}")
     return 0

@@ -32,3 +32,44 @@ def scratch_context(src: Path, work: Path):
     ctx.artefacts["generator"] = entry.cls.load(src / "generator")
     ctx.artefacts["samples"] = SampleSet.load(src / "samples.npz")
     return ctx
+
+
+def _numeric_leaves(node, prefix: str = ""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _numeric_leaves(v, f"{prefix}{k}.")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            key = v.get("family", v.get("name", i)) if isinstance(v, dict) else i
+            key = f"{key}/{v['phase']}" if isinstance(v, dict) and "phase" in v else key
+            yield from _numeric_leaves(v, f"{prefix}{key}.")
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+        yield prefix[:-1], float(node)
+
+
+def compare_with_recorded(new: dict, recorded_path: Path, *, git_ref: str = "HEAD") -> list[str]:
+    """Lines ``key: old -> new (x ratio)`` for every numeric figure present in both ``new`` and the
+    last recorded result (``recorded_path`` as committed at ``git_ref``; else the file on disk)."""
+    import subprocess
+
+    old = None
+    try:
+        rel = recorded_path.resolve().relative_to(Path(__file__).resolve().parents[1])
+        out = subprocess.run(["git", "show", f"{git_ref}:{rel.as_posix()}"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parents[1], timeout=30)
+        if out.returncode == 0:
+            old = json.loads(out.stdout)
+    except (ValueError, OSError, json.JSONDecodeError, subprocess.SubprocessError):
+        old = None
+    if old is None and recorded_path.is_file():
+        old = json.loads(recorded_path.read_text("utf-8"))
+    if old is None:
+        return [f"no recorded run to compare with ({recorded_path})"]
+    before = dict(_numeric_leaves(old))
+    lines = [f"compared with {recorded_path.name} at {git_ref} ({old.get('date', 'undated')}):"]
+    for key, value in _numeric_leaves(new):
+        if key in before and not key.startswith(("machine.", "date")):
+            b = before[key]
+            ratio = f"x{value / b:.2f}" if b else "n/a"
+            lines.append(f"  {key}: {b:g} -> {value:g} ({ratio})")
+    return lines
