@@ -128,9 +128,20 @@ def default_policy_path() -> Path:
     return Path(str(resources.files("reports").joinpath("policies/default.toml")))
 
 
+#: policies shipped with the package, usable by name (``--policy ci``)
+SHIPPED = ("default", "ci")
+
+
+def shipped_policy_path(name: str) -> Path:
+    return Path(str(resources.files("reports").joinpath(f"policies/{name}.toml")))
+
+
 def load_policy(path: str | Path | None = None) -> Policy:
-    """Read, hash and validate a policy file (the shipped default when ``path`` is None)."""
+    """Read, hash and validate a policy file (the shipped default when ``path`` is None; a bare
+    shipped name -- ``default`` or ``ci`` -- that is not an existing file selects that policy)."""
     shipped = path is None
+    if path is not None and str(path) in SHIPPED and not Path(path).exists():
+        shipped, path = True, shipped_policy_path(str(path))
     path = default_policy_path() if path is None else Path(path)
     try:
         raw = path.read_bytes()

@@ -416,3 +416,29 @@ def test_evaluation_does_not_modify_the_results():
     before = copy.deepcopy(doc)
     verdicts(doc)
     assert doc == before
+
+
+def test_ci_policy_checks_integrity_not_quality(tmp_path):
+    ci = load_policy("ci")
+    assert ci.shipped and ci.path.endswith("ci.toml") and "CI" in ci.name
+    doc = fx.good_doc()
+    doc["fidelity"]["judge"]["fid_ratio_to_floor"] = fx.m(40.0)  # a smoke model: awful, but CI passes it
+    doc["anatomy"]["plausibility"]["synthetic"]["plausible_rate"] = fx.m(0.1)
+    assert verdicts(doc, ci)[0] == PASS
+    assert verdicts(doc)[0] == FAIL  # the release policy does not
+    for space in doc["privacy"]["memorisation"]:
+        doc["privacy"]["memorisation"][space]["copy_rate"] = fx.m(0.9)  # replaying training images: a bug
+    overall, cs = verdicts(doc, ci)
+    assert overall == FAIL and cs["copy_rate"]["verdict"] == FAIL
+    del doc["anatomy"]["judge_agreement"]  # an audit that stopped producing its figure
+    assert verdicts(doc, ci)[1]["anatomy_figures"]["verdict"] == INCOMPLETE
+    # a file named like a shipped policy wins over the name
+    (tmp_path / "ci").write_text((default_policy_path()).read_text())
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert not load_policy("ci").shipped
+    finally:
+        os.chdir(cwd)
