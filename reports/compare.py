@@ -606,7 +606,7 @@ def epsilon_figure(series: Mapping[str, Sequence[Mapping[str, Any]]]):
                 ax.axhline(CHANCE_AUC, color="0.55", ls=":", lw=1)
             ax.set_xscale("log")
             ticks = sorted(set(finite)) + [inf_x]
-            ax.set_xticks(ticks, [f"{t:g}" for t in ticks[:-1]] + ["∞"])
+            ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks[:-1]] + ["∞"])  # accountant epsilons: 7.99999 -> 8
             ax.minorticks_off()
             ax.set_xlabel("claimed ε")
             ax.set_title(f"{label} ({'↑' if better == 'higher' else '↓'} better)", fontsize=9.5)
