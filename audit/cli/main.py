@@ -227,19 +227,26 @@ def generators_cmd() -> None:
     Example:
       audit generators
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from audit.config import PRESETS
     from generators.registry import discover
 
-    table = Table(title="generators", show_lines=False)
-    for col in ("name", "status", "family", "presets", "description"):
-        table.add_column(col)
+    rows = []
     for entry in discover().values():
         presets = ", ".join(PRESETS) if entry.status == "available" else "-"
         status = {"planned": "not available yet", "broken": f"broken: {entry.error}"}.get(entry.status, entry.status)
-        table.add_row(entry.name, status, entry.family or "-", presets, entry.description)
+        rows.append((entry.name, status, entry.family or "-", presets, entry.description))
+    _print_table("generators", ("name", "status", "family", "presets", "description"), rows)
+
+
+def _print_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
     Console(width=160).print(table)
 
 
@@ -252,28 +259,18 @@ def plugins_cmd() -> None:
     Example:
       audit plugins
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from audit import plugins
     from generators.registry import discover
 
-    table = Table(title="plugins", show_lines=False)
-    for col in ("group", "name", "status", "source", "what"):
-        table.add_column(col)
-    for e in discover().values():
-        if e.status != "planned":
-            table.add_row(plugins.GENERATORS, e.name, e.status if e.status != "broken" else f"broken: {e.error}",
-                          e.source, e.description)
+    rows = [(plugins.GENERATORS, e.name, e.status if e.status != "broken" else f"broken: {e.error}", e.source,
+             e.description) for e in discover().values() if e.status != "planned"]
     for group, found in ((plugins.ATTACKS, plugins.attacks()), (plugins.METRICS, plugins.metrics())):
         for p in found:
             what = "" if p.broken else (getattr(p.obj, "description", "") or type(p.obj).__name__)
-            if not p.broken and group == plugins.METRICS:
-                what = f"[{p.obj.section}] {what}"
-            elif not p.broken:
-                what = f"[{p.obj.kind}] {what}"
-            table.add_row(group, p.name, f"broken: {p.error}" if p.broken else "available", p.source, what)
-    Console(width=160).print(table)
+            if not p.broken:
+                what = f"[{p.obj.section if group == plugins.METRICS else p.obj.kind}] {what}"
+            rows.append((group, p.name, f"broken: {p.error}" if p.broken else "available", p.source, what))
+    _print_table("plugins", ("group", "name", "status", "source", "what"), rows)
 
 
 def main(argv: list[str] | None = None) -> int:
