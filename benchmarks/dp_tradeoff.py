@@ -149,9 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         for eps in args.eps:
             out = RUNS / f"quick-{gen}-eps{eps:g}"
             if args.collect_only:
-                if _state(out).get("status") != "finished":
+                st = _state(out)
+                refused = st.get("error") if "impossible" in str(st.get("error", "")) else None
+                if st.get("status") != "finished" and refused is None:
                     continue
-                refused = None
             else:
                 out, refused = run_one(gen, eps)
             rows.append(collect(gen, eps, None if refused else out, refused))
