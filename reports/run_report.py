@@ -621,6 +621,44 @@ class Section:
         self.blocks.append({"type": "text", "heading": heading, "paragraphs": list(paragraphs), "gloss": gloss})
 
 
+def _budget_plot(dp: Mapping[str, Any]):
+    """The figure behind "Privacy budget spent over training" (None when the section lacks the figures)."""
+    from generators.dp.accountant import Phase, epsilon_rdp
+    from reports import plots
+
+    def val(e: Any) -> float | None:
+        return float(e["value"]) if _is_metric(e) else None
+
+    sigma, delta = val(dp.get("noise_multiplier")), val(dp.get("delta"))
+    phases = [(name, val(node.get("sample_rate")), val(node.get("steps"))) for name, node in dp["phases"].items()
+              if isinstance(node, Mapping)]
+    if sigma is None or delta is None or not phases or any(q is None or n is None for _, q, n in phases):
+        return None
+    total = sum(int(n) for _, _, n in phases)
+    grid = sorted({0, total, *np.linspace(0, total, 41).astype(int).tolist()})
+    xs, ys, bounds, start = [], [], [], 0
+    for name, _, n in phases:
+        bounds.append((start, name))
+        start += int(n)
+    for x in grid:
+        done, left = [], x
+        for name, q, n in phases:
+            take = min(int(n), left)
+            if take > 0:
+                done.append(Phase(name, sigma, q, take))
+            left -= take
+        xs.append(x)
+        ys.append(epsilon_rdp(done, delta))
+    target = None
+    notes = str((dp.get("epsilon") or {}).get("notes") or "")
+    if "target " in notes:
+        try:
+            target = float(notes.split("target ", 1)[1].split()[0].rstrip(";,"))
+        except ValueError:
+            target = None
+    return plots.budget_figure(xs, ys, bounds, target=target)
+
+
 class _Builder:
     def __init__(self, inp: RunInputs, include_real_images: bool):
         self.inp = inp
@@ -1004,6 +1042,12 @@ class _Builder:
                 r.used.add(f"dp.{k}")
                 t.add(f"dp.{k}", [e], gloss="dp_accounting", sub=str(e.get("notes") or e.get("method") or ""))
         sec.table(t)
+        if isinstance(dp, Mapping) and isinstance(dp.get("phases"), Mapping):
+            sec.figure(self._figure("dp_budget", "Privacy budget spent over training", (
+                "Epsilon of the steps taken so far, all phases composed by the RDP accountant (recomputed from the "
+                "dp section: noise multiplier, sampling rate and steps of each phase). A phase touching private "
+                "data outside this curve would void the claim."), lambda: _budget_plot(dp), gloss="dp_accounting",
+                notes=sec.notes))
         self._leftover_table(sec, "privacy")
         return sec
 
