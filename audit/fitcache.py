@@ -17,8 +17,6 @@ import logging
 import shutil
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
 from audit import config as C
 from audit.atomic import atomic_dir
 from audit.paths import cache_dir
@@ -74,7 +72,3 @@ def restore(hit: Path, generator_dir: Path, losses: Path) -> None:
         shutil.copytree(hit / "generator", staging, dirs_exist_ok=True)
     if (hit / "losses.csv").is_file():
         shutil.copy2(hit / "losses.csv", losses)
-
-
-def describe(key: str, hit: Any) -> str:
-    return f"{'hit' if hit else 'miss'} {key}"

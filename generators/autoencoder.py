@@ -136,26 +136,21 @@ class LatentAutoencoder:
             opt = private.wrap({"ae": self.net}, {"ae": opt}, "autoencoder")["ae"]
 
         def step(t: int, rng: np.random.Generator) -> dict[str, float]:
-            if private is None:
-                x = x_all[torch.as_tensor(rng.choice(n, bs, replace=False))]
-            else:
-                rows = private.batch(t)
-                private.spend()
-                if len(rows) == 0:
-                    private.noise_only_step()
-                    sched.step()
-                    return {}
+            def train_on(rows) -> dict[str, float]:
                 x = x_all[torch.as_tensor(rows)]
-            recon, mu, sigma = self.net(x)
-            kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-8) - 1).sum(dim=(1, 2, 3)).mean()
-            l1 = F.l1_loss(recon, x)
-            g = _grad_l1(recon, x)
-            loss = l1 + o["grad_weight"] * g + o["kl_weight"] * kl
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+                recon, mu, sigma = self.net(x)
+                kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-8) - 1).sum(dim=(1, 2, 3)).mean()
+                l1 = F.l1_loss(recon, x)
+                g = _grad_l1(recon, x)
+                loss = l1 + o["grad_weight"] * g + o["kl_weight"] * kl
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                return {"loss": loss.item(), "l1": l1.item(), "grad": g.item(), "kl": kl.item()}
+
+            losses = train_on(rng.choice(n, bs, replace=False)) if private is None else private.run_step(t, train_on)
             sched.step()
-            return {"loss": loss.item(), "l1": l1.item(), "grad": g.item(), "kl": kl.item()}
+            return losses
 
         spec = TrainSpec(NAME, self.model_config(), int(o["steps"]), seed, checkpoint_root, 200 if checkpoint_root else 0,
                          None, desc="train autoencoder")
@@ -201,7 +196,7 @@ class LatentAutoencoder:
     # ------------------------------------------------------------------ io
     def save(self, directory: str | Path) -> Path:
         extra: dict[str, Any] = {"scale": self.scale}
-        if getattr(self, "dp_ledger", None) is not None:
+        if self.dp_ledger is not None:
             extra["dp_ledger"] = self.dp_ledger
         return ckpt.save(directory, generator=NAME, model_config=self.model_config(), step=0,
                          weights=dict(self.net.state_dict()), extra=extra)

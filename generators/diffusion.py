@@ -130,11 +130,10 @@ class DiffusionFamily(MaskConditioned2D):
             if config.dp.enabled:
                 train.require_masks(self.name)
                 self._start_dp(train, config)  # one plan over autoencoder, latent scale and denoiser
-                self._dp_preplanned = True
                 dp = (self.dp_plan, self.dp_ledger, train.subject_ids)
             # the autoencoder sees every training slice, annotated or not: it needs no labels
             self.ae = shared_autoencoder(train.images, self.options["ae"], int(config.seed), dp=dp)
-        super().fit(train, config, context)
+        self._fit(train, config, context)
 
     def dp_phases(self, train: SliceSet, config: Any) -> list:
         from generators.dp.plan import PhaseSpec, n_units
@@ -193,7 +192,7 @@ class DiffusionFamily(MaskConditioned2D):
     # ------------------------------------------------------------------ sampling
     def _guided(self, x, t, mask_oh, cls, null_cls, w: float) -> torch.Tensor:
         unet = self.nets["unet"]
-        tt = torch.full((x.shape[0],), float(t), dtype=torch.float32) if self.objective == "velocity" else torch.full((x.shape[0],), int(t), dtype=torch.long)
+        tt = self._timesteps(x.shape[0], t)
         if w == 1.0:
             return unet(x, tt, mask_oh, cls)
         both = unet(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([mask_oh, torch.zeros_like(mask_oh)]), torch.cat([cls, null_cls]))
@@ -274,35 +273,39 @@ class DiffusionFamily(MaskConditioned2D):
     def score(self, images: np.ndarray, masks: np.ndarray | None = None, *, seed: int = 0, timestep: int = 100,
               repeats: int = 4, vendor=None, group=None) -> np.ndarray:
         """Negative denoising loss at ``timestep`` (0..999), averaged over ``repeats`` noise draws."""
-        if self.nets is None:
-            raise UserError(f"generator '{self.name}' has not been fitted or loaded")
-        if masks is None:
-            masks = np.zeros(images.shape, np.uint8)  # unconditional (null mask)
-            mask_oh_fn = lambda m: torch.zeros((len(m), N_LABELS, *self.shape))  # noqa: E731
-        else:
-            check_masks(masks, self.shape, self.name)
-            mask_oh_fn = lambda m: one_hot(torch.from_numpy(m))  # noqa: E731
-        v, g = self.vocab.encode(vendor, group, len(images))
         gen = torch.Generator().manual_seed(int(seed))
-        self.nets.eval()
         out = np.zeros(len(images))
-        for lo in range(0, len(images), 64):
-            hi = min(lo + 64, len(images))
-            x0 = self.to_data(torch.from_numpy(np.ascontiguousarray(images[lo:hi], np.float32)).unsqueeze(1))
-            m = mask_oh_fn(masks[lo:hi])
-            cls = self._classes(v[lo:hi], g[lo:hi])
+        for lo, hi, x0, m, cls in self._score_batches(images, masks, vendor, group):
+            t = self._timesteps(hi - lo, timestep)
             total = torch.zeros(hi - lo)
             for _ in range(repeats):
                 noise = torch.randn(x0.shape, generator=gen)
-                if self.objective == "velocity":
-                    t = torch.full((hi - lo,), float(timestep))
-                else:
-                    t = torch.full((hi - lo,), int(timestep), dtype=torch.long)
                 xt, target = self._noised(x0, noise, t)
                 pred = self.nets["unet"](xt, t, m, cls)
                 total += ((pred - target) ** 2).mean(dim=(1, 2, 3))
             out[lo:hi] = -(total / repeats).numpy()
         return out
+
+    def _score_batches(self, images: np.ndarray, masks: np.ndarray | None, vendor, group):
+        """``(lo, hi, x0, mask one-hot, class)`` per batch of 64 for the white-box scores (no mask =
+        the null mask, i.e. unconditional)."""
+        if self.nets is None:
+            raise UserError(f"generator '{self.name}' has not been fitted or loaded")
+        if masks is not None:
+            check_masks(masks, self.shape, self.name)
+        v, g = self.vocab.encode(vendor, group, len(images))
+        self.nets.eval()
+        for lo in range(0, len(images), 64):
+            hi = min(lo + 64, len(images))
+            x0 = self.to_data(torch.from_numpy(np.ascontiguousarray(images[lo:hi], np.float32)).unsqueeze(1))
+            m = torch.zeros((hi - lo, N_LABELS, *self.shape)) if masks is None else one_hot(torch.from_numpy(masks[lo:hi]))
+            yield lo, hi, x0, m, self._classes(v[lo:hi], g[lo:hi])
+
+    def _timesteps(self, n: int, value: float) -> torch.Tensor:
+        """``n`` copies of timestep ``value`` in the dtype the objective uses (flow: continuous)."""
+        if self.objective == "velocity":
+            return torch.full((n,), float(value))
+        return torch.full((n,), int(value), dtype=torch.long)
 
     def _noise_estimate(self, out: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The noise the network's output implies at ``x`` (epsilon; for v, ``sqrt(a) v + sqrt(1-a) x``;
@@ -324,26 +327,11 @@ class DiffusionFamily(MaskConditioned2D):
         score is minus the l_p distance (mean over elements of ``|.|^p``, p = 4 by default) between the noise
         estimate at ``t`` and ``n_0``. A memorised image keeps a consistent noise estimate along its own
         trajectory. Deterministic: two network calls per image, no noise draws (``seed`` unused)."""
-        if self.nets is None:
-            raise UserError(f"generator '{self.name}' has not been fitted or loaded")
-        if masks is None:
-            masks_oh = lambda m: torch.zeros((len(m), N_LABELS, *self.shape))  # noqa: E731
-            masks = np.zeros(images.shape, np.uint8)
-        else:
-            check_masks(masks, self.shape, self.name)
-            masks_oh = lambda m: one_hot(torch.from_numpy(m))  # noqa: E731
-        v, g = self.vocab.encode(vendor, group, len(images))
-        self.nets.eval()
-        unet = self.nets["unet"]
         out = np.zeros(len(images))
-        for lo in range(0, len(images), 64):
-            hi = min(lo + 64, len(images))
-            x0 = self.to_data(torch.from_numpy(np.ascontiguousarray(images[lo:hi], np.float32)).unsqueeze(1))
-            m, cls = masks_oh(masks[lo:hi]), self._classes(v[lo:hi], g[lo:hi])
-            dtype = torch.float32 if self.objective == "velocity" else torch.long
-            t0 = torch.zeros(hi - lo, dtype=dtype)
+        for lo, hi, x0, m, cls in self._score_batches(images, masks, vendor, group):
+            unet = self.nets["unet"]
+            t0, tt = self._timesteps(hi - lo, 0), self._timesteps(hi - lo, timestep)
             n0 = self._noise_estimate(unet(x0, t0, m, cls), x0, t0)
-            tt = torch.full((hi - lo,), timestep, dtype=dtype)
             xt = self.scheduler.add_noise(x0, n0, tt)
             nt = self._noise_estimate(unet(xt, tt, m, cls), xt, tt)
             out[lo:hi] = -((nt - n0).abs() ** p).mean(dim=(1, 2, 3)).numpy()

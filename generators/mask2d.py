@@ -154,6 +154,12 @@ class MaskConditioned2D(Generator):
 
     # ------------------------------------------------------------------ training
     def fit(self, train: SliceSet, config: Any, context: FitContext | None = None) -> None:
+        self.dp_plan = self.dp_ledger = None
+        self._fit(train, config, context)
+
+    def _fit(self, train: SliceSet, config: Any, context: FitContext | None = None) -> None:
+        """The fit itself; families that must plan DP first (the latent ones, before their
+        autoencoder) set ``dp_plan`` and call this directly."""
         context = context or FitContext()
         if not self.uses_unlabelled:
             train.require_masks(self.name)
@@ -162,11 +168,8 @@ class MaskConditioned2D(Generator):
         adjusted: list[str] = []
         if dp_on:
             adjusted = self.dp_adjust_options()
-            if not getattr(self, "_dp_preplanned", False):  # latent families plan before their autoencoder
+            if self.dp_plan is None:
                 self._start_dp(train, config)
-            self._dp_preplanned = False
-        else:
-            self.dp_plan = self.dp_ledger = None
         if not self.uses_unlabelled:
             train = train.subset(np.flatnonzero(train.labelled))
         tcfg = config.train
@@ -194,22 +197,17 @@ class MaskConditioned2D(Generator):
         self._private = private
 
         def step(t: int, rng: np.random.Generator) -> dict[str, float]:
+            def train_on(rows) -> dict[str, float]:
+                idx = torch.as_tensor(rows)
+                batch = {"image": images[idx], "mask": masks[idx], "labelled": labelled[idx],
+                         "vendor": vendor[idx], "group": group[idx]}
+                if data is not None:
+                    batch["data"] = data[idx]
+                return self.train_step(batch, t, rng)
+
             if private is None:
-                idx = torch.as_tensor(rng.choice(n, bs, replace=False))
-            else:
-                idx = torch.as_tensor(private.batch(t))
-                if len(idx) == 0:
-                    private.noise_only_step()
-                    private.spend()
-                    return {}
-            batch = {"image": images[idx], "mask": masks[idx], "labelled": labelled[idx],
-                     "vendor": vendor[idx], "group": group[idx]}
-            if data is not None:
-                batch["data"] = data[idx]
-            losses = self.train_step(batch, t, rng)
-            if private is not None:
-                private.spend()
-            return losses
+                return train_on(rng.choice(n, bs, replace=False))
+            return private.run_step(t, train_on)
 
         spec = TrainSpec(self.name, self.model_config(), tcfg.steps, int(config.seed), context.checkpoint_root,
                          tcfg.checkpoint_every, context.losses_path, desc=f"train {self.name}")

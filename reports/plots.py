@@ -267,7 +267,7 @@ def distance_histogram_figure(panels: Sequence[Mapping]):
 # --------------------------------------------------------------------------- DP budget
 
 def budget_figure(steps: Sequence[float], epsilons: Sequence[float], boundaries: Sequence[tuple[float, str]],
-                  *, target: float | None = None):
+                  *, claimed: float | None = None):
     """Epsilon spent (RDP accountant, composed) against the cumulative training step, with the
     training phases marked; ``boundaries``: ``(first step of the phase, phase name)``."""
     with style():
@@ -279,8 +279,8 @@ def budget_figure(steps: Sequence[float], epsilons: Sequence[float], boundaries:
                 ax.axvline(x, color="0.6", ls=":", lw=1)
             ax.annotate(name, (x, 0.93 - 0.08 * (i % 3)), xycoords=ax.get_xaxis_transform(), xytext=(4, 0),
                         textcoords="offset points", fontsize=8.5, color="0.3")  # staggered: a 1-step phase is narrow
-        if target is not None:
-            ax.axhline(target, color=OKABE_ITO["vermillion"], ls="--", lw=1.1, label=f"target \u03b5 = {target:g}")
+        if claimed is not None:
+            ax.axhline(claimed, color=OKABE_ITO["vermillion"], ls="--", lw=1.1, label=f"claimed \u03b5 = {claimed:.3g}")
         ax.set_xlabel("training step (all phases, in order)")
         ax.set_ylabel("\u03b5 at the run's \u03b4")
         ax.set_ylim(bottom=0)

@@ -649,14 +649,7 @@ def _budget_plot(dp: Mapping[str, Any]):
             left -= take
         xs.append(x)
         ys.append(epsilon_rdp(done, delta))
-    target = None
-    notes = str((dp.get("epsilon") or {}).get("notes") or "")
-    if "target " in notes:
-        try:
-            target = float(notes.split("target ", 1)[1].split()[0].rstrip(";,"))
-        except ValueError:
-            target = None
-    return plots.budget_figure(xs, ys, bounds, target=target)
+    return plots.budget_figure(xs, ys, bounds, claimed=val(dp.get("epsilon")))
 
 
 class _Builder:

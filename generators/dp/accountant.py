@@ -118,7 +118,7 @@ def calibrate(target_epsilon: float, delta: float, plan: list[tuple[str, float, 
     lo = 0.0
     while hi - lo > tol * hi:
         mid = 0.5 * (lo + hi)
-        if mid <= 0 or eps_at(mid) > target_epsilon:
+        if eps_at(mid) > target_epsilon:
             lo = mid
         else:
             hi = mid

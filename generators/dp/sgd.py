@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -88,9 +88,9 @@ class PoissonUnits:
         rows, owner = [], []
         for k, u in enumerate(units):
             pool = self.rows_of[u]
-            pick = pool if len(pool) <= self.m and self.m == 1 else rng.choice(pool, self.m, replace=len(pool) < self.m)
-            rows.append(np.atleast_1d(pick))
-            owner.append(np.full(len(np.atleast_1d(pick)), k))
+            pick = pool if self.m == 1 and len(pool) == 1 else rng.choice(pool, self.m, replace=len(pool) < self.m)
+            rows.append(pick)
+            owner.append(np.full(len(pick), k))
         if not rows:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(rows).astype(np.int64), np.concatenate(owner).astype(np.int64)
@@ -201,6 +201,18 @@ class PrivateTraining:
             if gsm._module is module:
                 return gsm
         return None
+
+    def run_step(self, step: int, train_on_rows: Callable[[np.ndarray], dict[str, float]]) -> dict[str, float]:
+        """One private step: draw the Poisson batch, train on its rows (an empty batch still
+        releases noise), and spend it in the ledger. Returns the losses (``{}`` when empty)."""
+        rows = self.batch(step)
+        if len(rows) == 0:
+            self.noise_only_step()
+            losses: dict[str, float] = {}
+        else:
+            losses = train_on_rows(rows)
+        self.spend()
+        return losses
 
     def batch(self, step: int) -> np.ndarray:
         """Rows of this step's Poisson batch; tells every private optimiser who owns which row."""
