@@ -610,8 +610,9 @@ def epsilon_figure(series: Mapping[str, Sequence[Mapping[str, Any]]]):
             ax.minorticks_off()
             ax.set_xlabel("claimed ε")
             ax.set_title(f"{label} ({'↑' if better == 'higher' else '↓'} better)", fontsize=9.5)
-        if axes[0].get_legend_handles_labels()[1]:
-            axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+        handles, labels = axes[0].get_legend_handles_labels()
+        if labels:  # one legend for all panels, beside the last one
+            axes[-1].legend(handles, labels, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     return fig
 
 
