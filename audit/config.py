@@ -85,6 +85,9 @@ class TrainConfig:
     checkpoint_every: int = 250
     num_threads: int = 0
     """Torch intra-op threads; 0 = all cores."""
+    amp: bool = True
+    """bf16 autocast for forward passes on CUDA (never on the CPU, never under DP-SGD; see
+    :mod:`generators.device`)."""
 
 
 @dataclass
@@ -200,18 +203,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         "audit.utility_width": 4,
     },
     "quick": {},
+    # one CUDA GPU; the whole run (phantom, training, audit) is sized for about 8 minutes on an
+    # H100/H200 (benchmarks/gpu.sh; the generators' own "full" presets set their training length)
     "full": {
-        "data.phantom_subjects": 200,
+        "data.phantom_subjects": 100,
         "data.frames": "all",
-        "train.steps": 20000,
+        "train.steps": 3000,
         "train.batch_size": 128,
-        "sample.n_samples": 2000,
+        "sample.n_samples": 1000,
         "sample.sampler_steps": 50,
-        "sample.batch_size": 256,
-        "audit.max_images": 4000,
-        "audit.clinical_subjects": 40,
-        "audit.utility_seeds": 5,
-        "audit.utility_steps": 3000,
+        "sample.batch_size": 250,
+        "audit.max_images": 1000,
+        "audit.clinical_subjects": 16,
+        "audit.utility_seeds": 2,
+        "audit.utility_steps": 1000,
         "audit.utility_batch_size": 32,
         "audit.utility_width": 32,
         "device": "cuda",

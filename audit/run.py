@@ -109,12 +109,23 @@ def prepare(req: RunRequest) -> RunContext:
             req.generator = DEFAULT_GENERATOR
         run_dir = RunDir.prepare(req.out, req.generator or DEFAULT_GENERATOR, resume=True)
         cfg, entry = _resolve_resume(req, run_dir)
+        _check_device(cfg.device)
     else:
         cfg, entry = _resolve_fresh(req)
+        _check_device(cfg.device)
         run_dir = RunDir.prepare(req.out, cfg.generator, force=req.force)
         atomic_write_json(run_dir.config_path, C.config_to_dict(cfg))
         atomic_write_json(run_dir.env_path, environment())
     return RunContext(cfg=cfg, run_dir=run_dir, entry=entry, use_cache=req.use_cache)
+
+
+def _check_device(device: str) -> None:
+    """``--device cuda`` on a machine without a GPU fails here, before any data work (the
+    ``full`` preset asks for cuda: pass ``--device cpu`` to run it on a CPU)."""
+    if device != "cpu":
+        from generators.device import resolve
+
+        resolve(device)
 
 
 # --------------------------------------------------------------------------- stages

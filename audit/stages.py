@@ -105,7 +105,7 @@ def run_fit(ctx: RunContext) -> dict[str, Any]:
         hit = fitcache.lookup(key)
         if hit is not None:
             fitcache.restore(hit, gen_dir, losses)
-            generator = ctx.entry.cls.load(gen_dir)
+            generator = _placed(ctx.entry.cls.load(gen_dir), ctx)
             ctx.artefacts["generator"] = generator
             _dp_artefacts(ctx, generator)
             log.info("fit: trained generator from the cache (%s); --no-cache retrains", key)
@@ -122,6 +122,10 @@ def run_fit(ctx: RunContext) -> dict[str, Any]:
     ctx.artefacts["generator"] = generator
     _dp_artefacts(ctx, generator)
     info: dict[str, Any] = {"train_slices": len(train)}
+    if ctx.cfg.device.startswith("cuda"):
+        import torch
+
+        info["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     if key is not None:
         fitcache.store(key, gen_dir, losses)
         info.update(fit_cache="stored", fit_cache_key=key)
@@ -143,8 +147,18 @@ def _dp_artefacts(ctx: RunContext, generator: Any) -> None:
         ctx.artefacts["dp_claim"] = (float(summary["epsilon_rdp"]), float(summary["plan"]["delta"]))
 
 
+def _placed(generator: Any, ctx: RunContext) -> Any:
+    """A loaded generator moved to the run's ``--device`` (generators without ``to`` stay where they are)."""
+    move = getattr(generator, "to", None)
+    if callable(move):
+        move(ctx.cfg.device)
+    elif ctx.cfg.device != "cpu" and getattr(ctx.entry.cls, "trainable", True):
+        log.warning("generator '%s' has no to(device); it runs where it loaded", ctx.cfg.generator)
+    return generator
+
+
 def load_fit(ctx: RunContext) -> None:
-    ctx.artefacts["generator"] = ctx.entry.cls.load(ctx.run_dir.path / "generator")
+    ctx.artefacts["generator"] = _placed(ctx.entry.cls.load(ctx.run_dir.path / "generator"), ctx)
     _dp_artefacts(ctx, ctx.artefacts["generator"])
 
 

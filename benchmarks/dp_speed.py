@@ -4,15 +4,17 @@ Usage (record the result in BENCHMARKS.md, "## Differential privacy"):
 
     python benchmarks/dp_speed.py                      # every family at its quick preset, ~5 min on 2 cores
     python benchmarks/dp_speed.py --families ldm --steps 4
-    python benchmarks/dp_speed.py --device cuda        # on a lent GPU
+    python benchmarks/dp_speed.py --device cuda --preset full   # on a lent GPU, the GPU-sized networks
 
 For each family the quick preset's networks are built at the quick image size and the family's
 real ``train_step`` runs on a fixed random batch of the preset's batch size: once plainly, once
 with the networks made private exactly as a DP fit makes them (Opacus GradSampleModule in
 ``hooks`` mode, per-subject aggregation with 2 slices per subject, clipping, noise). Latent
 families are timed on random latents of the autoencoder's shape (the denoiser phase), and the
-autoencoder phase is timed on its own. Median over ``--steps`` steps after 2 warm-up steps.
-Goal: DP step time <= 3x the non-private one. Output: ``benchmarks/results/dp_speed.json``.
+autoencoder phase is timed on its own. Median over ``--steps`` steps after 2 warm-up steps
+(CUDA synchronised). Both timings are fp32, as DP training runs (:mod:`generators.device`); on
+CUDA the non-private step is also timed under bf16 autocast (``plain_amp_s_per_step``), the way
+a non-DP GPU run trains. Goal: DP step time <= 3x the non-private one. Output: ``benchmarks/results/dp_speed.json``.
 """
 
 from __future__ import annotations
@@ -49,7 +51,17 @@ def _plan(mode: str):
                           for n, r in (("train", 2), ("autoencoder", 1))])
 
 
-def _family(name: str, size_override: int | None = None, dp: bool = False):
+DEVICE = "cpu"
+
+
+def _sync() -> None:
+    import torch
+
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _family(name: str, preset: str = "quick", dp: bool = False):
     import torch
 
     from audit.config import resolve_config
@@ -57,12 +69,12 @@ def _family(name: str, size_override: int | None = None, dp: bool = False):
     from generators.registry import discover
 
     entry = discover()[name]
-    cfg = resolve_config(preset="quick", generator=name, generator_preset=entry.presets.get("quick", {}))
+    cfg = resolve_config(preset=preset, generator=name, generator_preset=entry.presets.get(preset, {}))
     g = entry.cls()
     g._set_options(cfg.generator_options or {})
     if dp:
         g.dp_adjust_options()  # as a DP fit does (the gan drops spectral norm)
-    size = size_override or cfg.data.size
+    size = cfg.data.size
     g.shape, g.spacing = (size, size), np.array([1.5, 1.5], np.float32)
     g.vocab = Vocab.from_data(np.array(list("ABC")), np.array(["NOR", "DCM", "HCM"]))
     if getattr(g, "latent", False):
@@ -72,6 +84,7 @@ def _family(name: str, size_override: int | None = None, dp: bool = False):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         g.build(train=True)
+    g.to(DEVICE)
     return g, cfg
 
 
@@ -85,16 +98,18 @@ def _batch(g, bs: int):
              "group": torch.randint(0, 3, (bs,), generator=gen)}
     if getattr(g, "latent", False):
         batch["data"] = torch.randn(bs, *g.ae.latent_shape, generator=gen)
-    return batch
+    return {k: v.to(DEVICE) for k, v in batch.items()}
 
 
 def _time(fn, steps: int) -> float:
     for _ in range(2):
         fn()
+    _sync()
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
         fn()
+        _sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -108,21 +123,30 @@ def _private(g, phase: str, modules, optimizers, bs: int, mode: str):
     plan = _plan(mode)
     private = PrivateTraining(plan, Ledger(1e-5), phase, np.arange(2000) // 2, seed=0)
     opts = private.wrap(modules, optimizers, "benchmark")
-    owner = torch.arange(bs) // 2
+    owner = torch.arange(bs, device=DEVICE) // 2
     for o in opts.values():
         o.owner, o.n_units_in_batch = owner, int(owner.max()) + 1
     return plan, private, opts
 
 
-def measure_family(name: str, steps: int, mode: str) -> dict:
+def measure_family(name: str, steps: int, mode: str, preset: str = "quick") -> list[dict]:
     import torch
 
-    g, cfg = _family(name)
+    from generators.device import autocast
+
+    g, cfg = _family(name, preset)
     bs = int(cfg.train.batch_size)
     batch = _batch(g, bs)
     rng = np.random.default_rng(0)
     plain = _time(lambda: g.train_step(batch, 0, rng), steps)
-    g, cfg = _family(name, dp=True)
+    amp = None
+    if DEVICE.startswith("cuda"):
+        def amp_step():
+            with autocast(torch.device(DEVICE)):
+                g.train_step(batch, 0, rng)
+
+        amp = _time(amp_step, steps)
+    g, cfg = _family(name, preset, dp=True)
     g.dp_plan, private, g.optimizers = _private(g, "train", g._optimizer_modules(), g.optimizers, bs, mode)
     g._private = private
     dp = _time(lambda: g.train_step(batch, 0, rng), steps)
@@ -131,15 +155,17 @@ def measure_family(name: str, steps: int, mode: str) -> dict:
     row = {"family": name, "phase": "denoiser" if getattr(g, "latent", False) else "train", "batch": bs,
            "image_size": g.shape[0], "params_M": round(n_params / 1e6, 3), "plain_s_per_step": round(plain, 4),
            "dp_s_per_step": round(dp, 4), "slowdown": round(dp / plain, 2), "plain_img_s": round(bs / plain, 1),
-           "dp_img_s": round(bs / dp, 1), "mode": mode}
+           "dp_img_s": round(bs / dp, 1), "mode": mode, "device": DEVICE, "preset": preset}
+    if amp is not None:
+        row.update(plain_amp_s_per_step=round(amp, 4), slowdown_vs_amp=round(dp / amp, 2))
     log.info("%s", row)
     out = [row]
     if getattr(g, "latent", False) and name == "ldm":
-        out.append(measure_autoencoder(g, steps, mode))
+        out.append(measure_autoencoder(g, steps, mode, preset))
     return out
 
 
-def measure_autoencoder(g, steps: int, mode: str) -> dict:
+def measure_autoencoder(g, steps: int, mode: str, preset: str = "quick") -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -147,11 +173,11 @@ def measure_autoencoder(g, steps: int, mode: str) -> dict:
 
     o = {**AE_DEFAULTS, **g.options["ae"]}
     bs = int(o["batch_size"])
-    x = torch.rand(bs, 1, *g.shape, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(bs, 1, *g.shape, generator=torch.Generator().manual_seed(0)).to(DEVICE)
 
     def make():
         torch.manual_seed(0)
-        net = _net(o)
+        net = _net(o).to(DEVICE)
         return net, torch.optim.AdamW(net.parameters(), lr=1e-3)
 
     def step(net, opt):
@@ -170,7 +196,7 @@ def measure_autoencoder(g, steps: int, mode: str) -> dict:
     row = {"family": "ldm/flow", "phase": "autoencoder", "batch": bs, "image_size": g.shape[0],
            "params_M": round(sum(p.numel() for p in net.parameters()) / 1e6, 3), "plain_s_per_step": round(plain, 4),
            "dp_s_per_step": round(dp, 4), "slowdown": round(dp / plain, 2), "plain_img_s": round(bs / plain, 1),
-           "dp_img_s": round(bs / dp, 1), "mode": mode}
+           "dp_img_s": round(bs / dp, 1), "mode": mode, "device": DEVICE, "preset": preset}
     log.info("%s", row)
     return row
 
@@ -180,20 +206,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", nargs="+", default=["gan", "vae", "ddpm", "ldm", "flow"])
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--mode", default="hooks", choices=["hooks", "functorch"])
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    ap.add_argument("--preset", default="quick", choices=["quick", "full"], help="whose network sizes and batch")
     ap.add_argument("--compare", action="store_true", help="print ratios against the last recorded result (git HEAD)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "dp_speed.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import torch
 
+    from generators.device import resolve
+
+    global DEVICE
+    DEVICE = str(resolve(args.device))
     torch.set_num_threads(os.cpu_count() or 1)
     rows = []
     for name in args.families:
-        rows.extend(measure_family(name, args.steps, args.mode))
+        rows.extend(measure_family(name, args.steps, args.mode, args.preset))
     doc = {
         "benchmark": "dp_speed", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "torch": torch.__version__, "load_avg_1m": os.getloadavg()[0]},
+                    "torch": torch.__version__, "load_avg_1m": os.getloadavg()[0],
+                    "gpu": torch.cuda.get_device_name(0) if DEVICE.startswith("cuda") else None},
         "command": "python benchmarks/dp_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "goal_slowdown": GOAL, "rows": rows,
         "all_within_goal": all(r["slowdown"] <= GOAL for r in rows),

@@ -41,6 +41,7 @@ from audit.atomic import atomic_dir
 from audit.errors import UserError
 from audit.paths import cache_dir
 from generators import checkpoint as ckpt
+from generators import device as devices
 from generators.training import Trainer, TrainSpec
 
 log = logging.getLogger(__name__)
@@ -92,24 +93,31 @@ class LatentAutoencoder:
         self.latent_shape = (int(self.options["latent_channels"]), self.shape[0] // down, self.shape[1] // down)
         self.net = _net(self.options)
         self.scale = 1.0
+        self.device = torch.device("cpu")
         #: the DP phases this autoencoder spent (a ledger dict), None when trained without DP
         self.dp_ledger: dict | None = None
 
     def model_config(self) -> dict[str, Any]:
         return {"options": self.options, "shape": list(self.shape)}
 
+    def to(self, device: str | torch.device) -> "LatentAutoencoder":
+        self.device = devices.resolve(device)
+        self.net.to(self.device)
+        return self
+
     # ------------------------------------------------------------------ use
     @torch.no_grad()
     def encode(self, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
-        """``(B,1,H,W)`` in [0,1] -> scaled latent means ``(B,C,h,w)``."""
+        """``(B,1,H,W)`` in [0,1] (any device) -> scaled latent means ``(B,C,h,w)`` on this
+        autoencoder's device, fp32."""
         self.net.eval()
-        out = [self.net.encode(images[i:i + batch])[0] for i in range(0, len(images), batch)]
+        out = [self.net.encode(images[i:i + batch].to(self.device))[0].float() for i in range(0, len(images), batch)]
         return torch.cat(out) * self.scale
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         self.net.eval()
-        return self.net.decode(latents / self.scale).clamp(0, 1)
+        return self.net.decode(latents.to(self.device) / self.scale).float().clamp(0, 1)
 
     def encode_grad(self, images: torch.Tensor) -> torch.Tensor:
         """Differentiable encoding (for white-box scores through the encoder)."""
@@ -117,12 +125,15 @@ class LatentAutoencoder:
 
     # ------------------------------------------------------------------ training
     def fit(self, images: np.ndarray, seed: int, checkpoint_root: Path | None = None, resume: bool = False,
-            dp: Any = None) -> list[dict]:
-        """Train. ``dp``: ``(plan, ledger, subject_ids)`` for DP-SGD (see the module docstring)."""
+            dp: Any = None, device: str | torch.device = "cpu", amp: bool = True) -> list[dict]:
+        """Train on ``device``. ``dp``: ``(plan, ledger, subject_ids)`` for DP-SGD (see the module
+        docstring); ``amp``: bf16 autocast on CUDA without DP (:mod:`generators.device`)."""
         o = self.options
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.net = _net(o)
+        self.to(device)
+        amp = amp and dp is None
         opt = torch.optim.AdamW(self.net.parameters(), lr=o["lr"], weight_decay=0.0)
         x_all = torch.from_numpy(np.ascontiguousarray(images, np.float32)).unsqueeze(1)
         n, bs = len(x_all), min(int(o["batch_size"]), len(x_all))
@@ -137,8 +148,10 @@ class LatentAutoencoder:
 
         def step(t: int, rng: np.random.Generator) -> dict[str, float]:
             def train_on(rows) -> dict[str, float]:
-                x = x_all[torch.as_tensor(rows)]
-                recon, mu, sigma = self.net(x)
+                x = x_all[torch.as_tensor(rows)].to(self.device, non_blocking=True)
+                with devices.autocast(self.device, amp):
+                    recon, mu, sigma = self.net(x)
+                recon, mu, sigma = recon.float(), mu.float(), sigma.float()
                 kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-8) - 1).sum(dim=(1, 2, 3)).mean()
                 l1 = F.l1_loss(recon, x)
                 g = _grad_l1(recon, x)
@@ -181,7 +194,7 @@ class LatentAutoencoder:
         plan, ledger, subject_ids = dp
         units = np.asarray(subject_ids) if plan.unit == "subject" else np.arange(len(lat))
         codes, inverse = np.unique(units, return_inverse=True)
-        ms = lat.pow(2).mean(dim=(1, 2, 3)).double()
+        ms = lat.pow(2).mean(dim=(1, 2, 3)).double().cpu()
         per_unit = torch.zeros(len(codes), dtype=torch.float64).index_add_(0, torch.from_numpy(inverse), ms)
         per_unit = (per_unit / torch.from_numpy(np.bincount(inverse)).double()).sqrt().clamp(max=SCALE_BOUND)
         sigma = plan.optimizer_noise("latent_scale")
@@ -217,7 +230,7 @@ class LatentAutoencoder:
     def reconstruct(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
         """Encode and decode ``(N,H,W)`` images in [0, 1] (latent means, no sampling)."""
         x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).unsqueeze(1)
-        out = [self.decode(self.encode(x[i:i + batch])) for i in range(0, len(x), batch)]
+        out = [self.decode(self.encode(x[i:i + batch])).cpu() for i in range(0, len(x), batch)]
         return torch.cat(out)[:, 0].numpy().astype(np.float32, copy=False)
 
     def reconstruction_error(self, images: np.ndarray) -> float:
@@ -225,30 +238,35 @@ class LatentAutoencoder:
         return float(np.abs(self.reconstruct(images) - np.asarray(images, np.float32)).mean())
 
 
-def cache_key(images: np.ndarray, options: Mapping[str, Any], seed: int, dp: Mapping[str, Any] | None = None) -> str:
+def cache_key(images: np.ndarray, options: Mapping[str, Any], seed: int, dp: Mapping[str, Any] | None = None,
+              device: str = "cpu") -> str:
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(images, np.float32).tobytes())
     meta: dict[str, Any] = {"options": {**AE_DEFAULTS, **options}, "seed": seed, "shape": list(images.shape)}
     if dp is not None:
         meta["dp"] = dp  # a DP autoencoder never serves a non-DP run, nor one with another plan
+    if device != "cpu":
+        meta["device"] = device  # a GPU-trained network differs numerically (CPU keys stay as they were)
     h.update(json.dumps(meta, sort_keys=True).encode())
     return h.hexdigest()[:24]
 
 
 def shared_autoencoder(images: np.ndarray, options: Mapping[str, Any], seed: int, *, use_cache: bool = True,
-                       dp: Any = None) -> LatentAutoencoder:
+                       dp: Any = None, device: str | torch.device = "cpu", amp: bool = True) -> LatentAutoencoder:
     """The autoencoder for these training images and options: from the cache, or trained and cached.
 
     The cache entry is written under a temporary name and renamed when complete. With ``dp``
     (``(plan, ledger, subject_ids)``) the autoencoder's phases are spent into ``ledger``, also on
     a cache hit: the cached network was trained on the same private data.
     """
-    key = cache_key(images, options, seed, None if dp is None else {"plan": dp[0].to_dict(), "units": sorted(set(map(str, dp[2])))})
+    device = devices.resolve(device)
+    key = cache_key(images, options, seed, None if dp is None else {"plan": dp[0].to_dict(), "units": sorted(set(map(str, dp[2])))},
+                    device=device.type)
     root = cache_dir("autoencoders")
     final = root / key
     if use_cache and (final / "latest").is_file():
         try:
-            ae = LatentAutoencoder.load(final)
+            ae = LatentAutoencoder.load(final).to(device)
             if dp is not None:
                 _charge_cached(ae, dp[1], final)
             log.info("autoencoder cache hit (%s)", key)
@@ -261,11 +279,11 @@ def shared_autoencoder(images: np.ndarray, options: Mapping[str, Any], seed: int
         from generators.dp.accountant import Ledger
 
         own = Ledger(dp[1].delta, dp[1].accountant)
-        ae.fit(images, seed, dp=(dp[0], own, dp[2]))
+        ae.fit(images, seed, dp=(dp[0], own, dp[2]), device=device)
         ae.dp_ledger = own.to_dict()
         _charge_cached(ae, dp[1], "the new autoencoder")
     else:
-        ae.fit(images, seed)
+        ae.fit(images, seed, device=device, amp=amp)
     if use_cache:
         with atomic_dir(final) as staging:
             ae.save(staging)

@@ -89,7 +89,8 @@ def drop_conditions(
     if p <= 0:
         return mask_oh, vendor, group
     n = mask_oh.shape[0]
-    r = torch.rand(3, n, generator=generator)
+    r = torch.rand(3, n, generator=generator).to(mask_oh.device) if generator is not None else \
+        torch.rand(3, n, device=mask_oh.device)
     mask_oh = mask_oh * (r[0] >= p).view(-1, 1, 1, 1).float()
     vendor = torch.where(r[1] < p, torch.full_like(vendor, vocab.null_vendor), vendor)
     group = torch.where(r[2] < p, torch.full_like(group, vocab.null_group), group)

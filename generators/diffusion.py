@@ -40,6 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from audit.errors import UserError
+from generators import device as devices
 from generators.autoencoder import AE_DEFAULTS, LatentAutoencoder, shared_autoencoder
 from generators.conditioning import N_LABELS, check_masks, drop_conditions, one_hot
 from generators.data import SliceSet
@@ -132,7 +133,9 @@ class DiffusionFamily(MaskConditioned2D):
                 self._start_dp(train, config)  # one plan over autoencoder, latent scale and denoiser
                 dp = (self.dp_plan, self.dp_ledger, train.subject_ids)
             # the autoencoder sees every training slice, annotated or not: it needs no labels
-            self.ae = shared_autoencoder(train.images, self.options["ae"], int(config.seed), dp=dp)
+            self.ae = shared_autoencoder(train.images, self.options["ae"], int(config.seed), dp=dp,
+                                         device=devices.resolve(getattr(config, "device", "cpu")),
+                                         amp=bool(getattr(config.train, "amp", True)))
         self._fit(train, config, context)
 
     def dp_phases(self, train: SliceSet, config: Any) -> list:
@@ -168,7 +171,7 @@ class DiffusionFamily(MaskConditioned2D):
         if self.objective == "velocity":
             t = self.scheduler.sample_timesteps(x0)
         else:
-            t = torch.randint(0, T_TRAIN, (x0.shape[0],))
+            t = torch.randint(0, T_TRAIN, (x0.shape[0],), device=x0.device)
         xt, target = self._noised(x0, noise, t)
         pred = self.nets["unet"](xt, t, mask_oh, self._classes(vendor, group))
         loss = F.mse_loss(pred, target)
@@ -182,6 +185,8 @@ class DiffusionFamily(MaskConditioned2D):
 
     def _noised(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x_t`` and the regression target at timesteps ``t`` (the training objective, also the score's)."""
+        # fp32 in: MONAI's add_noise casts the scheduler's alphas to its input's dtype, for good
+        x0, noise = x0.float(), noise.float()
         xt = self.scheduler.add_noise(x0, noise, t)
         if self.objective == "velocity":
             return xt, x0 - noise
@@ -229,7 +234,7 @@ class DiffusionFamily(MaskConditioned2D):
 
     def generate(self, mask_oh, vendor, group, generator):
         # deterministic samplers (DDIM with eta = 0, Euler): the only randomness is the start noise
-        x = torch.randn((mask_oh.shape[0], *self._data_shape()), generator=generator)
+        x = self._randn((mask_oh.shape[0], *self._data_shape()), generator)
         steps, guidance = self.sampling_settings()
         x = self._denoise(x, mask_oh, self._classes(vendor, group), steps, guidance)
         return self.from_data(x)
@@ -256,16 +261,16 @@ class DiffusionFamily(MaskConditioned2D):
         steps, guidance = self.sampling_settings()
         for lo in range(0, len(reference), batch_size):
             hi = min(lo + batch_size, len(reference))
-            x0 = self.to_data(torch.from_numpy(np.ascontiguousarray(reference[lo:hi], np.float32)).unsqueeze(1))
-            noise = torch.randn(x0.shape, generator=gen)
+            x0 = self.to_data(self._tensor(reference[lo:hi], torch.float32).unsqueeze(1))
+            noise = self._randn(x0.shape, gen)
             if self.objective == "velocity":
                 xt = (1 - strength) * x0 + strength * noise
             else:
-                t = torch.full((x0.shape[0],), int(round(strength * (T_TRAIN - 1))), dtype=torch.long)
-                xt = self.scheduler.add_noise(x0, noise, t)
-            x = self._denoise(xt, one_hot(torch.from_numpy(masks[lo:hi])), self._classes(v[lo:hi], g[lo:hi]),
-                              steps, guidance, start=strength)
-            out[lo:hi] = self.from_data(x)[:, 0].numpy()
+                xt = self.scheduler.add_noise(x0, noise, self._timesteps(x0.shape[0], int(round(strength * (T_TRAIN - 1)))))
+            cls = self._classes(v[lo:hi], g[lo:hi]).to(self.device)
+            with devices.autocast(self.device, self.amp):
+                x = self.from_data(self._denoise(xt, one_hot(self._tensor(masks[lo:hi])), cls, steps, guidance, start=strength))
+            out[lo:hi] = x.float()[:, 0].cpu().numpy()
         return out
 
     # ------------------------------------------------------------------ white-box score
@@ -277,13 +282,13 @@ class DiffusionFamily(MaskConditioned2D):
         out = np.zeros(len(images))
         for lo, hi, x0, m, cls in self._score_batches(images, masks, vendor, group):
             t = self._timesteps(hi - lo, timestep)
-            total = torch.zeros(hi - lo)
+            total = torch.zeros(hi - lo, device=self.device)
             for _ in range(repeats):
-                noise = torch.randn(x0.shape, generator=gen)
+                noise = self._randn(x0.shape, gen)
                 xt, target = self._noised(x0, noise, t)
                 pred = self.nets["unet"](xt, t, m, cls)
                 total += ((pred - target) ** 2).mean(dim=(1, 2, 3))
-            out[lo:hi] = -(total / repeats).numpy()
+            out[lo:hi] = -(total / repeats).cpu().numpy()
         return out
 
     def _score_batches(self, images: np.ndarray, masks: np.ndarray | None, vendor, group):
@@ -297,15 +302,16 @@ class DiffusionFamily(MaskConditioned2D):
         self.nets.eval()
         for lo in range(0, len(images), 64):
             hi = min(lo + 64, len(images))
-            x0 = self.to_data(torch.from_numpy(np.ascontiguousarray(images[lo:hi], np.float32)).unsqueeze(1))
-            m = torch.zeros((hi - lo, N_LABELS, *self.shape)) if masks is None else one_hot(torch.from_numpy(masks[lo:hi]))
-            yield lo, hi, x0, m, self._classes(v[lo:hi], g[lo:hi])
+            x0 = self.to_data(self._tensor(images[lo:hi], torch.float32).unsqueeze(1))
+            m = (torch.zeros((hi - lo, N_LABELS, *self.shape), device=self.device) if masks is None
+                 else one_hot(self._tensor(masks[lo:hi])))
+            yield lo, hi, x0, m, self._classes(v[lo:hi], g[lo:hi]).to(self.device)
 
     def _timesteps(self, n: int, value: float) -> torch.Tensor:
         """``n`` copies of timestep ``value`` in the dtype the objective uses (flow: continuous)."""
         if self.objective == "velocity":
-            return torch.full((n,), float(value))
-        return torch.full((n,), int(value), dtype=torch.long)
+            return torch.full((n,), float(value), device=self.device)
+        return torch.full((n,), int(value), dtype=torch.long, device=self.device)
 
     def _noise_estimate(self, out: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The noise the network's output implies at ``x`` (epsilon; for v, ``sqrt(a) v + sqrt(1-a) x``;
@@ -315,7 +321,7 @@ class DiffusionFamily(MaskConditioned2D):
             return x - (1 - tau) * out
         if self.options["prediction"] == "epsilon":
             return out
-        a = self.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1).to(out.dtype)
+        a = self.scheduler.alphas_cumprod.to(out.device)[t].view(-1, 1, 1, 1).to(out.dtype)
         return a.sqrt() * out + (1 - a).sqrt() * x
 
     @torch.no_grad()
@@ -334,7 +340,7 @@ class DiffusionFamily(MaskConditioned2D):
             n0 = self._noise_estimate(unet(x0, t0, m, cls), x0, t0)
             xt = self.scheduler.add_noise(x0, n0, tt)
             nt = self._noise_estimate(unet(xt, tt, m, cls), xt, tt)
-            out[lo:hi] = -((nt - n0).abs() ** p).mean(dim=(1, 2, 3)).numpy()
+            out[lo:hi] = -((nt - n0).abs() ** p).mean(dim=(1, 2, 3)).cpu().numpy()
         return out
 
     def _from_model_config(self, mc: Mapping[str, Any]) -> None:
@@ -343,6 +349,12 @@ class DiffusionFamily(MaskConditioned2D):
             # checkpoints written before the option existed were trained on epsilon
             options.setdefault("prediction", "epsilon")
         super()._from_model_config({**mc, "options": options})
+
+    def to(self, device):
+        super().to(device)
+        if self.ae is not None:
+            self.ae.to(self.device)
+        return self
 
     # ------------------------------------------------------------------ io (the autoencoder travels along)
     def save(self, directory) -> None:
@@ -381,8 +393,8 @@ class DDPMGenerator(DiffusionFamily):
         "smoke": {"generator_options.channels": [16, 16], "generator_options.norm_groups": 8},
         # ~1.05 s/step at batch 16 on 2 cores (2026-11-26): 750 steps fit the 15-min budget
         "quick": {"data.size": 96, "data.target_spacing": 2.0, "train.steps": 750, "train.batch_size": 16},
-        "full": {"train.steps": 30000, "train.batch_size": 64, "generator_options.channels": [64, 128, 256],
-                 "generator_options.attention": True, "sample.sampler_steps": 50},
+        "full": {"train.steps": 3000, "train.batch_size": 64, "generator_options.channels": [64, 128, 256],
+                 "generator_options.attention": True, "generator_options.norm_groups": 32, "sample.sampler_steps": 50},
     }
 
 
@@ -401,9 +413,9 @@ class LDMGenerator(DiffusionFamily):
                   "generator_options.channels": [32, 64, 64],
                   "generator_options.norm_groups": 16,
                   "generator_options.ae": {"channels": [8, 16, 32], "norm_groups": 8, "steps": 600}},
-        "full": {"train.steps": 40000, "train.batch_size": 256, "generator_options.channels": [128, 256, 256],
-                 "generator_options.attention": True, "sample.sampler_steps": 50,
-                 "generator_options.ae": {"channels": [32, 64, 128], "steps": 20000, "batch_size": 64}},
+        "full": {"train.steps": 2500, "train.batch_size": 256, "generator_options.channels": [128, 256, 256],
+                 "generator_options.norm_groups": 32, "generator_options.attention": True, "sample.sampler_steps": 50,
+                 "generator_options.ae": {"channels": [32, 64, 128], "norm_groups": 16, "steps": 2000, "batch_size": 64}},
     }
 
 

@@ -166,7 +166,7 @@ class GANGenerator(MaskConditioned2D):
         "smoke": {"generator_options.channels": [16, 16, 8], "generator_options.d_channels": [8, 16],
                   "generator_options.spade_hidden": 8, "generator_options.z_dim": 8},
         "quick": {"train.steps": 1800, "train.batch_size": 16, "train.ema_warmup_steps": 300},
-        "full": {"train.steps": 20000, "train.batch_size": 64, "generator_options.channels": [256, 128, 64, 32, 16],
+        "full": {"train.steps": 4000, "train.batch_size": 64, "generator_options.channels": [256, 128, 64, 32, 16],
                  "generator_options.spade_hidden": 64, "generator_options.d_channels": [64, 128, 256, 256]},
     }
     ema_nets: ClassVar[tuple[str, ...]] = ("g",)
@@ -201,8 +201,7 @@ class GANGenerator(MaskConditioned2D):
 
     def _noise(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         g = self.nets["g"]
-        z = torch.randn(n, g.z_dim, generator=generator)
-        return z, [torch.randn(s, generator=generator) for s in g.noise_shapes(n)]
+        return self._randn((n, g.z_dim), generator), [self._randn(s, generator) for s in g.noise_shapes(n)]
 
     def train_step(self, batch, step, rng):
         o = self.options
@@ -249,8 +248,9 @@ class GANGenerator(MaskConditioned2D):
         v, g = self.vocab.encode(vendor, group, len(images))
         out = []
         for lo in range(0, len(images), 64):
-            x = torch.from_numpy(np.ascontiguousarray(images[lo:lo + 64], np.float32)).unsqueeze(1)
-            cond = cond_map(one_hot(torch.from_numpy(masks[lo:lo + 64])), v[lo:lo + 64], g[lo:lo + 64], self.vocab)
+            x = self._tensor(images[lo:lo + 64], torch.float32).unsqueeze(1)
+            cond = cond_map(one_hot(self._tensor(masks[lo:lo + 64])), v[lo:lo + 64].to(self.device),
+                            g[lo:lo + 64].to(self.device), self.vocab)
             logits, _ = self.nets["d"](torch.cat([x, cond], 1))
-            out.append(logits.mean(dim=(1, 2, 3)).numpy())
+            out.append(logits.mean(dim=(1, 2, 3)).cpu().numpy())
         return np.concatenate(out).astype(np.float64)

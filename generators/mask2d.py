@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from audit.errors import UserError
 from audit.logs import progress_disabled
 from generators import checkpoint as ckpt
+from generators import device as devices
 from generators.base import FitContext, Generator
 from generators.conditioning import Vocab, check_masks, one_hot
 from generators.data import SliceSet
@@ -74,6 +75,10 @@ class MaskConditioned2D(Generator):
         self.dp_ledger = None
         self.dp_summary: dict[str, Any] | None = None
         self._private = None  # the PrivateTraining of a running DP fit
+        #: where the nets live and compute (:mod:`generators.device`); ``to`` moves them
+        self.device = torch.device("cpu")
+        #: bf16 autocast on CUDA (set from ``train.amp``; off under DP)
+        self.amp = True
 
     # ------------------------------------------------------------------ config
     def _set_options(self, given: Mapping[str, Any]) -> None:
@@ -174,11 +179,14 @@ class MaskConditioned2D(Generator):
             train = train.subset(np.flatnonzero(train.labelled))
         tcfg = config.train
         set_threads(tcfg.num_threads)
+        self.device = devices.resolve(getattr(config, "device", "cpu"))
+        self.amp = bool(getattr(tcfg, "amp", True)) and not dp_on
         self.vocab = Vocab.from_data(train.vendor, train.group)
         self.shape, self.spacing = train.shape, train.spacing
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(config.seed))  # weight initialisation depends on the run seed only
             self.build(train=True)
+        self.nets.to(self.device)  # in place: the optimisers built above keep their parameters
         images = torch.from_numpy(np.ascontiguousarray(train.images)).unsqueeze(1)
         masks = torch.from_numpy(np.ascontiguousarray(train.masks))
         labelled = torch.from_numpy(train.labelled.astype(bool))
@@ -199,11 +207,12 @@ class MaskConditioned2D(Generator):
         def step(t: int, rng: np.random.Generator) -> dict[str, float]:
             def train_on(rows) -> dict[str, float]:
                 idx = torch.as_tensor(rows)
-                batch = {"image": images[idx], "mask": masks[idx], "labelled": labelled[idx],
-                         "vendor": vendor[idx], "group": group[idx]}
+                batch = devices.to({"image": images[idx], "mask": masks[idx], "labelled": labelled[idx],
+                                    "vendor": vendor[idx], "group": group[idx]}, self.device)
                 if data is not None:
-                    batch["data"] = data[idx]
-                return self.train_step(batch, t, rng)
+                    batch["data"] = data[idx.to(data.device)]
+                with devices.autocast(self.device, self.amp):
+                    return self.train_step(batch, t, rng)
 
             if private is None:
                 return train_on(rng.choice(n, bs, replace=False))
@@ -246,6 +255,25 @@ class MaskConditioned2D(Generator):
         """What the report must say about this family's DP (which parts touch private data)."""
         return []
 
+    def to(self, device: str | torch.device) -> "MaskConditioned2D":
+        """Move the networks (e.g. after :meth:`load`) to ``device`` (``cpu``, ``cuda``, ``cuda:N``)."""
+        self.device = devices.resolve(device)
+        if self.nets is not None:
+            self.nets.to(self.device)
+        return self
+
+    def _tensor(self, a: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A NumPy batch as a tensor on this generator's device."""
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        return t.to(self.device, dtype) if dtype is not None else t.to(self.device)
+
+    def _randn(self, shape, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Standard normal noise on the device: from the seeded CPU ``generator`` when given (sampling:
+        a seed means the same noise on every device), else from the device's own generator."""
+        if generator is not None:
+            return torch.randn(shape, generator=generator).to(self.device)
+        return torch.randn(shape, device=self.device)
+
     def _use_ema(self) -> None:
         for name, ema in self.emas.items():
             ema.copy_to(self.nets[name])
@@ -283,9 +311,10 @@ class MaskConditioned2D(Generator):
         gen = torch.Generator().manual_seed(int(seed))
         for lo in tqdm(range(0, len(masks), batch_size), desc=f"sample {self.name}", disable=progress_disabled(), leave=False):
             hi = min(lo + batch_size, len(masks))
-            m = one_hot(torch.from_numpy(masks[lo:hi]))
-            x = self.generate(m, v_idx[lo:hi], g_idx[lo:hi], gen)
-            out[lo:hi] = x.clamp(0, 1)[:, 0].numpy()
+            m = one_hot(self._tensor(masks[lo:hi]))
+            with devices.autocast(self.device, self.amp):
+                x = self.generate(m, v_idx[lo:hi].to(self.device), g_idx[lo:hi].to(self.device), gen)
+            out[lo:hi] = x.float().clamp(0, 1)[:, 0].cpu().numpy()
         extra = {k: np.asarray(conditions[k])[: len(masks)] for k in ("subject_ids", "vendor", "group")
                  if conditions and conditions.get(k) is not None}
         return SampleSet(images=out, masks=masks.copy(), spacing=self.spacing, **extra)

@@ -160,7 +160,7 @@ class Trainer:
             prefix = f"ema.{name}."
             for k in ema.shadow:
                 if prefix + k in weights:
-                    ema.shadow[k] = weights[prefix + k].clone()
+                    ema.shadow[k] = weights[prefix + k].to(ema.shadow[k].device, copy=True)
 
     def _write_losses(self) -> None:
         if self.spec.losses_path is None or not self.history:

@@ -136,7 +136,7 @@ class VAEGenerator(MaskConditioned2D):
         # 0.63 s/step at batch 16 on 2 quiet cores before the prior net, ~0.8 s/step with it
         # (2026-11-26, BENCHMARKS.md): 1200 steps take about 13-16 min; 3000 took 31 min
         "quick": {"train.steps": 1200, "train.batch_size": 16},
-        "full": {"train.steps": 30000, "train.batch_size": 64, "generator_options.channels": [64, 128, 256, 256]},
+        "full": {"train.steps": 5000, "train.batch_size": 64, "generator_options.channels": [64, 128, 256, 256]},
     }
     ema_nets: ClassVar[tuple[str, ...]] = ("dec", "prior")
 
@@ -186,7 +186,7 @@ class VAEGenerator(MaskConditioned2D):
     def generate(self, mask_oh, vendor, group, generator):
         cond = cond_map(mask_oh, vendor, group, self.vocab)
         mu_p, logvar_p = self.nets["prior"](cond)
-        z = mu_p + torch.randn(mu_p.shape, generator=generator) * torch.exp(0.5 * logvar_p)
+        z = mu_p + self._randn(mu_p.shape, generator) * torch.exp(0.5 * logvar_p)
         return self.nets["dec"](z, cond)
 
     @torch.no_grad()
@@ -203,7 +203,8 @@ class VAEGenerator(MaskConditioned2D):
         out = []
         for lo in range(0, len(images), 64):
             hi = min(lo + 64, len(images))
-            x = torch.from_numpy(np.ascontiguousarray(images[lo:hi], np.float32)).unsqueeze(1)
-            per, _ = self._losses(x, torch.from_numpy(masks[lo:hi]), torch.full((hi - lo,), labelled), v[lo:hi], g[lo:hi], False)
-            out.append(-per.numpy())
+            x = self._tensor(images[lo:hi], torch.float32).unsqueeze(1)
+            per, _ = self._losses(x, self._tensor(masks[lo:hi]), torch.full((hi - lo,), labelled, device=self.device),
+                                  v[lo:hi].to(self.device), g[lo:hi].to(self.device), False)
+            out.append(-per.cpu().numpy())
         return np.concatenate(out).astype(np.float64)

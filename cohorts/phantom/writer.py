@@ -175,38 +175,86 @@ def _write_mnms(out: Path, code: str, s: PhantomSubject) -> None:
     save_nifti(d / f"{code}_sa_gt.nii.gz", gt, s.spacing, s.frame_interval_ms)
 
 
+def _make_subject(out: Path, k: int, seed: int, lay: str, vs: Sequence[str], gs: Sequence[str],
+                  code: str | None) -> tuple[dict[str, Any], list[Any] | None]:
+    """Generate and write subject ``k``; returns its ground-truth record (and the M&Ms info row).
+    A function of its arguments alone, so subjects can be made in any order, in any process."""
+    plan = subject_plan(k, seed, vs, gs)
+    style = VENDOR_STYLES[plan["vendor"]]
+    centre = style.centres[k // len(vs) % len(style.centres)]
+    s = generate_subject(f"{k:04d}", plan["seed"], plan["vendor"], plan["group"])
+    log.debug("phantom subject %d: %s %s EF %.1f %%", k, s.vendor, s.group, s.info["ef_percent"])
+    if lay == "acdc":
+        return _write_acdc(out, k, s, centre), None
+    assert code is not None
+    s.subject_id = code
+    _write_mnms(out, code, s)
+    path_group = "ARV" if s.group == "RV" else s.group
+    row = [code, style.name, s.vendor, centre, s.ed, s.es, path_group, f"{s.info['height_cm']:.1f}", f"{s.info['weight_kg']:.1f}"]
+    return _gt_record(s, code, {"path": f"Labeled/{code}", "centre": centre}), row
+
+
+def _spawn_works() -> bool:
+    """Whether ``spawn`` workers can start: they re-import ``__main__`` from its file, which a
+    script fed on stdin (``__file__ == "<stdin>"``) does not have."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return path is None or getattr(main, "__spec__", None) is not None or Path(path).is_file()
+
+
+def default_workers(n_subjects: int) -> int:
+    """Processes for :func:`write_dataset`: the usable cores, at most one per 4 subjects (a worker
+    costs about a second to start, a subject about a second to make)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, n_subjects // 4))
+
+
 def write_dataset(out_dir: str | os.PathLike, n_subjects: int, seed: int, layout: str = "acdc",
                   vendors: Sequence[str] = ("A", "B", "C", "D"),
                   groups: Sequence[str] = ("NOR", "DCM", "HCM", "MINF", "RV"),
-                  progress: bool = True) -> Path:
+                  progress: bool = True, workers: int | None = None) -> Path:
     """Generate ``n_subjects`` phantom subjects and write them under ``out_dir``.
 
     Subject ``k`` has vendor ``vendors[k % len(vendors)]``, group
     ``groups[(k // len(vendors)) % len(groups)]`` and a seed derived from ``(seed, k)``, so
-    it is identical whatever ``n_subjects`` is. Returns ``out_dir``. Raises
-    :class:`UserError` for invalid parameters.
+    it is identical whatever ``n_subjects`` is -- and whatever ``workers`` is: subjects are
+    made in ``workers`` processes (default :func:`default_workers`; 1 = in this process), each
+    writing its own files, and the records are gathered in subject order. Returns ``out_dir``.
+    Raises :class:`UserError` for invalid parameters.
     """
     out, n, seed, lay, vs, gs = _validate(out_dir, n_subjects, seed, layout, vendors, groups)
     out.mkdir(parents=True, exist_ok=True)
-    records: list[dict[str, Any]] = []
-    rows: list[list[Any]] = []
     used: set[str] = set()
-    for k in tqdm(range(n), desc=f"phantom ({lay})", unit="subject", disable=not progress):
-        plan = subject_plan(k, seed, vs, gs)
-        style = VENDOR_STYLES[plan["vendor"]]
-        centre = style.centres[k // len(vs) % len(style.centres)]
-        s = generate_subject(f"{k:04d}", plan["seed"], plan["vendor"], plan["group"])
-        if lay == "acdc":
-            records.append(_write_acdc(out, k, s, centre))
-        else:
-            code = _mnms_code(seed, k, used)
-            s.subject_id = code
-            _write_mnms(out, code, s)
-            path_group = "ARV" if s.group == "RV" else s.group
-            rows.append([code, style.name, s.vendor, centre, s.ed, s.es, path_group,
-                         f"{s.info['height_cm']:.1f}", f"{s.info['weight_kg']:.1f}"])
-            records.append(_gt_record(s, code, {"path": f"Labeled/{code}", "centre": centre}))
-        log.debug("phantom subject %d: %s %s EF %.1f %%", k, s.vendor, s.group, s.info["ef_percent"])
+    codes = [_mnms_code(seed, k, used) if lay == "mnms" else None for k in range(n)]
+    workers = default_workers(n) if workers is None else max(1, int(workers))
+    if workers > 1 and not _spawn_works():
+        log.info("phantom: the main module cannot be re-imported by worker processes (%s); one process",
+                 getattr(__import__("__main__"), "__file__", "?"))
+        workers = 1
+    bar = tqdm(total=n, desc=f"phantom ({lay})", unit="subject", disable=not progress)
+    made: list[tuple[dict[str, Any], list[Any] | None]] = []
+    if workers == 1:
+        for k in range(n):
+            made.append(_make_subject(out, k, seed, lay, vs, gs, codes[k]))
+            bar.update(1)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: the parent may hold torch/OpenMP thread pools that a fork would copy mid-state
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_make_subject, out, k, seed, lay, tuple(vs), tuple(gs), codes[k]) for k in range(n)]
+            for f in futures:
+                made.append(f.result())
+                bar.update(1)
+    bar.close()
+    records = [r for r, _ in made]
+    rows = [row for _, row in made if row is not None]
     if lay == "mnms":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")

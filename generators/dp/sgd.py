@@ -117,7 +117,6 @@ def _make_unit_optimizer():
 
 
 def _aggregate_per_unit(params: Iterable[torch.nn.Parameter], owner: torch.Tensor, n_units: int) -> None:
-    counts = torch.bincount(owner, minlength=n_units).clamp_min(1)
     for p in params:
         gs = getattr(p, "grad_sample", None)
         if gs is None:
@@ -127,8 +126,10 @@ def _aggregate_per_unit(params: Iterable[torch.nn.Parameter], owner: torch.Tenso
         if gs.shape[0] != owner.shape[0]:
             raise DPGuaranteeError(f"per-sample gradient has {gs.shape[0]} rows but the batch has {owner.shape[0]}: "
                                    "a forward pass outside the private batch reached a private network")
-        out = torch.zeros((n_units, *gs.shape[1:]), dtype=gs.dtype)
-        out.index_add_(0, owner, gs)
+        own = owner.to(gs.device)
+        counts = torch.bincount(own, minlength=n_units).clamp_min(1)
+        out = torch.zeros((n_units, *gs.shape[1:]), dtype=gs.dtype, device=gs.device)
+        out.index_add_(0, own, gs)
         p.grad_sample = out / counts.view(-1, *([1] * (gs.dim() - 1))).to(gs.dtype)
 
 
@@ -229,7 +230,7 @@ class PrivateTraining:
             opt.owner = None
             opt.zero_grad(set_to_none=True)
             for p in opt.params:
-                p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
+                p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
             opt.step()
             opt.zero_grad(set_to_none=True)
 

@@ -145,3 +145,14 @@ def test_arv_alias_in_groups(tmp_path: Path):
     out = write_dataset(tmp_path / "arv", 1, 0, vendors=("C",), groups=("ARV",), progress=False)
     cfg = _cfg(out / "training" / "patient001" / "Info.cfg")
     assert cfg["Group"] == "RV" and cfg["Vendor"] == "C"
+
+
+@pytest.mark.parametrize("layout", ["acdc", "mnms"])
+def test_worker_processes_write_the_same_dataset(tmp_path: Path, acdc_dir: Path, mnms_dir: Path, layout: str):
+    """Subjects made in 2 spawn workers are byte-identical to the sequential writer's, metadata included."""
+    ref = acdc_dir if layout == "acdc" else mnms_dir
+    par = write_dataset(tmp_path / layout, N, SEED, layout=layout, progress=False, workers=2)
+    files = sorted(p.relative_to(ref) for p in ref.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(par) for p in par.rglob("*") if p.is_file())
+    for f in files:
+        assert (ref / f).read_bytes() == (par / f).read_bytes(), f
