@@ -204,7 +204,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "quick": {},
     # one CUDA GPU; the whole run (phantom, training, audit) is sized for about 8 minutes on an
-    # H100/H200 (benchmarks/gpu.sh; the generators' own "full" presets set their training length)
+    # H100/H200 (benchmarks/gpu.sh; the generators' own "full" presets set their training length).
+    # Stage times measured on one H200 (2026-11-26, BENCHMARKS.md "GPU"): 100-subject phantom
+    # cohort 69 s before the reader ran in parallel; judge on the GPU ~170 slices/s; utility nets
+    # ~27 steps/s each, hence 300 steps x 2 seeds
     "full": {
         "data.phantom_subjects": 100,
         "data.frames": "all",
@@ -216,7 +219,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "audit.max_images": 1000,
         "audit.clinical_subjects": 16,
         "audit.utility_seeds": 2,
-        "audit.utility_steps": 1000,
+        "audit.utility_steps": 300,
         "audit.utility_batch_size": 32,
         "audit.utility_width": 32,
         "device": "cuda",

@@ -36,7 +36,7 @@ def audit_subset(ctx: RunContext, n: int, stream: int = 2) -> np.ndarray:
 
 
 def judge_memo(ctx: RunContext):
-    """The run's judge (``audit.judge_precision``) behind the image-hash cache, built once per run.
+    """The run's judge (``audit.judge_precision``, on ``--device``) behind the image-hash cache, built once per run.
 
     Raises :class:`cohorts.judge.JudgeUnavailable` when the network cannot be fetched.
     """
@@ -45,7 +45,8 @@ def judge_memo(ctx: RunContext):
         from cohorts.judge import Judge
         from cohorts.judge.memo import JudgeMemo
 
-        memo = JudgeMemo(Judge(precision=ctx.cfg.audit.judge_precision))
+        # on a CUDA run the judge runs there too (torch runner, fp32); ONNX Runtime on the CPU otherwise
+        memo = JudgeMemo(Judge(precision=ctx.cfg.audit.judge_precision, device=ctx.cfg.device))
         ctx.artefacts["judge_memo"] = memo
     return memo
 

@@ -32,8 +32,10 @@ from audit.errors import UserError
 from audit.paths import cache_dir
 
 from .hashing import data_hash as compute_data_hash
-from .loaders import _raise_first, iter_subjects, scan_dataset
-from .preprocess import PreparedCohort, PreprocessConfig, prepare
+from .loaders import _raise_first, scan_dataset
+from .loaders._common import read_subject
+from .parallel import ordered_map
+from .preprocess import PreparedCohort, PreprocessConfig, prepare_subject
 from .types import Subject
 
 __all__ = ["CACHE_FORMAT", "CorruptCacheEntry", "cache_key", "entry_dir", "store", "load", "load_prepared"]
@@ -172,6 +174,14 @@ def load(data_hash: str, config: PreprocessConfig) -> PreparedCohort | None:
         return None
 
 
+def _read_and_prepare(rec, config: PreprocessConfig) -> Subject:
+    """One subject of a manifest, read (first problem raised, naming its file) and prepared."""
+    subject, problems = read_subject(rec)
+    _raise_first(problems)
+    assert subject is not None
+    return prepare_subject(subject, config)
+
+
 def load_prepared(
     path: str | Path,
     config: PreprocessConfig = PreprocessConfig(),
@@ -184,7 +194,8 @@ def load_prepared(
     """Load and prepare the dataset at ``path``, through the cache.
 
     Warm: scan the folder (text files only), hash (digest memo), read ``arrays.npz``.
-    Cold: read every subject (streamed), prepare it, store the entry.
+    Cold: read and prepare every subject (in worker processes for larger cohorts; the result
+    does not depend on how many), store the entry.
     """
     manifest = scan_dataset(path, layout)
     _raise_first(manifest.problems)
@@ -197,15 +208,16 @@ def load_prepared(
             log.info("cohort cache hit for %s (%s)", manifest.root, cache_key(digest, config))
             hit.root = str(manifest.root)
             return hit
-    prepared = prepare(
-        iter_subjects(manifest, progress=progress),
-        config,
-        name=manifest.name,
-        layout=manifest.layout,
-        data_hash=digest,
-        root=str(manifest.root),
-        progress=False,
-    )
+    from tqdm.auto import tqdm
+
+    from audit.logs import progress_disabled
+
+    # read + prepare each subject in worker processes (cohorts.parallel), gathered in manifest order
+    work = ordered_map(_read_and_prepare, [(rec, config) for rec in manifest.records])
+    subjects = list(tqdm(work, total=len(manifest.records), desc=f"reading {manifest.name}", unit="subject",
+                         disable=not progress or progress_disabled(), leave=False))
+    prepared = PreparedCohort(subjects=subjects, name=manifest.name, layout=manifest.layout, data_hash=digest,
+                              root=str(manifest.root), config=config)
     if use_cache:
         try:
             store(prepared)

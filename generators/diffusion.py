@@ -413,7 +413,9 @@ class LDMGenerator(DiffusionFamily):
                   "generator_options.channels": [32, 64, 64],
                   "generator_options.norm_groups": 16,
                   "generator_options.ae": {"channels": [8, 16, 32], "norm_groups": 8, "steps": 600}},
-        "full": {"train.steps": 2500, "train.batch_size": 256, "generator_options.channels": [128, 256, 256],
+        # one H200 (2026-11-26): autoencoder ~30 ms/step at batch 64, denoiser 53 ms/step at batch 256
+        # in bf16 (benchmarks/results/dp_speed_gpu.json); 2000 + 2000 steps train in about 3.5 min
+        "full": {"train.steps": 2000, "train.batch_size": 256, "generator_options.channels": [128, 256, 256],
                  "generator_options.norm_groups": 32, "generator_options.attention": True, "sample.sampler_steps": 50,
                  "generator_options.ae": {"channels": [32, 64, 128], "norm_groups": 16, "steps": 2000, "batch_size": 64}},
     }

@@ -45,6 +45,8 @@ class JudgeMemo:
         self.judge = judge
         self.root = Path(root) if root is not None else cache_dir("judge", "memo")
         ident = f"{JUDGE_SHA256}|{judge.precision}|{Path(judge.model_path).name}|{judge.fov}"
+        if getattr(judge, "backend", "onnxruntime") != "onnxruntime":  # the same graph, other kernels
+            ident += f"|{judge.backend}"
         self._prefix = hashlib.sha256(ident.encode()).digest()
         self.hits = 0
         self.misses = 0

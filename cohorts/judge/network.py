@@ -85,6 +85,12 @@ class Judge:
     calibration: for int8 only, a callable returning :class:`LabelledSlices` sets, and
         ``calibration_id`` a string naming it (part of the cache key). Default: phantom slices.
     model_path: an fp32 ONNX file to use instead of :func:`fetch_judge` (hash-checked).
+    device: ``"cpu"`` (ONNX Runtime) or ``"cuda"``/``"cuda:N"``: the fp32 graph runs in torch on
+        the GPU (:mod:`cohorts.judge.torch_graph`), ``batch_size`` slices per call; ``int8`` is a
+        CPU format and falls back to fp32 there (logged).
+    backend: ``"auto"`` (ONNX Runtime on the CPU, torch on CUDA), or force ``"onnxruntime"`` /
+        ``"torch"`` (torch on the CPU is slower than ONNX Runtime; the tests use it to check the
+        torch runner against ONNX Runtime on a machine without a GPU).
 
     Example
     -------
@@ -94,7 +100,8 @@ class Judge:
 
     def __init__(self, precision: Precision = "fp32", *, threads: int | None = None, fov: FovMode = DEFAULT_FOV,
                  calibration: Callable[[], list[LabelledSlices]] | None = None, calibration_id: str | None = None,
-                 model_path: str | os.PathLike | None = None, progress: bool | None = None) -> None:
+                 model_path: str | os.PathLike | None = None, progress: bool | None = None,
+                 device: str = "cpu", batch_size: int = 32, backend: str = "auto") -> None:
         if precision not in ("fp32", "int8"):
             raise UserError(f"precision: expected 'fp32' or 'int8', got {precision!r}")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
@@ -113,7 +120,15 @@ class Judge:
         else:
             fp32 = fetch_judge()
         self.fp32_path = fp32
-        if precision == "int8":
+        self.device, self.batch_size = str(device or "cpu"), max(1, int(batch_size))
+        if backend not in ("auto", "onnxruntime", "torch"):
+            raise UserError(f"backend: expected auto, onnxruntime or torch, got {backend!r}")
+        if backend == "onnxruntime" and self.device != "cpu":
+            raise UserError(f"judge: onnxruntime runs on the CPU here, not on {self.device!r}")
+        self.backend = backend if backend != "auto" else ("onnxruntime" if self.device == "cpu" else "torch")
+        if self.backend == "torch":
+            self._start_torch(fp32)
+        elif precision == "int8":
             cid = calibration_id or DEFAULT_CALIBRATION_ID
             self.model_path = int8_model_path(JUDGE_SHA256, cid)
             if not self.model_path.is_file():
@@ -123,6 +138,35 @@ class Judge:
         else:
             self.model_path = fp32
             self._session = self._make_session(prepared_fp32_bytes(fp32))
+
+    def _start_torch(self, fp32: Path) -> None:
+        import onnx
+        import torch
+
+        from .torch_graph import TorchGraph
+
+        dev = torch.device(self.device)
+        if dev.type not in ("cpu", "cuda"):
+            raise UserError(f"judge device {self.device!r}: use cpu, cuda or cuda:N")
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"judge device {self.device!r}: this torch build sees no CUDA GPU; use cpu")
+        if self.precision == "int8":
+            log.info("judge: int8 is ONNX Runtime's quantised CPU graph; the torch runner (%s) uses fp32", self.device)
+            self.precision = "fp32"
+        self.model_path = fp32
+        self._net = TorchGraph(onnx.load_from_string(prepared_fp32_bytes(fp32))).to(dev).eval()
+        self._session = None
+
+    def _forward_torch(self, x: np.ndarray, features: bool) -> list[np.ndarray]:
+        """Labels (argmax on the GPU, uint8) and optionally features of a prepared batch."""
+        import torch
+
+        with torch.inference_mode():
+            outs = self._net(torch.from_numpy(x).to(self.device, non_blocking=True))
+            res = [outs[0].argmax(dim=1).to(torch.uint8).cpu().numpy()]
+            if features:
+                res.append(outs[1].float().cpu().numpy())
+        return res
 
     def _make_session(self, model: str | bytes):
         import onnxruntime as ort
@@ -140,7 +184,8 @@ class Judge:
             raise UserError(f"{where}: onnxruntime cannot load the judge network: {str(exc).splitlines()[0]}") from exc
 
     def __repr__(self) -> str:
-        return f"Judge(precision={self.precision!r}, threads={self.threads}, fov={self.fov!r}, model={self.model_path})"
+        where = "" if self.backend == "onnxruntime" else f", device={self.device!r}"
+        return f"Judge(precision={self.precision!r}, threads={self.threads}, fov={self.fov!r}{where}, model={self.model_path})"
 
     # ------------------------------------------------------------------------------------
     def _run(self, slices: np.ndarray, spacing: Sequence[float] | None, features: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -157,6 +202,8 @@ class Judge:
         feats = None
         names = ["output", FEATURE_OUTPUT] if features else ["output"]
         show = self.progress if self.progress is not None else n >= _PROGRESS_MIN
+        if self.backend == "torch":
+            return self._run_torch(arr, sp, fov, features, single, show)
         for i in tqdm(range(n), desc=f"judge {self.precision}", unit="slice", disable=not show or progress_disabled(), leave=False):
             x, geoms, nonempty = prepare_batch(arr[i : i + 1], sp, fov)
             if not nonempty[0] and not features:
@@ -171,6 +218,28 @@ class Judge:
         if single:
             labels = labels[0]
             feats = None if feats is None else feats[0]
+        return labels, feats
+
+    def _run_torch(self, arr: np.ndarray, sp, fov, features: bool, single: bool, show: bool):
+        n = len(arr)
+        labels = np.zeros(arr.shape, dtype=np.uint8)
+        feats = None
+        bar = tqdm(total=n, desc=f"judge {self.device}", unit="slice", disable=not show or progress_disabled(), leave=False)
+        for lo in range(0, n, self.batch_size):
+            hi = min(lo + self.batch_size, n)
+            x, geoms, nonempty = prepare_batch(arr[lo:hi], sp, fov)
+            outs = self._forward_torch(x, features)
+            for j in range(hi - lo):
+                if nonempty[j]:
+                    labels[lo + j] = from_network(outs[0][j], geoms[j])
+            if features:
+                if feats is None:
+                    feats = np.zeros((n, outs[1].shape[1]), dtype=np.float32)
+                feats[lo:hi] = outs[1]
+            bar.update(hi - lo)
+        bar.close()
+        if single:
+            return labels[0], None if feats is None else feats[0]
         return labels, feats
 
     def segment(self, slices: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:

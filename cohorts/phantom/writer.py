@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from audit.atomic import atomic_open, atomic_write_json, atomic_write_text
 from audit.errors import UserError
+from cohorts.parallel import ordered_map
 
 from .generator import ORIENTATION, PhantomSubject, generate_subject
 from .params import GROUP_RANGES, VENDOR_STYLES, normalise_group, normalise_vendor
@@ -194,26 +195,6 @@ def _make_subject(out: Path, k: int, seed: int, lay: str, vs: Sequence[str], gs:
     return _gt_record(s, code, {"path": f"Labeled/{code}", "centre": centre}), row
 
 
-def _spawn_works() -> bool:
-    """Whether ``spawn`` workers can start: they re-import ``__main__`` from its file, which a
-    script fed on stdin (``__file__ == "<stdin>"``) does not have."""
-    import sys
-
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    return path is None or getattr(main, "__spec__", None) is not None or Path(path).is_file()
-
-
-def default_workers(n_subjects: int) -> int:
-    """Processes for :func:`write_dataset`: the usable cores, at most one per 4 subjects (a worker
-    costs about a second to start, a subject about a second to make)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, n_subjects // 4))
-
-
 def write_dataset(out_dir: str | os.PathLike, n_subjects: int, seed: int, layout: str = "acdc",
                   vendors: Sequence[str] = ("A", "B", "C", "D"),
                   groups: Sequence[str] = ("NOR", "DCM", "HCM", "MINF", "RV"),
@@ -223,7 +204,7 @@ def write_dataset(out_dir: str | os.PathLike, n_subjects: int, seed: int, layout
     Subject ``k`` has vendor ``vendors[k % len(vendors)]``, group
     ``groups[(k // len(vendors)) % len(groups)]`` and a seed derived from ``(seed, k)``, so
     it is identical whatever ``n_subjects`` is -- and whatever ``workers`` is: subjects are
-    made in ``workers`` processes (default :func:`default_workers`; 1 = in this process), each
+    made in ``workers`` processes (:func:`cohorts.parallel.ordered_map`; 1 = in this process), each
     writing its own files, and the records are gathered in subject order. Returns ``out_dir``.
     Raises :class:`UserError` for invalid parameters.
     """
@@ -231,27 +212,11 @@ def write_dataset(out_dir: str | os.PathLike, n_subjects: int, seed: int, layout
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
     codes = [_mnms_code(seed, k, used) if lay == "mnms" else None for k in range(n)]
-    workers = default_workers(n) if workers is None else max(1, int(workers))
-    if workers > 1 and not _spawn_works():
-        log.info("phantom: the main module cannot be re-imported by worker processes (%s); one process",
-                 getattr(__import__("__main__"), "__file__", "?"))
-        workers = 1
     bar = tqdm(total=n, desc=f"phantom ({lay})", unit="subject", disable=not progress)
     made: list[tuple[dict[str, Any], list[Any] | None]] = []
-    if workers == 1:
-        for k in range(n):
-            made.append(_make_subject(out, k, seed, lay, vs, gs, codes[k]))
-            bar.update(1)
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # spawn, not fork: the parent may hold torch/OpenMP thread pools that a fork would copy mid-state
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_make_subject, out, k, seed, lay, tuple(vs), tuple(gs), codes[k]) for k in range(n)]
-            for f in futures:
-                made.append(f.result())
-                bar.update(1)
+    for result in ordered_map(_make_subject, [(out, k, seed, lay, tuple(vs), tuple(gs), codes[k]) for k in range(n)], workers):
+        made.append(result)
+        bar.update(1)
     bar.close()
     records = [r for r, _ in made]
     rows = [row for _, row in made if row is not None]

@@ -126,3 +126,25 @@ def test_mnms_roundtrip_with_unlabelled(tmp_path: Path, writers, no_nifti_reads)
     warm = load_prepared(root, CFG, progress=False)
     _same(cold, warm)
     assert warm["A3B4C5"].mask is None
+
+
+def test_worker_processes_prepare_the_same_cohort(acdc_dir: Path, monkeypatch) -> None:
+    """Reading + preparing in 2 spawn workers gives the sequential result, subject order included."""
+    from cohorts import parallel
+
+    monkeypatch.setattr(parallel, "default_workers", lambda n, per_worker=4: 1)
+    one = load_prepared(acdc_dir, CFG, progress=False, use_cache=False)
+    monkeypatch.setattr(parallel, "default_workers", lambda n, per_worker=4: 2)
+    two = load_prepared(acdc_dir, CFG, progress=False, use_cache=False)
+    _same(one, two)
+
+
+def test_a_bad_subject_in_a_worker_names_its_file(acdc_dir: Path, monkeypatch) -> None:
+    from audit.errors import UserError
+    from cohorts import parallel
+
+    monkeypatch.setattr(parallel, "default_workers", lambda n, per_worker=4: 2)
+    victim = sorted(acdc_dir.rglob("*_4d.nii.gz"))[-1]
+    victim.write_bytes(b"not a nifti")
+    with pytest.raises(UserError, match=victim.name):
+        load_prepared(acdc_dir, CFG, progress=False, use_cache=False)
