@@ -174,9 +174,54 @@ def _report(ctx: RunContext) -> Path:
     return path
 
 
-def execute(req: RunRequest, stages: list[Stage] | None = None) -> Path:
-    """Run (or resume) the whole pipeline; returns the run directory."""
-    ctx = prepare(req)
+def _fit_worker(group) -> Path | None:
+    """A rank > 0 under torchrun: wait for rank 0's run, join its ``fit`` stage, write nothing."""
+    from generators import distributed
+
+    info = distributed.broadcast(None)
+    if info is None:  # rank 0 stopped before the pipeline started
+        return None
+    cfg = C.config_from_dict(info["config"])
+    ctx = RunContext(cfg=cfg, run_dir=RunDir(Path(info["run_dir"])), entry=registry.get(cfg.generator),
+                     use_cache=info["use_cache"])
+    decision = distributed.broadcast(None)
+    if decision and decision.get("train"):
+        from audit.stages import fit_on_worker
+
+        log.info("rank %d: joining the fit of %s", group.rank, ctx.run_dir.path)
+        fit_on_worker(ctx, resume=bool(decision["resume"]))
+    return ctx.run_dir.path
+
+
+def release_fit_workers(ctx: RunContext, train: bool = False, resume: bool = False) -> None:
+    """Rank 0 tells the other ranks (once) whether to join the fit; a no-op in one process."""
+    from generators import distributed
+
+    if distributed.current() is None or ctx.artefacts.get("fit_workers_released"):
+        return
+    distributed.broadcast({"train": train, "resume": resume})
+    ctx.artefacts["fit_workers_released"] = True
+
+
+def execute(req: RunRequest, stages: list[Stage] | None = None) -> Path | None:
+    """Run (or resume) the whole pipeline; returns the run directory.
+
+    Under ``torchrun`` (several processes: :mod:`generators.distributed`) rank 0 runs the
+    pipeline and writes everything; the other ranks only join the ``fit`` stage's training and
+    return the run directory when it is done (``None`` if rank 0 stopped before the run started).
+    """
+    from generators import distributed
+
+    group = distributed.init_from_env("cuda" if str(req.overrides.get("device", "")).startswith("cuda") else "cpu") \
+        if distributed.requested() else None
+    if group is not None and group.rank > 0:
+        return _fit_worker(group)
+    try:
+        ctx = prepare(req)
+    except BaseException:
+        distributed.broadcast(None)  # release the other ranks
+        raise
+    distributed.broadcast({"run_dir": str(ctx.run_dir.path), "config": C.config_to_dict(ctx.cfg), "use_cache": ctx.use_cache})
     handler = add_file_handler(ctx.run_dir.log_path)
     try:
         state = ctx.run_dir.state()
@@ -192,12 +237,17 @@ def execute(req: RunRequest, stages: list[Stage] | None = None) -> Path:
                 log.info("stage %s: already finished, skipped (--resume)", stage.name)
                 if stage.load is not None:
                     stage.load(ctx)
+                if stage.name == "fit":
+                    release_fit_workers(ctx)
                 continue
             t0 = time.perf_counter()
             info = stage.run(ctx) or {}
             ctx.timing[stage.name] = time.perf_counter() - t0
             ctx.run_dir.mark_stage(stage.name, seconds=round(ctx.timing[stage.name], 3), **info)
             log.info("stage %s: done in %.1f s", stage.name, ctx.timing[stage.name])
+            if stage.name == "fit":
+                release_fit_workers(ctx)  # if the stage did not train (cache hit, reference generator)
+        release_fit_workers(ctx)
         _finish(ctx)
         _report(ctx)
         ctx.run_dir.set_status("finished")
@@ -205,6 +255,8 @@ def execute(req: RunRequest, stages: list[Stage] | None = None) -> Path:
         return ctx.run_dir.path
     except BaseException as exc:
         ctx.run_dir.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        if not ctx.artefacts.get("fit_workers_released") and distributed.current() is not None:
+            release_fit_workers(ctx)
         raise
     finally:
         logging.getLogger().removeHandler(handler)

@@ -117,6 +117,9 @@ def run_fit(ctx: RunContext) -> dict[str, Any]:
         losses_path=losses,
         resume=ctx.run_dir.checkpoints.is_dir(),
     )
+    from audit.run import release_fit_workers
+
+    release_fit_workers(ctx, train=True, resume=context.resume)  # under torchrun the other ranks join here
     generator.fit(train, ctx.cfg, context)
     generator.save(gen_dir)
     ctx.artefacts["generator"] = generator
@@ -130,6 +133,17 @@ def run_fit(ctx: RunContext) -> dict[str, Any]:
         fitcache.store(key, gen_dir, losses)
         info.update(fit_cache="stored", fit_cache_key=key)
     return info
+
+
+def fit_on_worker(ctx: RunContext, resume: bool) -> None:
+    """A rank > 0 under torchrun: the same training as rank 0's :func:`run_fit` (same cohort,
+    split, config and checkpoint to resume from), writing nothing (rank 0 saves)."""
+    from cohorts.splits import load_splits
+
+    prepared = _prepared(ctx)  # rank 0 has built the cohort cache by now
+    ctx.artefacts.update(prepared=prepared, splits=load_splits(ctx.run_dir.path / "splits.json", prepared))
+    generator = ctx.entry.cls()
+    generator.fit(split_slices(ctx, "train"), ctx.cfg, FitContext(checkpoint_root=ctx.run_dir.checkpoints, resume=resume))
 
 
 def _dp_artefacts(ctx: RunContext, generator: Any) -> None:

@@ -42,6 +42,7 @@ from audit.errors import UserError
 from audit.paths import cache_dir
 from generators import checkpoint as ckpt
 from generators import device as devices
+from generators import distributed
 from generators.training import Trainer, TrainSpec
 
 log = logging.getLogger(__name__)
@@ -139,12 +140,15 @@ class LatentAutoencoder:
         n, bs = len(x_all), min(int(o["batch_size"]), len(x_all))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(o["steps"])), eta_min=o["lr"] * 0.1)
         private = None
+        group = distributed.current()
         if dp is not None:
             from generators.dp.sgd import PrivateTraining
 
             plan, ledger, subject_ids = dp
             private = PrivateTraining(plan, ledger, "autoencoder", subject_ids, seed)
             opt = private.wrap({"ae": self.net}, {"ae": opt}, "autoencoder")["ae"]
+        elif group is not None:
+            opt = distributed.DataParallelOptimizer(opt)
 
         def step(t: int, rng: np.random.Generator) -> dict[str, float]:
             def train_on(rows) -> dict[str, float]:
@@ -161,7 +165,13 @@ class LatentAutoencoder:
                 opt.step()
                 return {"loss": loss.item(), "l1": l1.item(), "grad": g.item(), "kl": kl.item()}
 
-            losses = train_on(rng.choice(n, bs, replace=False)) if private is None else private.run_step(t, train_on)
+            if private is not None:
+                losses = private.run_step(t, train_on)
+            else:
+                rows, share = distributed.local_rows(rng.choice(n, bs, replace=False), group)
+                if group is not None:
+                    opt.share = share
+                losses = distributed.average_losses(train_on(rows), share)
             sched.step()
             return losses
 
@@ -284,7 +294,7 @@ def shared_autoencoder(images: np.ndarray, options: Mapping[str, Any], seed: int
         _charge_cached(ae, dp[1], "the new autoencoder")
     else:
         ae.fit(images, seed, device=device, amp=amp)
-    if use_cache:
+    if use_cache and distributed.is_main():
         with atomic_dir(final) as staging:
             ae.save(staging)
     return ae

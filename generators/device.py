@@ -19,6 +19,7 @@ and a per-sample norm computed from bf16 gradients can come out below the true n
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import torch
@@ -36,6 +37,8 @@ def resolve(name: str | torch.device | None) -> torch.device:
     if not torch.cuda.is_available():
         raise UserError(f"device {str(dev)!r} was asked for but this torch build ({torch.__version__}) sees no CUDA GPU; "
                         "use --device cpu")
+    if dev.index is None and "LOCAL_RANK" in os.environ:  # under torchrun: this rank's GPU
+        dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
     if dev.index is not None and dev.index >= torch.cuda.device_count():
         raise UserError(f"device {str(dev)!r}: only {torch.cuda.device_count()} CUDA device(s) here")
     return dev

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from audit.errors import UserError
 from generators import device as devices
+from generators import distributed
 from generators.autoencoder import AE_DEFAULTS, LatentAutoencoder, shared_autoencoder
 from generators.conditioning import N_LABELS, check_masks, drop_conditions, one_hot
 from generators.data import SliceSet
@@ -179,6 +180,7 @@ class DiffusionFamily(MaskConditioned2D):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.dp_plan is None:  # DP-SGD clips per sample instead
+            distributed.synchronize(opt)  # under torchrun: clip the rank-averaged gradient
             torch.nn.utils.clip_grad_norm_(self.nets["unet"].parameters(), 1.0)
         opt.step()
         return {"loss": loss.item()}

@@ -33,6 +33,7 @@ from audit.errors import UserError
 from audit.logs import progress_disabled
 from generators import checkpoint as ckpt
 from generators import device as devices
+from generators import distributed
 from generators.base import FitContext, Generator
 from generators.conditioning import Vocab, check_masks, one_hot
 from generators.data import SliceSet
@@ -196,6 +197,10 @@ class MaskConditioned2D(Generator):
         for name in self.ema_nets:
             self.emas[name] = EMA(self.nets[name], tcfg.ema_decay, tcfg.ema_warmup_steps)
 
+        ranks = distributed.current()
+        if ranks is not None and dp_on:
+            raise UserError("DP-SGD under torchrun (several processes) is not supported yet: run DP training "
+                            "in one process")
         private = None
         if dp_on:
             from generators.dp.sgd import PrivateTraining
@@ -203,6 +208,8 @@ class MaskConditioned2D(Generator):
             private = PrivateTraining(self.dp_plan, self.dp_ledger, "train", train.subject_ids, int(config.seed))
             self.optimizers = private.wrap(self._optimizer_modules(), self.optimizers, f"generator '{self.name}'")
         self._private = private
+        if ranks is not None:
+            self.optimizers = {k: distributed.DataParallelOptimizer(o) for k, o in self.optimizers.items()}
 
         def step(t: int, rng: np.random.Generator) -> dict[str, float]:
             def train_on(rows) -> dict[str, float]:
@@ -214,9 +221,13 @@ class MaskConditioned2D(Generator):
                 with devices.autocast(self.device, self.amp):
                     return self.train_step(batch, t, rng)
 
-            if private is None:
-                return train_on(rng.choice(n, bs, replace=False))
-            return private.run_step(t, train_on)
+            if private is not None:
+                return private.run_step(t, train_on)
+            rows, share = distributed.local_rows(rng.choice(n, bs, replace=False), ranks)
+            for opt in self.optimizers.values():
+                if isinstance(opt, distributed.DataParallelOptimizer):
+                    opt.share = share
+            return distributed.average_losses(train_on(rows), share)
 
         spec = TrainSpec(self.name, self.model_config(), tcfg.steps, int(config.seed), context.checkpoint_root,
                          tcfg.checkpoint_every, context.losses_path, desc=f"train {self.name}")
@@ -228,6 +239,8 @@ class MaskConditioned2D(Generator):
                 private.close()
             self._private = None
         self.steps_done = trainer.step
+        if ranks is not None:
+            self.optimizers = {k: o.optimizer for k, o in self.optimizers.items()}
         self._use_ema()
         if private is not None:
             from generators.dp.summary import summarise

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from audit.atomic import atomic_write_text
 from audit.logs import progress_disabled
 from generators import checkpoint as ckpt
+from generators import distributed
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,8 @@ class Trainer:
         return out
 
     def save(self) -> Path | None:
-        if self.spec.checkpoint_root is None:
+        """Checkpoint + loss curve (rank 0 only under torchrun: every rank holds the same state)."""
+        if self.spec.checkpoint_root is None or not distributed.is_main():
             return None
         tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
         scalars: dict = {"step": self.step}
@@ -190,13 +192,15 @@ class Trainer:
         for m in self.modules.values():
             m.train()
         total = self.spec.steps
-        bar = tqdm(total=total, initial=self.step, desc=self.spec.desc, disable=progress_disabled(),
+        group = distributed.current()
+        rank = group.rank if group is not None else 0
+        bar = tqdm(total=total, initial=self.step, desc=self.spec.desc, disable=progress_disabled() or rank > 0,
                    dynamic_ncols=True, leave=False)
         t0 = time.perf_counter()
         try:
             while self.step < total:
                 t = self.step
-                torch.manual_seed(step_seed(self.spec.seed, t))
+                torch.manual_seed(step_seed(self.spec.seed, t) + rank)  # ranks draw independent noise
                 rng = np.random.default_rng([int(self.spec.seed), t])
                 losses = step_fn(t, rng)
                 for name, ema in self.emas.items():

@@ -84,6 +84,7 @@ def run_cmd(
       audit run --generator ldm --dp-epsilon 8 --dp-delta 1e-5
       audit run --samples synth.npz --cohort /data/ACDC --split-file splits.json
       audit run --generator ldm --resume             # continue the latest unfinished ldm run
+      torchrun --nproc_per_node 2 -m audit run --generator ldm   # data-parallel training
     """
     from audit.config import parse_set_options
     from audit.run import RunRequest, execute
@@ -114,7 +115,10 @@ def run_cmd(
         resume=resume, force=force, use_cache=not no_cache,
     )
     run_dir = execute(request)
-    typer.echo(str(run_dir))
+    from generators.distributed import is_main
+
+    if run_dir is not None and is_main():  # under torchrun the other ranks only joined the training
+        typer.echo(str(run_dir))
 
 
 @app.command("report")
