@@ -157,6 +157,11 @@ class AuditConfig:
     clinical_subjects: int = 8
     """Subjects of ``sample.condition_split`` whose whole ED and ES stacks are generated to compare
     clinical indices (EDV, ESV, EF, mass) of the judge's segmentation with the requested ones (0 = off)."""
+    feature_extractor: str = ""
+    """A local TorchScript feature extractor (e.g. the FID Inception network) for a second fidelity
+    feature space, labelled by its file (:mod:`audit.fidelity.external`); empty = judge features only."""
+    feature_extractor_size: int = 299
+    """Square input size the extractor expects (299 for Inception-v3)."""
     include_real_images: bool = False
     """Embed real patient images in the report (opt-in; adds a banner)."""
 

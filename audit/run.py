@@ -109,14 +109,22 @@ def prepare(req: RunRequest) -> RunContext:
             req.generator = DEFAULT_GENERATOR
         run_dir = RunDir.prepare(req.out, req.generator or DEFAULT_GENERATOR, resume=True)
         cfg, entry = _resolve_resume(req, run_dir)
-        _check_device(cfg.device)
+        _check_inputs(cfg)
     else:
         cfg, entry = _resolve_fresh(req)
-        _check_device(cfg.device)
+        _check_inputs(cfg)
         run_dir = RunDir.prepare(req.out, cfg.generator, force=req.force)
         atomic_write_json(run_dir.config_path, C.config_to_dict(cfg))
         atomic_write_json(run_dir.env_path, environment())
     return RunContext(cfg=cfg, run_dir=run_dir, entry=entry, use_cache=req.use_cache)
+
+
+def _check_inputs(cfg: C.RunConfig) -> None:
+    """Files and devices the run will need, checked before any work."""
+    _check_device(cfg.device)
+    fx = cfg.audit.feature_extractor
+    if fx and not Path(fx).expanduser().is_file():
+        raise UserError(f"audit.feature_extractor: {fx}: no such file")
 
 
 def _check_device(device: str) -> None:

@@ -13,8 +13,11 @@ downloaded here). Features come from the memoised judge pass the anatomy stage a
 * ``judge.fid_ratio_to_floor``: synthetic FID / floor FID.
 * ``paired``: PSNR/SSIM/MS-SSIM of SDEdit outputs against their references (strength 0.3/0.5/0.7)
   and of the latent autoencoder's reconstructions of real ``test`` images (``ldm``/``flow``).
-* ``inception``: standard Inception FID is not computed: it needs ImageNet weight files that cannot
-  be downloaded here, and numbers from another feature space must never be mixed with these.
+* ``external`` (``audit.feature_extractor=FILE``): the same FID/KID/PRDC rows and ratio in a
+  feature space the user supplies as a TorchScript file, e.g. the standard FID Inception network
+  (:mod:`audit.fidelity.external`), labelled with the file's name and hash; features in
+  ``features_external.npz``. Without a file, ``inception`` says why standard Inception FID is
+  not computed (no ImageNet weights can be downloaded here); the spaces are never mixed.
 
 * ``fvd_judge`` (cine sample sets ``(N,T,H,W)``): Fréchet distance of video embeddings built from
   per-frame judge features (:mod:`audit.fidelity.cine`) against real ``test`` cines (every slice
@@ -65,39 +68,65 @@ def run_fidelity(ctx: RunContext) -> dict[str, Any]:
             "inception": unavailable("standard Inception FID / I3D FVD need weight files that cannot be downloaded here"),
         })
         return {}
-    section: dict[str, Any] = {
-        FEATURES: _distribution(ctx, samples, memo),
-        "inception": unavailable("standard Inception FID/KID need ImageNet weight files that cannot be downloaded here; "
-                                 "cmr-audit reports distribution metrics in judge features only"),
-        "paired": _paired(ctx),
-    }
+    section: dict[str, Any] = {FEATURES: _distribution(ctx, samples, memo)}
+    if cfg.audit.feature_extractor:
+        section["external"] = _external(ctx, samples)
+    else:
+        section["inception"] = unavailable(
+            "standard Inception FID/KID need ImageNet weight files that cannot be downloaded here; give a local "
+            "TorchScript feature extractor with --set audit.feature_extractor=FILE to compute them")
+    section["paired"] = _paired(ctx)
     store_section(ctx, "fidelity", section)
     return {}
 
 
 def _distribution(ctx: RunContext, samples: SampleSet, memo) -> dict[str, Any]:
+    """Synthetic vs ``test`` and the real floor in judge features (from the memoised judge pass)."""
+    idx = audit_subset(ctx, len(samples))
+    _, syn_f = memo(samples.images[idx], samples.spacing)
+    test, floor = real_judged(ctx, "test"), real_judged(ctx, "holdout")
+    return _against_real(ctx, samples, idx, syn_f, test and (test[0], test[2]), floor and (floor[0], floor[2]),
+                         FEATURE_DESCRIPTION, "judge", "features_judge.npz")
+
+
+def _external(ctx: RunContext, samples: SampleSet) -> dict[str, Any]:
+    """The same comparison in the user's TorchScript feature space (same image subsets as judge)."""
+    from audit.fidelity.external import ExternalFeatures
+
+    a = ctx.cfg.audit
+    device = ctx.cfg.device if ctx.cfg.device.startswith("cuda") else "cpu"
+    extractor = ExternalFeatures(a.feature_extractor, a.feature_extractor_size, device=device)
+    idx = audit_subset(ctx, len(samples))
+    test, floor = real_judged(ctx, "test"), real_judged(ctx, "holdout")
+    out = _against_real(ctx, samples, idx, extractor(samples.images[idx]),
+                        test and (test[0], extractor(test[0].images)), floor and (floor[0], extractor(floor[0].images)),
+                        extractor.label, "external", "features_external.npz")
+    log.info("fidelity: external feature extractor %s (sha256 %s)", extractor.path, extractor.sha256)
+    return out
+
+
+def _against_real(ctx: RunContext, samples: SampleSet, idx: np.ndarray, syn_f: np.ndarray, test, floor, label: str,
+                  short: str, npz: str) -> dict[str, Any]:
+    """FID/KID/PRDC of the synthetic features vs ``test`` and of ``holdout`` vs ``test`` (the real
+    floor) at the same n, and their FID ratio. ``test``/``floor``: ``(slices, features)`` or None."""
     from audit.fidelity.distribution import compare
 
     cfg = ctx.cfg
-    idx = audit_subset(ctx, len(samples))
-    _, syn_f = memo(samples.images[idx], samples.spacing)
     syn_c = samples.subject_ids[idx] if samples.subject_ids is not None else idx.astype(str)
-    test = real_judged(ctx, "test")
     if test is None:
         return {"synthetic_vs_test": unavailable("the test split is empty: no real images to compare with")}
-    ts, _, test_f = test
+    ts, test_f = test
     out: dict[str, Any] = {}
-    floor = real_judged(ctx, "holdout")
     n = len(idx) if floor is None else min(len(idx), len(floor[0]))
     rng = np.random.default_rng([cfg.seed, 7])
     sel = np.sort(rng.choice(len(idx), n, replace=False))
-    common = dict(n_boot=min(cfg.audit.bootstrap, 200), seed=cfg.seed, feature_label=FEATURE_DESCRIPTION)
+    common = dict(n_boot=min(cfg.audit.bootstrap, 200), seed=cfg.seed, feature_label=label)
     out["synthetic_vs_test"] = compare(syn_f[sel], syn_c[sel], test_f, ts.subject_ids, **common)
     arrays = {"synthetic": syn_f[sel], "synthetic_index": idx[sel], "test": test_f}
     if floor is None:
         out["real_floor"] = unavailable("the holdout split is empty: no second real set for the floor")
     else:
-        fs, _, floor_f = floor
+        fs, floor_f = floor
         fsel = np.sort(rng.choice(len(fs), n, replace=False))
         out["real_floor"] = compare(floor_f[fsel], fs.subject_ids[fsel], test_f, ts.subject_ids, **common)
         arrays["real_floor"] = floor_f[fsel]
@@ -105,11 +134,11 @@ def _distribution(ctx: RunContext, samples: SampleSet, memo) -> dict[str, Any]:
         if "value" in syn_fid and "value" in floor_fid and floor_fid["value"] > 0:
             out["fid_ratio_to_floor"] = metric(
                 syn_fid["value"] / floor_fid["value"], "1", n=n,
-                method="FID(synthetic, test) / FID(holdout, test) in judge features, same n and covariance estimator")
+                method=f"FID(synthetic, test) / FID(holdout, test) in {short} features, same n and covariance estimator")
         else:
             out["fid_ratio_to_floor"] = unavailable("FID of the synthetic set or of the real floor is not available")
-    atomic_save_npz(ctx.run_dir.path / "features_judge.npz", **arrays)
-    log.info("fidelity: judge-feature FID %s (real floor %s), n=%d per set",
+    atomic_save_npz(ctx.run_dir.path / npz, **arrays)
+    log.info("fidelity: %s-feature FID %s (real floor %s), n=%d per set", short,
              out["synthetic_vs_test"].get("fid", {}).get("value"), out.get("real_floor", {}).get("fid", {}).get("value"), n)
     return out
 
