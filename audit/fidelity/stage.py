@@ -62,11 +62,15 @@ def run_fidelity(ctx: RunContext) -> dict[str, Any]:
         store_section(ctx, "fidelity", {FEATURES: unavailable(str(exc))})
         return {}
     if samples.is_cine:
-        store_section(ctx, "fidelity", {
+        section = {
             FEATURES: _distribution(ctx, samples.frames(), memo),  # per-frame image metrics
             "fvd_judge": _cine(ctx, samples, memo),
-            "inception": unavailable("standard Inception FID / I3D FVD need weight files that cannot be downloaded here"),
-        })
+            "i3d": unavailable("I3D FVD needs a local video network; cmr-audit takes image feature extractors only "
+                               "(audit.feature_extractor, applied per frame)"),
+        }
+        if cfg.audit.feature_extractor:
+            section["external"] = _external(ctx, samples.frames())
+        store_section(ctx, "fidelity", section)
         return {}
     section: dict[str, Any] = {FEATURES: _distribution(ctx, samples, memo)}
     if cfg.audit.feature_extractor:
