@@ -220,8 +220,7 @@ def execute(req: RunRequest, stages: list[Stage] | None = None) -> Path | None:
     """
     from generators import distributed
 
-    group = distributed.init_from_env("cuda" if str(req.overrides.get("device", "")).startswith("cuda") else "cpu") \
-        if distributed.requested() else None
+    group = distributed.init_from_env() if distributed.requested() else None
     if group is not None and group.rank > 0:
         return _fit_worker(group)
     try:

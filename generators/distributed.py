@@ -68,16 +68,17 @@ def requested() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init_from_env(device: str = "cpu") -> Group | None:
-    """Join the process group ``torchrun`` describes (``nccl`` on CUDA, ``gloo`` on the CPU)."""
+def init_from_env() -> Group | None:
+    """Join the process group ``torchrun`` describes: gloo for CPU tensors (and object broadcasts)
+    and, on a machine with GPUs, NCCL for CUDA tensors (``cpu:gloo,cuda:nccl``; rank r uses GPU
+    ``LOCAL_RANK``)."""
     import torch.distributed as dist
 
     if not requested():
         return None
     if not dist.is_initialized():
-        # gloo for CPU tensors (and object broadcasts), NCCL for CUDA tensors when there is a GPU
         backend = "gloo"
-        if torch.cuda.is_available() and str(device).startswith("cuda"):
+        if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             backend = "cpu:gloo,cuda:nccl"
         # rank 0 may prepare a cohort for a long time before the others hear from it

@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent('''
     from generators.registry import discover
 
     out = Path(sys.argv[1]); name = sys.argv[2]; steps = int(sys.argv[3])
-    group = distributed.init_from_env("cpu")
+    group = distributed.init_from_env()
     rank = group.rank if group else 0
     torch.set_num_threads(1)
     res = {{}}
