@@ -69,7 +69,7 @@ def run_cmd(
     dp_delta: Optional[float] = typer.Option(None, "--dp-delta", help="DP delta; must be < 1/N (default 1/(10 N), N = train subjects)."),
     dp_noise_multiplier: Optional[float] = typer.Option(None, "--dp-noise-multiplier", help="Fixed DP noise multiplier instead of a target epsilon (epsilon is then reported)."),
     dp_max_grad_norm: Optional[float] = typer.Option(None, "--dp-max-grad-norm", help="DP clipping norm C per privacy unit (default 1.0)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda | cuda:N."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda | cuda:N: where generators train, sample and score and the judge runs (bf16 autocast on CUDA except under DP). The full preset asks for cuda."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (same config); without --out the latest unfinished one."),
     force: bool = typer.Option(False, "--force", help="Clear an existing run directory and start afresh."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Retrain even if the fit cache holds this exact model (same config, data and code), and do not store it."),
@@ -84,7 +84,7 @@ def run_cmd(
       audit run --generator ldm --dp-epsilon 8 --dp-delta 1e-5
       audit run --samples synth.npz --cohort /data/ACDC --split-file splits.json
       audit run --generator ldm --resume             # continue the latest unfinished ldm run
-      torchrun --nproc_per_node 2 -m audit run --generator ldm   # data-parallel training
+      torchrun --standalone --nproc_per_node 2 -m audit run --generator ldm   # data-parallel training
     """
     from audit.config import parse_set_options
     from audit.run import RunRequest, execute
