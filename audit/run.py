@@ -120,20 +120,15 @@ def prepare(req: RunRequest) -> RunContext:
 
 
 def _check_inputs(cfg: C.RunConfig) -> None:
-    """Files and devices the run will need, checked before any work."""
-    _check_device(cfg.device)
+    """Files and devices the run will need, checked before any data work (``--device cuda`` on a
+    machine without a GPU fails here; the ``full`` preset asks for cuda: pass ``--device cpu``)."""
+    if cfg.device != "cpu":
+        from generators.device import resolve
+
+        resolve(cfg.device)
     fx = cfg.audit.feature_extractor
     if fx and not Path(fx).expanduser().is_file():
         raise UserError(f"audit.feature_extractor: {fx}: no such file")
-
-
-def _check_device(device: str) -> None:
-    """``--device cuda`` on a machine without a GPU fails here, before any data work (the
-    ``full`` preset asks for cuda: pass ``--device cpu`` to run it on a CPU)."""
-    if device != "cpu":
-        from generators.device import resolve
-
-        resolve(device)
 
 
 # --------------------------------------------------------------------------- stages
@@ -262,8 +257,7 @@ def execute(req: RunRequest, stages: list[Stage] | None = None) -> Path | None:
         return ctx.run_dir.path
     except BaseException as exc:
         ctx.run_dir.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-        if not ctx.artefacts.get("fit_workers_released") and distributed.current() is not None:
-            release_fit_workers(ctx)
+        release_fit_workers(ctx)
         raise
     finally:
         logging.getLogger().removeHandler(handler)

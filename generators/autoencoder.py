@@ -168,10 +168,7 @@ class LatentAutoencoder:
             if private is not None:
                 losses = private.run_step(t, train_on)
             else:
-                rows, share = distributed.local_rows(rng.choice(n, bs, replace=False), group)
-                if group is not None:
-                    opt.share = share
-                losses = distributed.average_losses(train_on(rows), share)
+                losses = distributed.step(rng.choice(n, bs, replace=False), train_on, [opt], group)
             sched.step()
             return losses
 

@@ -121,6 +121,16 @@ def average_losses(losses: dict[str, float], share: float) -> dict[str, float]:
     return dict(zip(keys, t.tolist()))
 
 
+def step(rows, train_on, optimizers, group: Group | None) -> dict[str, float]:
+    """One non-private step: ``train_on`` this rank's rows of the global batch ``rows``, with the
+    data-parallel optimisers told this rank's share; returns the rank-averaged losses."""
+    mine, share = local_rows(rows, group)
+    for opt in optimizers:
+        if isinstance(opt, DataParallelOptimizer):
+            opt.share = share
+    return average_losses(train_on(mine), share)
+
+
 class DataParallelOptimizer:
     """An optimiser whose gradients are averaged over the ranks (weighted by ``share``) before it
     steps; :meth:`synchronize` may be called earlier (before gradient clipping). Everything else

@@ -198,9 +198,6 @@ class MaskConditioned2D(Generator):
             self.emas[name] = EMA(self.nets[name], tcfg.ema_decay, tcfg.ema_warmup_steps)
 
         ranks = distributed.current()
-        if ranks is not None and dp_on:
-            raise UserError("DP-SGD under torchrun (several processes) is not supported yet: run DP training "
-                            "in one process")
         private = None
         if dp_on:
             from generators.dp.sgd import PrivateTraining
@@ -223,11 +220,7 @@ class MaskConditioned2D(Generator):
 
             if private is not None:
                 return private.run_step(t, train_on)
-            rows, share = distributed.local_rows(rng.choice(n, bs, replace=False), ranks)
-            for opt in self.optimizers.values():
-                if isinstance(opt, distributed.DataParallelOptimizer):
-                    opt.share = share
-            return distributed.average_losses(train_on(rows), share)
+            return distributed.step(rng.choice(n, bs, replace=False), train_on, self.optimizers.values(), ranks)
 
         spec = TrainSpec(self.name, self.model_config(), tcfg.steps, int(config.seed), context.checkpoint_root,
                          tcfg.checkpoint_every, context.losses_path, desc=f"train {self.name}")
