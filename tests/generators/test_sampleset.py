@@ -71,3 +71,83 @@ def test_load_errors_name_the_file(tmp_path):
              subject_ids=np.array([{"x": 1}], dtype=object))
     with pytest.raises(UserError, match="pickle"):
         SampleSet.load(pickled)
+
+
+# --------------------------------------------------------------------------- slice_index, (3,) spacing
+
+def _cine_stack(subjects=2, slices=3, frames=4):
+    """``subjects`` x ``slices`` cine rows; row order subject-major, slice positions 0..slices-1."""
+    kw = _ok(n=subjects * slices, cine=True)
+    kw["images"] = np.random.default_rng(1).random((subjects * slices, frames, 8, 8), dtype=np.float32)
+    kw["masks"] = np.zeros(kw["images"].shape, np.uint8)
+    kw["subject_ids"] = np.repeat([f"s{i}" for i in range(subjects)], slices)
+    kw["slice_index"] = np.tile(np.arange(slices), subjects)
+    kw["spacing"] = np.array([1.5, 1.5, 8.0], np.float32)
+    kw["ef"] = np.repeat(np.linspace(40, 60, subjects), slices).astype(np.float32)
+    return kw
+
+
+def test_slice_index_and_3d_spacing_round_trip(tmp_path):
+    s = SampleSet(**_cine_stack())
+    assert s.spacing.shape == (3,) and s.slice_spacing == pytest.approx(8.0)
+    np.testing.assert_allclose(s.pixel_spacing, [1.5, 1.5])
+    t = SampleSet.load(s.save(tmp_path / "cine.npz"))
+    assert t.slice_index.dtype == np.int64 and t.slice_index.tolist() == [0, 1, 2, 0, 1, 2]
+    np.testing.assert_allclose(t.spacing, [1.5, 1.5, 8.0])
+
+
+def test_old_files_without_new_keys_still_load(tmp_path):
+    kw = _ok()
+    path = tmp_path / "old.npz"
+    np.savez(path, **kw)  # written as an older cmr-audit did: (2,) spacing, no slice_index
+    s = SampleSet.load(path)
+    assert s.slice_index is None and s.slice_spacing is None
+    np.testing.assert_allclose(s.pixel_spacing, [1.5, 1.5])
+
+
+def test_frames_repeat_slice_index_and_keep_spacing():
+    s = SampleSet(**_cine_stack(subjects=2, slices=3, frames=4))
+    f = s.frames()
+    assert len(f) == 24 and not f.is_cine
+    assert f.slice_index.tolist() == np.repeat([0, 1, 2, 0, 1, 2], 4).tolist()
+    assert f.subject_ids[4] == "s0" and f.slice_index[4] == 1  # frame i*T+t is frame t of row i
+    np.testing.assert_allclose(f.spacing, s.spacing)
+    assert f.ef.tolist() == np.repeat(s.ef, 4).tolist()
+
+
+def test_2d_rows_may_share_a_slice_position():
+    kw = _ok(n=4)
+    kw["subject_ids"] = np.array(["a", "a", "a", "a"])
+    kw["slice_index"] = np.array([0, 1, 0, 1])  # ED and ES slices of one subject
+    assert SampleSet(**kw).slice_index.tolist() == [0, 1, 0, 1]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(slice_index=np.array([0, -1, 2, 0, 1, 2])), r"'slice_index' must be >= 0"),
+        (dict(slice_index=np.array([0, 1, 1, 0, 1, 2])), r"'slice_index' 1 occurs twice for subject 's0' \(rows 1 and 2\)"),
+        (dict(slice_index=np.array([0, 1, 2, 0, 1, 2], np.float32)), "'slice_index' must hold integers"),
+        (dict(slice_index=np.array([0, 1, 2])), r"'slice_index' must have shape \(6,\)"),
+        (dict(subject_ids=None), "'slice_index' needs 'subject_ids'"),
+        (dict(spacing=np.array([1.5, 1.5, 8.0, 1.0], np.float32)), r"'spacing' must be \(2,\) in-plane or \(3,\)"),
+        (dict(spacing=np.array([1.5], np.float32)), r"got shape \(1,\)"),
+        (dict(spacing=np.array([1.5, 1.5, 0.0], np.float32)), "'spacing' must be positive finite"),
+        (dict(spacing=np.array([1.5, 1.5, np.nan], np.float32)), "'spacing' must be positive finite"),
+        (dict(spacing=np.array(["a", "b", "c"])), r"'spacing' must be \(2,\)"),
+    ],
+)
+def test_slice_index_and_spacing_violations_are_named(change, message):
+    kw = _cine_stack()
+    kw.update(change)
+    with pytest.raises(UserError, match=message):
+        SampleSet(**kw)
+
+
+def test_slice_index_violation_on_load_names_the_file(tmp_path):
+    kw = _cine_stack()
+    kw["slice_index"] = np.array([0, 0, 1, 0, 1, 2])
+    path = tmp_path / "dup.npz"
+    np.savez(path, **kw)
+    with pytest.raises(UserError, match=r"dup\.npz: 'slice_index' 0 occurs twice"):
+        SampleSet.load(path)
