@@ -87,7 +87,7 @@ def run_fidelity(ctx: RunContext) -> dict[str, Any]:
 def _distribution(ctx: RunContext, samples: SampleSet, memo) -> dict[str, Any]:
     """Synthetic vs ``test`` and the real floor in judge features (from the memoised judge pass)."""
     idx = audit_subset(ctx, len(samples))
-    _, syn_f = memo(samples.images[idx], samples.spacing)
+    _, syn_f = memo(samples.images[idx], samples.pixel_spacing)
     test, floor = real_judged(ctx, "test"), real_judged(ctx, "holdout")
     return _against_real(ctx, samples, idx, syn_f, test and (test[0], test[2]), floor and (floor[0], floor[2]),
                          FEATURE_DESCRIPTION, "judge", "features_judge.npz")
@@ -216,7 +216,7 @@ def _cine(ctx: RunContext, samples: SampleSet, memo) -> dict[str, Any]:
     if floor is not None:
         k = min(k, len(floor[1]))  # the synthetic and floor rows at the same number of videos
     idx = np.sort(np.random.default_rng([cfg.seed, 8]).choice(n, k, replace=False))
-    labels, feats = memo(samples.images[idx].reshape(-1, *samples.images.shape[2:]), samples.spacing)
+    labels, feats = memo(samples.images[idx].reshape(-1, *samples.images.shape[2:]), samples.pixel_spacing)
     syn_l, syn_f = labels.reshape(k, t, *labels.shape[1:]), feats.reshape(k, t, -1)
     syn_c = samples.subject_ids[idx] if samples.subject_ids is not None else idx.astype(str)
     nb = dict(n_boot=min(cfg.audit.bootstrap, 200), seed=cfg.seed)

@@ -71,8 +71,8 @@ def validate_inputs(train: SliceSet, holdout: SliceSet, reference: SliceSet, sam
     if tuple(samples.images.shape[1:]) != tuple(train.shape):
         raise UserError(f"privacy audit: synthetic images are {samples.images.shape[1]}x{samples.images.shape[2]} but the "
                         f"cohort is prepared at {train.shape[0]}x{train.shape[1]}; resample the samples or set data.size")
-    if not np.allclose(samples.spacing, train.spacing, rtol=SPACING_RTOL):
-        raise UserError(f"privacy audit: sample spacing {np.round(samples.spacing, 4).tolist()} mm differs from the "
+    if not np.allclose(samples.pixel_spacing, train.spacing, rtol=SPACING_RTOL):
+        raise UserError(f"privacy audit: sample spacing {np.round(samples.pixel_spacing, 4).tolist()} mm differs from the "
                         f"cohort's {np.round(train.spacing, 4).tolist()} mm (tolerance {SPACING_RTOL:.0%})")
 
 

@@ -130,6 +130,17 @@ def test_refuses_nan_and_mismatched_samples(cohort, make):
     s.spacing = np.array([3.0, 3.0], np.float32)
     with pytest.raises(UserError, match="spacing"):
         privacy_section(cohort["train"], cohort["holdout"], cohort["reference"], s)
+    s.spacing = np.array([3.0, 3.0, 8.0], np.float32)  # a (3,) spacing: the in-plane part is compared
+    with pytest.raises(UserError, match=r"sample spacing \[3.0, 3.0\] mm differs"):
+        privacy_section(cohort["train"], cohort["holdout"], cohort["reference"], s)
+
+
+def test_in_plane_part_of_a_3d_spacing_is_what_must_match(cohort):
+    from audit.privacy.section import validate_inputs
+
+    s = _samples(cohort)
+    s.spacing = np.array([*cohort["train"].spacing, 8.0], np.float32)
+    validate_inputs(cohort["train"], cohort["holdout"], cohort["reference"], s)  # no error
 
 
 def test_max_images_caps_members_and_nonmembers(cohort):
