@@ -156,7 +156,8 @@ class AuditConfig:
     utility_val_fraction: float = 0.2
     clinical_subjects: int = 8
     """Subjects of ``sample.condition_split`` whose whole ED and ES stacks are generated to compare
-    clinical indices (EDV, ESV, EF, mass) of the judge's segmentation with the requested ones (0 = off)."""
+    clinical indices (EDV, ESV, EF, mass) of the judge's segmentation with the requested ones (0 = off).
+    For a cine sample set: the generated subjects whose whole stacks (every slice and frame) are judged."""
     feature_extractor: str = ""
     """A local TorchScript feature extractor (e.g. the FID Inception network) for a second fidelity
     feature space, labelled by its file (:mod:`audit.fidelity.external`); empty = judge features only."""

@@ -16,6 +16,14 @@ summation (disc summation, Simpson's rule): voxel count x ``sx * sy * sz`` with 
   0 and never an error -- when EDV is 0 (no cavity in the ED stack).
 * ``lv_mass_g``: myocardial volume at ED x 1.05 g/mL (myocardial density).
 
+Cine sample sets (:func:`cine_indices_table`): each row is one slice of a generated subject over
+T frames, the rows of a subject put in stack order by their ``slice_index``. The LV volume of
+every frame is summed over the slices; **ED and ES are the frames of largest and smallest LV
+volume** (not assumed from the frame order), and the indices above are those of the ED and ES
+stacks. They are compared with the values the generator was asked for (the sample set's ``ef``,
+``edv``, ``esv``); the same table can be built from the judge's per-frame segmentation or from the
+generator's own masks, and every method string says which.
+
 Agreement (Bland & Altman, "Statistical methods for assessing agreement between two methods of
 clinical measurement", Lancet 1986;327(8476):307-310; Bland & Altman, "Measuring agreement in
 method comparison studies", Stat Methods Med Res 1999;8(2):135-160), over subjects with a finite
@@ -57,6 +65,11 @@ __all__ = [
     "indices_table",
     "agreement",
     "clinical_section",
+    "CINE_REQUESTED",
+    "CINE_COLUMNS",
+    "cine_subject_indices",
+    "cine_indices_table",
+    "cine_clinical_section",
     "bland_altman_plot",
 ]
 
@@ -97,11 +110,11 @@ def _check_spacing(spacing: Any, what: str = "spacing") -> tuple[float, float, f
     return float(s[0]), float(s[1]), float(s[2])
 
 
-def _check_mask(mask: Any, what: str) -> np.ndarray:
-    """A validated ``(Z,H,W)`` label map as an integer array."""
+def _check_mask(mask: Any, what: str, layout: str = "Z,H,W") -> np.ndarray:
+    """A validated label map with the axes of ``layout`` (``(Z,H,W)`` by default) as an integer array."""
     a = np.asarray(mask)
-    if a.ndim != 3:
-        raise UserError(f"{what} must be a (Z,H,W) label map, got shape {a.shape}")
+    if a.ndim != layout.count(",") + 1:
+        raise UserError(f"{what} must be a ({layout}) label map, got shape {a.shape}")
     if a.size == 0:
         raise UserError(f"{what} is empty (shape {a.shape})")
     if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
@@ -213,6 +226,157 @@ def indices_table(
     return pd.DataFrame(rows, columns=columns)
 
 
+# --------------------------------------------------------------------------- cine stacks
+
+#: Requested-index fields of a cine sample set (:class:`generators.sampleset.SampleSet`) -> index.
+CINE_REQUESTED: dict[str, str] = {"ef": "lv_ef_pct", "edv": "lv_edv_ml", "esv": "lv_esv_ml"}
+
+#: Columns :func:`cine_indices_table` adds after those of :func:`indices_table`.
+CINE_COLUMNS = ("n_slices", "n_frames", "ed_frame", "es_frame", "missing_slices", "lv_volume_ml_per_frame")
+
+
+def cine_subject_indices(labels: np.ndarray, spacing: tuple[float, float, float]) -> dict[str, Any]:
+    """Clinical indices of one subject's cine stack: ``(Z,T,H,W)`` label maps (ACDC order), slices
+    in stack order, every frame of the cycle.
+
+    The LV cavity volume of each frame is measured by slice summation, ``V(t) = sum_z A_z(t) * sz``
+    with ``A_z(t)`` the LV area (pixel count x ``sx * sy``) and ``sz`` the slice spacing (Bernard
+    et al. 2018, as :func:`stack_indices`). **ED is the frame of largest and ES the frame of smallest
+    LV volume** (the first such frame on ties): the frames are found from the segmentation, not
+    taken from the frame order, so a generator whose ED is not frame 0 is still measured at its
+    own ED and ES (``ed_frame`` / ``es_frame`` tell). EDV, ESV, EF, LV mass (myocardium at ED) and
+    the RV volumes and EF then follow from :func:`stack_indices` on the ED and ES stacks: one ED/ES
+    pair per subject for both ventricles, as ACDC defines them once per subject. EF is NaN, never
+    0, when EDV is 0.
+
+    Returns the :data:`INDICES` plus ``ed_frame``, ``es_frame`` and ``lv_volume_ml`` (``(T,)``).
+    """
+    sx, sy, sz = _check_spacing(spacing)
+    a = _check_mask(labels, "cine stack", layout="Z,T,H,W")
+    if a.shape[1] < 2:
+        raise UserError(f"cine stack: ED and ES need at least 2 frames, got {a.shape[1]}")
+    lv_ml = (a == LV).sum(axis=(0, 2, 3)).astype(np.float64) * (sx * sy * sz / 1000.0)
+    ed, es = int(np.argmax(lv_ml)), int(np.argmin(lv_ml))
+    out: dict[str, Any] = stack_indices(a[:, ed], a[:, es], (sx, sy, sz))
+    out.update(ed_frame=ed, es_frame=es, lv_volume_ml=lv_ml)
+    return out
+
+
+def _row_values(values: Any, n: int, what: str) -> np.ndarray:
+    try:
+        v = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UserError(f"{what} must be numbers, one per row") from None
+    if v.shape != (n,):
+        raise UserError(f"{what} must have one value per row ({n},), got shape {v.shape}")
+    return v
+
+
+def cine_indices_table(
+    labels: np.ndarray,
+    subject_ids: Sequence[str] | np.ndarray,
+    slice_index: Sequence[int] | np.ndarray,
+    spacing: tuple[float, float, float] | np.ndarray,
+    requested: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """One row per subject of a cine sample set, in the :func:`indices_table` format.
+
+    ``labels`` are per-row label maps ``(N,T,H,W)`` (the judge's segmentation of every frame, or
+    the generator's own masks); the rows of a subject share its ``subject_ids`` value and are put
+    in stack order by ``slice_index`` (0 = basal-most); ``spacing`` is ``(sx, sy, sz)`` in mm.
+    ``requested`` maps an index name (e.g. ``lv_ef_pct``; see :data:`CINE_REQUESTED`) to per-row
+    requested values, which must be the same on every row of a subject.
+
+    Columns: ``subject_id``; ``<index>_measured`` (:func:`cine_subject_indices`) and
+    ``<index>_requested`` (NaN where not requested) for every index of :data:`INDICES`; then
+    :data:`CINE_COLUMNS`: ``n_slices``, ``n_frames``, ``ed_frame`` / ``es_frame`` (the frames of
+    largest / smallest LV volume), ``missing_slices`` (positions absent between 0 and the
+    subject's largest ``slice_index``) and the LV volume curve (mL per frame, ``;``-separated).
+    A subject with missing slices cannot be summed into a volume: its measured indices are NaN
+    (never 0; :func:`agreement` leaves it out and counts it). Slices missing beyond the largest
+    stored position cannot be detected. Subjects are in order of first appearance.
+    """
+    sp = _check_spacing(spacing)
+    lab = np.asarray(labels)
+    if lab.ndim != 4 or lab.size == 0:
+        raise UserError(f"cine labels must be (N,T,H,W) label maps, got shape {lab.shape}")
+    n = lab.shape[0]
+    ids = np.asarray(subject_ids).astype(str)
+    if ids.shape != (n,):
+        raise UserError(f"subject_ids must have one value per row ({n},), got shape {ids.shape}")
+    si = np.asarray(slice_index)
+    if si.shape != (n,) or si.dtype.kind not in "iu":
+        raise UserError(f"slice_index must be integers, one per row ({n},), got shape {si.shape} ({si.dtype})")
+    if (si < 0).any():
+        raise UserError(f"slice_index must be >= 0 (0 = basal-most slice), found {int(si.min())}")
+    req: dict[str, np.ndarray] = {}
+    for k, v in (requested or {}).items():
+        if k not in UNITS:
+            raise UserError(f"requested index {k!r} is not a clinical index; known: {list(INDICES)}")
+        req[k] = _row_values(v, n, f"requested {k}")
+
+    rows = []
+    _, first = np.unique(ids, return_index=True)
+    for sid in ids[np.sort(first)]:
+        r = np.flatnonzero(ids == sid)
+        r = r[np.argsort(si[r], kind="stable")]
+        z = si[r]
+        if len(np.unique(z)) != len(z):
+            dup = int(z[np.flatnonzero(np.diff(z) == 0)[0]])
+            raise UserError(f"subject {sid}: slice_index {dup} occurs more than once; each slice of a subject is one cine row")
+        missing = sorted(set(range(int(z.max()) + 1)) - set(z.tolist()))
+        row: dict[str, Any] = {"subject_id": str(sid)}
+        for k in INDICES:
+            vals = req.get(k)
+            if vals is None:
+                row[f"{k}_requested"] = float("nan")
+                continue
+            v = vals[r]
+            if not np.allclose(v, v[0], rtol=1e-6, atol=0.0, equal_nan=True):
+                raise UserError(f"subject {sid}: requested {k} differs between its rows ({np.unique(v)[:4].tolist()}); "
+                                "a subject has one requested value")
+            row[f"{k}_requested"] = float(v[0])
+        if missing:
+            log.warning("subject %s: slice positions %s are missing from its stack; its volumes are not measured", sid, missing)
+            measured: dict[str, Any] = {k: float("nan") for k in INDICES}
+            extra: dict[str, Any] = {"ed_frame": pd.NA, "es_frame": pd.NA, "lv_volume_ml_per_frame": ""}
+        else:
+            measured = cine_subject_indices(lab[r], sp)
+            extra = {"ed_frame": measured["ed_frame"], "es_frame": measured["es_frame"],
+                     "lv_volume_ml_per_frame": ";".join(f"{x:.6g}" for x in measured["lv_volume_ml"])}
+        for k in INDICES:
+            row[f"{k}_measured"] = measured[k]
+        row.update(n_slices=len(r), n_frames=int(lab.shape[1]), missing_slices=";".join(map(str, missing)), **extra)
+        rows.append(row)
+        log.debug("cine clinical indices of %s: %s", sid, {k: row[f"{k}_measured"] for k in INDICES})
+    columns = (["subject_id"] + [f"{k}_{side}" for k in INDICES for side in ("measured", "requested")]
+               + list(CINE_COLUMNS))
+    table = pd.DataFrame(rows, columns=columns)
+    for c in ("ed_frame", "es_frame"):
+        table[c] = table[c].astype("Int64")
+    return table
+
+
+def cine_clinical_section(table: pd.DataFrame, *, measured_by: str, requested_from: str, notes: str | None = None,
+                          n_boot: int = 1000, seed: int = 0) -> dict:
+    """:func:`clinical_section` over the indices a cine set requests (a finite ``<index>_requested``
+    for some subject); every other index is an unavailable entry naming the missing request."""
+    asked = [k for k in INDICES if f"{k}_requested" in table.columns and np.isfinite(table[f"{k}_requested"].to_numpy(float)).any()]
+    section = clinical_section(table, indices=asked, n_boot=n_boot, seed=seed, measured_by=measured_by,
+                               requested_from=requested_from, notes=notes) if asked else {}
+    field = {v: k for k, v in CINE_REQUESTED.items()}
+    out = {}
+    for k in INDICES:
+        if k in section:
+            out[k] = section[k]
+        elif k in field:
+            out[k] = unavailable(f"{k}: the sample set carries no requested '{field[k]}' to compare the measured value with")
+        else:
+            out[k] = unavailable(f"{k}: a cine sample set requests only {', '.join(CINE_REQUESTED)} (LV); "
+                                 f"the measured {k} is in the per-subject table")
+    return out
+
+
 # --------------------------------------------------------------------------- agreement
 
 def _as_vector(values: Any, what: str) -> np.ndarray:
@@ -251,13 +415,17 @@ def _pearson_fisher(m: np.ndarray, q: np.ndarray) -> tuple[float, float, float]:
     return r, float(np.tanh(z - h * se)), float(np.tanh(z + h * se))
 
 
-def agreement(measured: Any, requested: Any, *, unit: str, name: str, n_boot: int = 1000, seed: int = 0) -> dict:
+def agreement(measured: Any, requested: Any, *, unit: str, name: str, n_boot: int = 1000, seed: int = 0,
+              measured_by: str = "judge-measured", requested_from: str = "requested (conditioning-mask)",
+              notes: str | None = None) -> dict:
     """Agreement of judge-measured with requested values of one index across subjects.
 
     Returns results entries ``pearson_r``, ``mae``, ``bland_altman_bias``, ``loa_low`` and
     ``loa_high`` (see the module docstring for the methods); ``n`` on each is the number of
     subjects whose measured and requested values are both finite (the others are left out
-    and counted in ``notes``).
+    and counted in ``notes``). ``measured_by`` and ``requested_from`` name both sides in every
+    method string (defaults: the judge against the conditioning masks of whole stacks);
+    ``notes`` is added to every entry's notes (e.g. how many subjects were measured).
     """
     from scipy.stats import t as student_t
 
@@ -266,15 +434,17 @@ def agreement(measured: Any, requested: Any, *, unit: str, name: str, n_boot: in
     keys = ("pearson_r", "mae", "bland_altman_bias", "loa_low", "loa_high")
     if n < _MIN_PAIRS:
         reason = (f"{name}: only {n} subject(s) with finite measured and requested values "
-                  f"({dropped} left out as non-finite, e.g. EF with EDV = 0); at least {_MIN_PAIRS} are needed")
+                  f"({dropped} left out as non-finite, e.g. EF with EDV = 0 or an incomplete stack); "
+                  f"at least {_MIN_PAIRS} are needed")
         log.warning("%s", reason)
         return {k: unavailable(reason) for k in keys}
-    notes = None
+    left_out = None
     if dropped:
-        notes = f"{dropped} subject(s) left out: non-finite measured or requested value (e.g. EF with EDV = 0)"
-        log.info("%s: %s", name, notes)
+        left_out = f"{dropped} subject(s) left out: non-finite measured or requested value (e.g. EF with EDV = 0)"
+        log.info("%s: %s", name, left_out)
+    notes = "; ".join(x for x in (notes, left_out) if x) or None
 
-    pair = f"judge-measured vs requested (conditioning-mask) {name} over {n} subjects"
+    pair = f"{measured_by} vs {requested_from} {name} over {n} subjects"
     out: dict[str, Any] = {}
 
     const = [side for side, v in (("measured", m), ("requested", q)) if np.all(v == v[0])]
@@ -309,22 +479,29 @@ def agreement(measured: Any, requested: Any, *, unit: str, name: str, n_boot: in
     return out
 
 
-def clinical_section(table: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> dict:
-    """``{index: agreement(...)}`` for every clinical index of an :func:`indices_table` table."""
-    missing = [f"{k}_{side}" for k in INDICES for side in ("measured", "requested") if f"{k}_{side}" not in table.columns]
+def clinical_section(table: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0,
+                     indices: Sequence[str] = INDICES, **labels: str | None) -> dict:
+    """``{index: agreement(...)}`` for the clinical ``indices`` (all by default) of an
+    :func:`indices_table` or :func:`cine_indices_table` table; ``labels`` (``measured_by``,
+    ``requested_from``, ``notes``) go to :func:`agreement`."""
+    unknown = [k for k in indices if k not in UNITS]
+    if unknown:
+        raise UserError(f"unknown clinical indices {unknown}; known: {list(INDICES)}")
+    missing = [f"{k}_{side}" for k in indices for side in ("measured", "requested") if f"{k}_{side}" not in table.columns]
     if missing:
         raise UserError(f"clinical indices table lacks columns {missing[:4]}{' ...' if len(missing) > 4 else ''} (build it with indices_table)")
     section = {}
-    for k in INDICES:
+    for k in indices:
         section[k] = agreement(table[f"{k}_measured"].to_numpy(float), table[f"{k}_requested"].to_numpy(float),
-                               unit=UNITS[k], name=k, n_boot=n_boot, seed=seed)
-    log.info("clinical index agreement computed for %d indices over %d subjects", len(INDICES), len(table))
+                               unit=UNITS[k], name=k, n_boot=n_boot, seed=seed, **labels)
+    log.info("clinical index agreement computed for %d indices over %d subjects", len(indices), len(table))
     return section
 
 
 # --------------------------------------------------------------------------- figure
 
-def bland_altman_plot(measured: Any, requested: Any, path: str | Path, *, name: str, unit: str) -> Path:
+def bland_altman_plot(measured: Any, requested: Any, path: str | Path, *, name: str, unit: str,
+                      measured_by: str = "judge", requested_from: str = "conditioning masks") -> Path:
     """Two panels written atomically as PNG: measured vs requested with the identity line, and
     the Bland-Altman plot (mean vs difference ``measured - requested`` with bias and 95 % LoA).
 
@@ -346,8 +523,8 @@ def bland_altman_plot(measured: Any, requested: Any, path: str | Path, *, name: 
         pad = 0.05 * (hi - lo) if hi > lo else 1.0
         ax_s.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.4", ls="--", lw=1, label="identity")
         ax_s.legend(loc="upper left", fontsize=8)
-    ax_s.set_xlabel(f"requested (conditioning masks) [{unit}]")
-    ax_s.set_ylabel(f"measured (judge) [{unit}]")
+    ax_s.set_xlabel(f"requested ({requested_from}) [{unit}]")
+    ax_s.set_ylabel(f"measured ({measured_by}) [{unit}]")
     ax_s.set_title("measured vs requested")
 
     mean, diff = (m + q) / 2.0, m - q
@@ -367,7 +544,7 @@ def bland_altman_plot(measured: Any, requested: Any, path: str | Path, *, name: 
     ax_b.set_ylabel(f"measured - requested [{unit}]")
     ax_b.set_title("Bland-Altman")
     left_out = f", {dropped} left out (non-finite)" if dropped else ""
-    fig.suptitle(f"{name}: judge-measured vs requested (n = {n}{left_out})")
+    fig.suptitle(f"{name}: measured by the {measured_by} vs requested (n = {n}{left_out})")
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

@@ -15,9 +15,18 @@ For the seeded audit subset of the samples (one judge pass per image, memoised b
 * ``clinical``: whole ED and ES stacks of ``audit.clinical_subjects`` subjects are generated from
   their masks and EDV/ESV/EF/mass of the judge's segmentation are compared with the requested
   values (:mod:`audit.anatomy.clinical`; Bland-Altman plots under ``figures/``).
+  For a cine sample set with ``subject_ids``, ``slice_index``, a ``(3,)`` spacing and requested
+  ``ef``/``edv``/``esv``, up to ``audit.clinical_subjects`` whole subjects (every slice, every
+  frame; complete stacks only) are judged frame by frame; per subject EDV/ESV/EF come from slice
+  summation with ED/ES = the frames of largest/smallest LV volume
+  (:func:`audit.anatomy.clinical.cine_indices_table`) and are compared with the requested values.
+  ``clinical_generator_masks`` is the same from the sample set's own masks (the generator's
+  segmentation decoder), when it has them. Temporal coherence of the judge's segmentation (mean
+  frame-to-frame Dice) is in ``fidelity.fvd_judge.temporal_smoothness``.
 
 Per-image scores go to ``anatomy_per_sample.csv`` (the judge's label maps of the audited samples
-to ``judge_samples.npz``), per-subject indices to ``clinical_per_subject.csv``.
+to ``judge_samples.npz``), per-subject indices to ``clinical_per_subject.csv`` (cine, from the
+generator's masks: ``clinical_generator_masks_per_subject.csv``).
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ def check_compatible(ctx: RunContext, samples: SampleSet) -> None:
     real comparison sets depend on both."""
     d = ctx.cfg.data
     shape = tuple(samples.images.shape[-2:])
-    sp = tuple(float(s) for s in samples.spacing)
+    sp = tuple(float(s) for s in samples.pixel_spacing)
     if shape != (d.size, d.size) or not np.allclose(sp, (d.target_spacing, d.target_spacing), rtol=1e-3):
         raise UserError(
             f"{ctx.run_dir.path / 'samples.npz'}: images are {shape[0]}x{shape[1]} at {sp[0]:g}x{sp[1]:g} mm but the "
@@ -87,6 +96,7 @@ def run_anatomy(ctx: RunContext) -> dict[str, Any]:
         store_section(ctx, "anatomy", {"judge_agreement": unavailable("anatomy audit switched off (audit.anatomy=false)")})
         return {}
     cine = samples.is_cine
+    cine_samples = samples
     if cine:  # judged frame by frame: agreement and plausibility per frame, clustered by subject
         samples = samples.frames()
         idx = audit_subset(ctx, len(samples))
@@ -97,21 +107,21 @@ def run_anatomy(ctx: RunContext) -> dict[str, Any]:
         store_section(ctx, "anatomy", {"judge_agreement": unavailable(str(exc))})
         return {}
     judge_name = memo.judge.precision
-    labels, _ = memo(samples.images[idx], samples.spacing)
+    labels, _ = memo(samples.images[idx], samples.pixel_spacing)
     subjects = _subjects(samples, idx)
     table = pd.DataFrame({"sample_index": idx, "subject_id": subjects})
 
     if samples.masks is None:
         section["judge_agreement"] = unavailable("the sample set has no conditioning masks (black-box set without masks)")
     else:
-        agree = agreement.per_image(labels, samples.masks[idx], samples.spacing)
+        agree = agreement.per_image(labels, samples.masks[idx], samples.pixel_spacing)
         table = pd.concat([table, agree], axis=1)
         section["judge_agreement"] = agreement.summarise(agree, np.asarray(subjects), n_boot=cfg.audit.bootstrap,
                                                          seed=cfg.seed, judge=judge_name)
 
     # the judge's segmentations travel with the run (report outlines, re-analysis); no image data
     atomic_save_npz(ctx.run_dir.path / "judge_samples.npz", sample_index=idx, labels=labels)
-    plaus = plausibility.evaluate(labels, samples.spacing)
+    plaus = plausibility.evaluate(labels, samples.pixel_spacing)
     table = pd.concat([table, plaus.add_prefix("plausibility_")], axis=1)
     section["plausibility"] = {
         "synthetic": plausibility.summarise(plaus, np.asarray(subjects), n_boot=cfg.audit.bootstrap, seed=cfg.seed,
@@ -136,7 +146,7 @@ def run_anatomy(ctx: RunContext) -> dict[str, Any]:
     if hasattr(generator, "sdedit") and cfg.audit.sdedit_images > 0:
         section["sdedit"] = _sdedit_agreement(ctx, generator, memo)
     if cine:
-        section["clinical"] = unavailable("clinical indices of cine sample sets need the cine generator's requested EF/EDV/ESV (cine issue; not built yet)")
+        section.update(_cine_clinical(ctx, cine_samples, memo))
     else:
         section["clinical"] = _clinical(ctx, generator, memo)
     store_section(ctx, "anatomy", section)
@@ -230,3 +240,113 @@ def _clinical(ctx: RunContext, generator, memo) -> dict[str, Any]:
         if np.isfinite(m - r).sum() >= 3:
             clinical.bland_altman_plot(m, r, figures / f"clinical_{name}.png", name=name, unit=unit)
     return section
+
+
+# --------------------------------------------------------------------------- cine clinical indices
+
+CINE_CLINICAL_STREAM = 6
+"""Seed stream of the subjects whose whole cine stacks enter the clinical indices (as for stacks)."""
+
+
+def cine_clinical_unmet(samples: SampleSet) -> str | None:
+    """Why the clinical indices of a cine sample set cannot be measured, or ``None`` if they can."""
+    from audit.anatomy.clinical import CINE_REQUESTED
+
+    lacks = []
+    if samples.subject_ids is None:
+        lacks.append("subject_ids")
+    if samples.slice_index is None:
+        lacks.append("slice_index (each row's slice position in its subject's stack)")
+    if samples.slice_spacing is None:
+        lacks.append(f"a (3,) spacing with the slice spacing (it has {samples.spacing.shape[0]} values)")
+    if all(getattr(samples, f) is None for f in CINE_REQUESTED):
+        lacks.append("requested " + "/".join(CINE_REQUESTED))
+    if not lacks:
+        return None
+    return ("clinical indices of a cine sample set need subject_ids, slice_index, a (3,) spacing (in-plane + slice "
+            "spacing, mm) and requested ef/edv/esv; this set lacks " + "; ".join(lacks))
+
+
+def cine_clinical_subjects(samples: SampleSet, k_max: int, seed: int) -> tuple[np.ndarray, str]:
+    """Rows of up to ``k_max`` whole subjects with complete stacks (slice positions 0..max, no gap),
+    drawn with the run seed; whole subjects only, since a volume needs every slice and ED/ES need
+    every frame. Returns the sorted row indices and a sentence saying what was used."""
+    ids = samples.subject_ids
+    subjects = sorted(set(ids.tolist()))
+    complete = [s for s in subjects if np.array_equal(np.sort(samples.slice_index[ids == s]), np.arange((ids == s).sum()))]
+    k = min(k_max, len(complete))
+    rng = np.random.default_rng([seed, CINE_CLINICAL_STREAM])
+    chosen = [complete[i] for i in np.sort(rng.choice(len(complete), k, replace=False))] if k else []
+    rows = np.flatnonzero(np.isin(ids, chosen))
+    t = samples.images.shape[1]
+    gaps = len(subjects) - len(complete)
+    note = (f"whole cine stacks of {k} subject(s) ({len(rows)} rows = slices, {len(rows) * t} frames, every one measured), "
+            f"drawn with the run seed among {len(complete)} with complete stacks (audit.clinical_subjects = {k_max}; "
+            f"{len(subjects)} subjects in the sample set{f', {gaps} with missing slice positions left out' if gaps else ''})")
+    return rows, note
+
+
+def cine_clinical_sections(samples: SampleSet, labels: np.ndarray | None, *, note: str, n_boot: int, seed: int,
+                           out_dir=None) -> dict[str, Any]:
+    """``clinical`` (from the judge's per-frame ``labels``, ``(N,T,H,W)``, of the rows of
+    ``samples``) and ``clinical_generator_masks`` (from ``samples.masks``) of a cine sample set of
+    whole subjects. With ``out_dir`` the per-subject tables go to CSV files there and the
+    Bland-Altman figures under ``out_dir/figures``."""
+    from audit.anatomy import clinical
+
+    requested = {idx: getattr(samples, f) for f, idx in clinical.CINE_REQUESTED.items() if getattr(samples, f) is not None}
+    asked = "/".join(f for f in clinical.CINE_REQUESTED if getattr(samples, f) is not None)
+    sources = {
+        "clinical": (labels, "judge", "judge-measured (slice summation over the judge's segmentation of every frame; "
+                                      "ED/ES = frames of largest/smallest LV volume)", "clinical_per_subject.csv", "clinical_"),
+        "clinical_generator_masks": (samples.masks, "generator seg decoder",
+                                     "measured on the generator's own masks (its segmentation decoder; slice summation, "
+                                     "ED/ES = frames of largest/smallest LV volume)",
+                                     "clinical_generator_masks_per_subject.csv", "clinical_generator_masks_"),
+    }
+    out: dict[str, Any] = {}
+    for key, (lab, who, measured_by, csv, prefix) in sources.items():
+        if lab is None:
+            out[key] = unavailable("the sample set has no masks of its own (the generator's segmentation decoder)"
+                                   if key == "clinical_generator_masks" else "no judge segmentation")
+            continue
+        table = clinical.cine_indices_table(lab, samples.subject_ids, samples.slice_index, samples.spacing, requested)
+        out[key] = clinical.cine_clinical_section(table, measured_by=measured_by, requested_from=f"requested (the sample set's {asked})",
+                                                  notes=note, n_boot=n_boot, seed=seed)
+        if out_dir is None:
+            continue
+        atomic_write_text(out_dir / csv, table.to_csv(index=False))
+        figures = out_dir / "figures"
+        figures.mkdir(exist_ok=True)
+        for name in requested:
+            m, r = table[f"{name}_measured"].to_numpy(float), table[f"{name}_requested"].to_numpy(float)
+            if np.isfinite(m - r).sum() >= 3:
+                clinical.bland_altman_plot(m, r, figures / f"{prefix}{name}.png", name=name, unit=clinical.UNITS[name],
+                                           measured_by=who, requested_from=f"sample set's {asked}")
+    return out
+
+
+def _cine_clinical(ctx: RunContext, samples: SampleSet, memo) -> dict[str, Any]:
+    """The judge (and the generator's masks) measure EDV/ESV/EF of whole generated cine stacks."""
+    reason = cine_clinical_unmet(samples)
+    k_max = ctx.cfg.audit.clinical_subjects
+    if reason is None and k_max <= 0:
+        reason = "clinical indices switched off (audit.clinical_subjects=0)"
+    if reason is None:
+        rows, note = cine_clinical_subjects(samples, k_max, ctx.cfg.seed)
+        n_subjects = len(set(samples.subject_ids[rows].tolist()))
+        if n_subjects < 3:
+            reason = f"clinical indices need at least 3 whole subjects; {note}"
+    if reason is not None:
+        log.info("cine clinical indices unavailable: %s", reason)
+        return {"clinical": unavailable(reason)}
+    sub = SampleSet(images=samples.images[rows], spacing=samples.spacing, subject_ids=samples.subject_ids[rows],
+                    slice_index=samples.slice_index[rows],
+                    masks=None if samples.masks is None else samples.masks[rows],
+                    **{f: getattr(samples, f)[rows] for f in ("ef", "edv", "esv") if getattr(samples, f) is not None})
+    n, t = sub.images.shape[:2]
+    log.info("cine clinical indices: judging %d frames of %d subjects' whole stacks", n * t, n_subjects)
+    labels, _ = memo(sub.images.reshape(n * t, *sub.images.shape[2:]), sub.pixel_spacing)
+    labels = labels.reshape(sub.images.shape)
+    return cine_clinical_sections(sub, labels, note=note, n_boot=ctx.cfg.audit.bootstrap, seed=ctx.cfg.seed,
+                                  out_dir=ctx.run_dir.path)
