@@ -226,7 +226,9 @@ GLOSSARY: dict[str, tuple[str, str]] = {
     "clinical": ("Clinical indices",
                  "LV end-diastolic / end-systolic volume and ejection fraction measured by the judge on whole "
                  "generated ED and ES stacks, against the values requested through the conditioning masks "
-                 "(controllability)."),
+                 "(controllability). Cine sets: volumes by slice summation over every frame of whole generated "
+                 "subjects, ED/ES = the frames of largest/smallest LV volume, against the requested EF/EDV/ESV; "
+                 "their temporal coherence (frame-to-frame judge Dice) is under fidelity, temporal smoothness."),
     "pearson_r": ("Pearson r", "Correlation between measured and requested index across subjects; 1 = perfect control."),
     "mae": ("MAE", "Mean absolute difference between measured and requested index."),
     "bland_altman": ("Bland-Altman bias and limits of agreement",
@@ -1315,11 +1317,15 @@ class _Builder:
                 r.mark("anatomy", "sdedit", strength)
             sec.table(t)
 
-        # clinical indices
-        cl = r.node("anatomy", "clinical")
-        if isinstance(cl, Mapping) and not _is_entry(cl):
+        # clinical indices (cine sets: also measured on the generator's own masks)
+        for key, title in (("clinical", "Clinical indices: judge-measured vs requested"),
+                           ("clinical_generator_masks", "Clinical indices: measured on the generator's own masks "
+                                                        "(its segmentation decoder) vs requested")):
+            cl = r.node("anatomy", key)
+            if not isinstance(cl, Mapping) or _is_entry(cl):
+                continue
             cols = ["pearson_r", "mae", "bland_altman_bias", "loa_low", "loa_high"]
-            t = self._table("anatomy_clinical", "Clinical indices: judge-measured vs requested",
+            t = self._table(f"anatomy_{key}", title,
                             [("Pearson r", "pearson_r"), ("MAE", "mae"), ("bias", "bland_altman"),
                              ("lower LoA", "bland_altman"), ("upper LoA", "bland_altman")],
                             row_header="index", row_gloss="clinical")
@@ -1327,8 +1333,8 @@ class _Builder:
                 if _is_entry(node):
                     t.add(_label(idx), [node] * len(cols), gloss="clinical")
                 elif isinstance(node, Mapping):
-                    t.add(_label(idx), [r.entry("anatomy", "clinical", idx, c) for c in cols], gloss="clinical")
-                r.mark("anatomy", "clinical", idx)
+                    t.add(_label(idx), [r.entry("anatomy", key, idx, c) for c in cols], gloss="clinical")
+                r.mark("anatomy", key, idx)
             sec.table(t)
         for png in self.inp.clinical_pngs:
             try:
@@ -1339,8 +1345,11 @@ class _Builder:
             if not data.startswith(b"\x89PNG\r\n\x1a\n"):
                 sec.notes.append(f"figures/{png.name}: not a PNG file, left out")
                 continue
-            f = Figure(png.stem, f"Clinical index {png.stem[len('clinical_'):].replace('_', ' ')}",
-                       "Left: judge-measured vs requested with the identity line; right: Bland-Altman plot "
+            own = png.stem.startswith("clinical_generator_masks_")
+            name = png.stem[len("clinical_generator_masks_" if own else "clinical_"):].replace("_", " ")
+            by = "measured on the generator's own masks" if own else "judge-measured"
+            f = Figure(png.stem, f"Clinical index {name}" + (" (generator's own masks)" if own else ""),
+                       f"Left: {by} vs requested with the identity line; right: Bland-Altman plot "
                        "(written by the anatomy stage).", _data_uri(plots.compact_png(data)), [f"figures/{png.name}"],
                        "bland_altman")
             sec.figure(f)

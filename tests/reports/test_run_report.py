@@ -350,6 +350,22 @@ def test_unexpected_result_shapes_do_not_crash(tmp_path, no_figures):
     assert tiles["privacy"]["level"] == "na" and tiles["anatomy"]["level"] == "good"
 
 
+def test_cine_clinical_from_the_generator_masks_gets_its_own_table(tmp_path, no_figures):
+    run = build_run_dir(tmp_path)
+    doc = json.loads((run / "results.json").read_text())
+    ef = {"pearson_r": _m(0.7), "mae": _m(6.0, "%", notes="whole cine stacks of 5 subject(s)"),
+          "bland_altman_bias": _m(2.0, "%"), "loa_low": _m(-9.0, "%"), "loa_high": _m(13.0, "%")}
+    doc["anatomy"]["clinical_generator_masks"] = {"lv_ef_pct": ef,
+                                                  "lv_mass_g": unavailable("a cine sample set requests only ef, edv, esv")}
+    write_results(run / "results.json", doc)
+    (run / "figures" / "clinical_generator_masks_lv_ef_pct.png").write_bytes((run / "figures" / "clinical_lv_ef_pct.png").read_bytes())
+    html = write_report(run).read_text("utf-8")
+    assert "measured on the generator&#39;s own masks (its segmentation decoder) vs requested" in html
+    assert "Clinical index lv ef pct (generator&#39;s own masks)" in html
+    assert "anatomy.clinical_generator_masks" not in html  # not left over under "other anatomy figures"
+    assert (run / "tables" / "anatomy_clinical_generator_masks.csv").is_file()
+
+
 def test_not_a_directory(tmp_path):
     with pytest.raises(UserError, match="not a run directory"):
         write_report(tmp_path / "nope")
