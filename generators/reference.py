@@ -251,8 +251,8 @@ class ExternalGenerator(Generator):
                 f"{self.path}: images are {s.images.shape[-2]}x{s.images.shape[-1]} but the cohort is prepared at "
                 f"{train.shape[0]}x{train.shape[1]}; resample the samples or set --set data.size=..."
             )
-        if not np.allclose(s.spacing, train.spacing, rtol=0.02):
-            raise UserError(f"{self.path}: spacing {s.spacing.tolist()} mm differs from the cohort's {train.spacing.tolist()} mm")
+        if not np.allclose(s.pixel_spacing, train.spacing, rtol=0.02):
+            raise UserError(f"{self.path}: spacing {s.pixel_spacing.tolist()} mm differs from the cohort's {train.spacing.tolist()} mm")
 
     def sample(self, n=None, *, conditions=None, seed=0, **sampler) -> SampleSet:
         if self.path is None:
