@@ -90,8 +90,28 @@ def load_cohort(ctx: RunContext) -> None:
 # --------------------------------------------------------------------------- fit
 
 
+def _uses_subjects(ctx: RunContext) -> bool:
+    return getattr(ctx.entry.cls, "data", "slices") == "subjects"
+
+
+def train_data(ctx: RunContext):
+    """What ``fit`` gets: the train split's slices, or its whole subjects for a 4D generator."""
+    if _uses_subjects(ctx):
+        from generators.data import StackSet
+
+        ids = ctx.artefacts["splits"].assignments.get("train") or []
+        return StackSet.from_prepared(ctx.artefacts["prepared"], ids) if ids else None
+    return split_slices(ctx, "train")
+
+
+def _train_size(train) -> dict[str, int]:
+    if hasattr(train, "subjects"):
+        return {"train_subjects": len(train), "train_slices": train.n_slices}
+    return {"train_slices": len(train)}
+
+
 def run_fit(ctx: RunContext) -> dict[str, Any]:
-    train = split_slices(ctx, "train")
+    train = train_data(ctx)
     if train is None:
         raise UserError("the train split is empty: nothing to fit the generator on")
     if ctx.cfg.dp.enabled and not getattr(ctx.entry.cls, "trainable", True):
@@ -109,7 +129,7 @@ def run_fit(ctx: RunContext) -> dict[str, Any]:
             ctx.artefacts["generator"] = generator
             _dp_artefacts(ctx, generator)
             log.info("fit: trained generator from the cache (%s); --no-cache retrains", key)
-            return {"train_slices": len(train), "fit_cache": "hit", "fit_cache_key": key}
+            return {**_train_size(train), "fit_cache": "hit", "fit_cache_key": key}
     generator = ctx.entry.cls()
     context = FitContext(
         reference=split_slices(ctx, "reference"),
@@ -124,7 +144,7 @@ def run_fit(ctx: RunContext) -> dict[str, Any]:
     generator.save(gen_dir)
     ctx.artefacts["generator"] = generator
     _dp_artefacts(ctx, generator)
-    info: dict[str, Any] = {"train_slices": len(train)}
+    info: dict[str, Any] = _train_size(train)
     if ctx.cfg.device.startswith("cuda"):
         import torch
 
@@ -143,7 +163,7 @@ def fit_on_worker(ctx: RunContext, resume: bool) -> None:
     prepared = _prepared(ctx)  # rank 0 has built the cohort cache by now
     ctx.artefacts.update(prepared=prepared, splits=load_splits(ctx.run_dir.path / "splits.json", prepared))
     generator = ctx.entry.cls()
-    generator.fit(split_slices(ctx, "train"), ctx.cfg, FitContext(checkpoint_root=ctx.run_dir.checkpoints, resume=resume))
+    generator.fit(train_data(ctx), ctx.cfg, FitContext(checkpoint_root=ctx.run_dir.checkpoints, resume=resume))
 
 
 def _dp_artefacts(ctx: RunContext, generator: Any) -> None:
@@ -179,8 +199,42 @@ def load_fit(ctx: RunContext) -> None:
 # --------------------------------------------------------------------------- sample
 
 
+def stack_conditions(ctx: RunContext) -> dict[str, np.ndarray]:
+    """Clinical priors of ``sample.condition_split`` subjects (group, EF/EDV/ESV from their ED and ES
+    masks, number of slices, slice spacing), cycled to ``sample.n_samples`` stacks."""
+    split = ctx.cfg.sample.condition_split
+    prepared = ctx.artefacts["prepared"]
+    rows = []
+    for sid in ctx.artefacts["splits"].assignments.get(split) or []:
+        s = prepared[sid]
+        e = s.ejection_fraction()
+        if e is not None and e["edv"] > 0:
+            rows.append((sid, s.group, s.vendor, e["ef"], e["edv"], e["esv"], s.n_slices, float(s.spacing[2])))
+    if not rows:
+        raise UserError(f"sample.condition_split '{split}' has no subject with annotated ED and ES frames to take "
+                        "clinical priors from")
+    accepts = getattr(ctx.artefacts.get("generator"), "accepts", None)
+    if callable(accepts):  # e.g. a slice count the model was not trained for: skip that subject, say so
+        ok = [r for r in rows if accepts(group=r[1], n_slices=r[6], slice_spacing=r[7])]
+        if len(ok) < len(rows):
+            log.warning("sample: %d of %d %s subjects have priors outside the generator's trained range; "
+                        "conditioning on the other %d", len(rows) - len(ok), len(rows), split, len(ok))
+        if not ok:
+            raise UserError(f"no {split} subject has priors inside generator '{ctx.cfg.generator}''s trained range")
+        rows = ok
+    n = ctx.cfg.sample.n_samples
+    rng = np.random.default_rng([ctx.cfg.seed, 1])
+    idx = rng.permutation(np.resize(np.arange(len(rows)), n)) if n > len(rows) else rng.choice(len(rows), n, replace=False)
+    cols = list(zip(*[rows[i] for i in idx]))
+    keys = ("subject_ids", "group", "vendor", "ef", "edv", "esv", "n_slices", "slice_spacing")
+    return {k: np.asarray(v) for k, v in zip(keys, cols)}
+
+
 def conditions_for(ctx: RunContext) -> dict[str, np.ndarray]:
-    """Conditioning masks and labels: labelled slices of ``sample.condition_split``, cycled to n."""
+    """Conditioning masks and labels: labelled slices of ``sample.condition_split``, cycled to n
+    (clinical priors of whole subjects for a 4D generator, :func:`stack_conditions`)."""
+    if _uses_subjects(ctx):
+        return stack_conditions(ctx)
     split = ctx.cfg.sample.condition_split
     pool = split_slices(ctx, split)
     if pool is None or not pool.labelled.any():

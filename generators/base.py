@@ -44,6 +44,10 @@ class Generator(abc.ABC):
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: whether the generator learns from data (reference generators may not)
     trainable: ClassVar[bool] = True
+    #: what ``fit`` receives and ``sample`` is conditioned on: ``"slices"`` (a
+    #: :class:`~generators.data.SliceSet`, conditioning masks) or ``"subjects"`` (a
+    #: :class:`~generators.data.StackSet` of whole cine stacks, clinical priors per subject)
+    data: ClassVar[str] = "slices"
 
     @abc.abstractmethod
     def fit(self, train: Any, config: Any, context: FitContext | None = None) -> None:

@@ -64,3 +64,26 @@ class SliceSet:
         """Mask-conditioned models need annotated slices; say so clearly if there are none."""
         if not self.labelled.any():
             raise UserError(f"generator '{who}' is mask-conditioned but the training split has no annotated slices")
+
+
+@dataclass
+class StackSet:
+    """Whole prepared subjects of a split (every frame and slice): what a 4D generator such as
+    ``cine`` receives instead of a :class:`SliceSet` (``Generator.data == "subjects"``)."""
+
+    subjects: list  # cohorts.types.Subject, preprocessed (T, Z, H, W)
+
+    def __len__(self) -> int:
+        return len(self.subjects)
+
+    @classmethod
+    def from_prepared(cls, prepared, ids: Iterable[str]) -> "StackSet":
+        ids = list(ids)
+        if not ids:
+            raise UserError("no subjects in the requested split: cannot build training stacks")
+        return cls([prepared[i] for i in ids])
+
+    @property
+    def n_slices(self) -> int:
+        """Number of 2D images (frames x slices) in all subjects."""
+        return int(sum(s.n_frames * s.n_slices for s in self.subjects))

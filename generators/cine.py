@@ -1,0 +1,526 @@
+"""``cine``: a 4D cine generator after seed 001 (arXiv 2606.26764), built in-house so it can be audited.
+
+A cascade of three models, trained one after the other on the ``train`` split's whole cine stacks:
+
+1. **Semi-supervised dual-decoder VAE** (:mod:`generators.cine_vae`): per-slice encoder, image
+   decoder and segmentation decoder; every frame trains the image branch, annotated frames
+   also the segmentation branch.
+2. **Static LDM**: generates the ED latents of a whole short-axis stack. The stack is one
+   tensor whose channels are the slices' latent channels (``slices_max x latent_channels``,
+   basal to apical; slices beyond the requested count are zero padding and excluded from the
+   loss), conditioned on the clinical priors: pathology group, EF, EDV, ESV, number of slices
+   and slice spacing.
+3. **Motion LDM**: generates, per slice, the *residual* latents ``z_t - z_ED`` of the frames
+   ``t = 1..T-1`` (channels ``(T-1) x latent_channels``), conditioned on that slice's static
+   latent (concatenated to the input), the priors and the slice's relative position in the
+   stack. Generating residuals of one slice jointly over time is what keeps the cine coherent.
+
+Priors enter MONAI's :class:`~monai.networks.nets.DiffusionModelUNet` through its class-embedding
+slot, which here holds a small MLP of the prior vector (group one-hot, ``EF/100``, ``EDV/250``,
+``ESV/250``, ``slices/16``, ``spacing/10``, a null flag) instead of an embedding table. The
+scales are fixed physiological ones, not statistics of the training data (nothing about the
+private cohort leaks through them). Classifier-free guidance (Ho & Salimans 2022): all priors
+are dropped together with probability ``p_uncond`` (10 %, as in seed 001) and sampling mixes
+``u + w (c - u)`` with ``w = sample.guidance_scale`` (5 in the presets, seed 001's default).
+Both LDMs use a DDPM forward process with v-prediction (Salimans & Ho 2022) and trailing-DDIM
+sampling (Song et al. 2021; Lin et al. 2024), as the 2D latent family.
+
+Frames: each training cine is resampled to ``frames`` frames over one cardiac cycle starting
+at ED (nearest frame, cyclic), so every generated cine has ``frames`` frames with frame 0 = ED.
+
+Output: a :class:`~generators.sampleset.SampleSet` with one row per generated slice
+``(rows, T, H, W)``; the rows of one generated stack share its ``subject_ids`` (the conditioning
+subject's id, suffixed ``~k`` for repeats) and carry ``slice_index``; masks come from the
+segmentation decoder; ``spacing`` is ``(px, px, slice spacing)`` and ``ef``/``edv``/``esv``
+are the *requested* indices. All stacks in a set share one slice spacing (the contract carries
+one spacing): the median of the requested ones, which is also what every stack is conditioned on.
+
+Not supported: DP-SGD (three private phases would have to share one ledger; refused with a
+clear error), several processes under torchrun (refused), vendor conditioning.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from audit.errors import UserError
+from audit.logs import progress_disabled
+from generators import checkpoint as ckpt
+from generators import device as devices
+from generators import distributed
+from generators.autoencoder import AE_DEFAULTS, LatentAutoencoder
+from generators.base import FitContext, Generator
+from generators.cine_vae import DualDecoderVAE, train_vae
+from generators.data import StackSet
+from generators.mask2d import set_threads
+from generators.sampleset import SampleSet
+from generators.training import EMA, Trainer, TrainSpec
+
+log = logging.getLogger(__name__)
+
+T_TRAIN = 1000
+#: fixed scales of the continuous priors (data-independent)
+PRIOR_SCALES = {"ef": 100.0, "edv": 250.0, "esv": 250.0, "n_slices": 16.0, "slice_spacing": 10.0}
+#: tolerance (EF points) between a requested EF and the EF implied by the requested EDV and ESV
+EF_TOLERANCE = 5.0
+
+
+def cycle_frames(n_frames: int, ed: int, frames: int) -> np.ndarray:
+    """Indices of ``frames`` frames spread evenly over one cycle starting at ``ed`` (cyclic)."""
+    return (int(ed) + np.round(np.linspace(0, n_frames - 1, frames)).astype(int)) % n_frames
+
+
+class PriorNet(nn.Module):
+    """MLP from the prior vector to the UNet's embedding (sits in MONAI's class-embedding slot)."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_in, n_out), nn.SiLU(), nn.Linear(n_out, n_out))
+
+    def forward(self, priors: torch.Tensor) -> torch.Tensor:
+        return self.net(priors.float())
+
+
+def _unet(in_ch: int, out_ch: int, n_priors: int, options: Mapping[str, Any]) -> nn.Module:
+    from monai.networks.nets import DiffusionModelUNet
+
+    ch = tuple(int(c) for c in options["channels"])
+    unet = DiffusionModelUNet(spatial_dims=2, in_channels=in_ch, out_channels=out_ch, channels=ch,
+                              num_res_blocks=int(options["num_res_blocks"]), attention_levels=(False,) * len(ch),
+                              norm_num_groups=int(options["norm_groups"]), num_class_embeds=1)
+    unet.class_embedding = PriorNet(n_priors, ch[0] * 4)  # MONAI adds it to the timestep embedding
+    return unet
+
+
+class CineGenerator(Generator):
+    name = "cine"
+    family = "cine"
+    description = "4D cine cascade: dual-decoder VAE, static anatomy LDM from clinical priors, residual motion LDM"
+    #: what ``fit`` receives: whole subjects (:class:`~generators.data.StackSet`), not slices
+    data: ClassVar[str] = "subjects"
+    defaults: ClassVar[Mapping[str, Any]] = {
+        "frames": 16,
+        "ae": {"channels": [16, 32, 64], "norm_groups": 8, "steps": 600, "batch_size": 16},
+        "vae_steps": 300, "vae_batch_size": 32, "vae_lr": 5e-4, "seg_weight": 1.0,
+        "channels": [64, 128, 128], "num_res_blocks": 1, "norm_groups": 16, "lr": 3e-4,
+        "static_steps": 1500, "static_batch_size": 16, "motion_steps": 1500, "motion_batch_size": 32,
+        "p_uncond": 0.1, "schedule": "scaled_linear_beta", "prediction": "v_prediction",
+    }
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "smoke": {"data.size": 32, "data.target_spacing": 5.0, "data.frames": "all", "sample.n_samples": 4,
+                  "sample.sampler_steps": 4, "sample.guidance_scale": 5.0, "audit.clinical_subjects": 4,
+                  "generator_options.frames": 4,
+                  "generator_options.ae": {"channels": [8, 8], "norm_groups": 4, "steps": 10, "batch_size": 8},
+                  "generator_options.vae_steps": 5, "generator_options.channels": [16, 16],
+                  "generator_options.norm_groups": 8, "generator_options.static_steps": 10,
+                  "generator_options.motion_steps": 10},
+        # 64x64 at 2.5 mm (a 160 mm field of view), 16 frames per cycle; sized for <= 20 min on 2 cores
+        "quick": {"data.size": 64, "data.target_spacing": 2.5, "data.frames": "all", "data.phantom_subjects": 60,
+                  "sample.n_samples": 24, "sample.sampler_steps": 20, "sample.guidance_scale": 5.0,
+                  "audit.clinical_subjects": 12},
+        "full": {"data.size": 128, "data.target_spacing": 1.5, "data.frames": "all", "sample.n_samples": 100,
+                 "sample.sampler_steps": 50, "sample.guidance_scale": 5.0, "audit.clinical_subjects": 50,
+                 "generator_options.ae": {"channels": [32, 64, 128], "norm_groups": 16, "steps": 2000, "batch_size": 64},
+                 "generator_options.vae_steps": 1500, "generator_options.vae_batch_size": 64,
+                 "generator_options.channels": [128, 256, 256], "generator_options.norm_groups": 32,
+                 "generator_options.static_steps": 4000, "generator_options.motion_steps": 4000,
+                 "generator_options.motion_batch_size": 128},
+    }
+
+    def __init__(self) -> None:
+        self.options: dict[str, Any] = {**self.defaults, "ae": dict(self.defaults["ae"])}
+        self.vae: DualDecoderVAE | None = None
+        self.nets: nn.ModuleDict | None = None
+        self.groups: tuple[str, ...] = ()
+        self.shape: tuple[int, int] | None = None
+        self.pixel_spacing: np.ndarray | None = None
+        #: what the model was trained on: valid ranges of the priors, slices_max, the motion scale
+        self.meta: dict[str, Any] = {}
+        self.device = torch.device("cpu")
+        self.steps_done = 0
+        #: training priors (one row per subject), for sampling without explicit conditions
+        self.train_priors: dict[str, list] = {}
+
+    # ------------------------------------------------------------------ options
+    def _set_options(self, given: Mapping[str, Any]) -> None:
+        unknown = sorted(set(given) - set(self.defaults))
+        if unknown:
+            raise UserError(f"generator 'cine': unknown option(s) {unknown}; known: {', '.join(sorted(self.defaults))}")
+        opts = {**self.defaults, **given}
+        opts["ae"] = {**self.defaults["ae"], **(given.get("ae") or {})}
+        if int(opts["frames"]) < 2:
+            raise UserError(f"generator 'cine': option frames must be >= 2, got {opts['frames']}")
+        self.options = opts
+
+    # ------------------------------------------------------------------ priors
+    @property
+    def n_priors(self) -> int:
+        return len(self.groups) + len(PRIOR_SCALES) + 1
+
+    def prior_vector(self, group: torch.Tensor, values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """``(B, n_priors)``: group one-hot, scaled EF/EDV/ESV/slices/spacing, null flag; zeros where dropped."""
+        onehot = F.one_hot(group.long(), len(self.groups)).float()
+        scaled = values.float() / torch.tensor(list(PRIOR_SCALES.values()), device=values.device)
+        k = keep.float().view(-1, 1)
+        return torch.cat([onehot * k, scaled * k, 1 - k], dim=1)
+
+    def check_priors(self, group, ef, edv, esv, n_slices, slice_spacing) -> None:
+        """Physiologically impossible or untrained priors: one clear error listing the valid range."""
+        bad = []
+        known = set(self.groups)
+        for g in set(map(str, group)) - known:
+            bad.append(f"group {g!r} unknown (trained on {', '.join(self.groups)})")
+        ef, edv, esv = (np.asarray(a, np.float64) for a in (ef, edv, esv))
+        if not (np.isfinite(ef).all() and np.isfinite(edv).all() and np.isfinite(esv).all()):
+            bad.append("EF/EDV/ESV must be finite numbers")
+        if (ef < 0).any() or (ef > 100).any():
+            bad.append(f"EF must be in [0, 100] %, got {ef[(ef < 0) | (ef > 100)][:3].tolist()}")
+        if (edv <= 0).any() or (esv < 0).any():
+            bad.append("EDV must be > 0 mL and ESV >= 0 mL")
+        if (esv > edv).any():
+            i = int(np.flatnonzero(esv > edv)[0])
+            bad.append(f"ESV ({esv[i]:g} mL) exceeds EDV ({edv[i]:g} mL)")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            implied = 100 * (edv - esv) / edv
+        off = np.abs(implied - ef) > EF_TOLERANCE
+        if off.any():
+            i = int(np.flatnonzero(off)[0])
+            bad.append(f"EF {ef[i]:g} % disagrees with EDV/ESV ({implied[i]:.1f} %; tolerance {EF_TOLERANCE:g} points)")
+        lo, hi = self.meta["slices_range"]
+        ns = np.asarray(n_slices)
+        if ((ns < lo) | (ns > hi)).any():
+            bad.append(f"number of slices must be in [{lo}, {hi}] (the trained range), got {sorted(set(ns.tolist()) - set(range(lo, hi + 1)))}")
+        slo, shi = self.meta["spacing_range"]
+        sp = float(slice_spacing)
+        if not (0.5 * slo <= sp <= 1.5 * shi):
+            bad.append(f"slice spacing {sp:g} mm is outside [{0.5 * slo:g}, {1.5 * shi:g}] mm (trained: {slo:g}-{shi:g} mm)")
+        if bad:
+            raise UserError("generator 'cine': impossible or untrained priors: " + "; ".join(bad))
+
+    def accepts(self, *, group: str, n_slices: int, slice_spacing: float) -> bool:
+        """Whether a subject's structural priors lie inside what the model was trained on."""
+        lo, hi = self.meta["slices_range"]
+        slo, shi = self.meta["spacing_range"]
+        return str(group) in self.groups and lo <= int(n_slices) <= hi and 0.5 * slo <= float(slice_spacing) <= 1.5 * shi
+
+    # ------------------------------------------------------------------ data
+    def _latents(self, train: StackSet) -> tuple[list[torch.Tensor], dict[str, np.ndarray]]:
+        """Per subject ``(T, Z, c, h, w)`` latents of the cycle resampled to ``frames`` from ED, and the priors."""
+        T = int(self.options["frames"])
+        out, pri = [], {k: [] for k in ("group", "ef", "edv", "esv", "n_slices", "slice_spacing")}
+        for s in tqdm(train.subjects, desc="cine: encode training cines", disable=progress_disabled(), leave=False):
+            idx = cycle_frames(s.n_frames, s.ed, T)
+            x = torch.from_numpy(np.ascontiguousarray(s.image[idx], np.float32)).reshape(-1, 1, *s.image.shape[-2:])
+            z = self.vae.encode(x).cpu()
+            out.append(z.reshape(T, s.n_slices, *z.shape[1:]))
+            e = s.ejection_fraction() or {}
+            pri["group"].append(s.group)
+            pri["ef"].append(e.get("ef", np.nan))
+            pri["edv"].append(e.get("edv", np.nan))
+            pri["esv"].append(e.get("esv", np.nan))
+            pri["n_slices"].append(s.n_slices)
+            pri["slice_spacing"].append(float(s.spacing[2]))
+        return out, {k: np.asarray(v) for k, v in pri.items()}
+
+    # ------------------------------------------------------------------ training
+    def fit(self, train: StackSet, config: Any, context: FitContext | None = None) -> None:
+        context = context or FitContext()
+        if not isinstance(train, StackSet):
+            raise UserError("generator 'cine' trains on whole subjects (a StackSet), not on slices")
+        if config.dp.enabled:
+            raise UserError("generator 'cine' does not support DP training yet (its three phases would need one "
+                            "shared privacy ledger); run it without --dp-*")
+        if distributed.current() is not None:
+            raise UserError("generator 'cine' trains in one process; run it without torchrun")
+        self._set_options(getattr(config, "generator_options", {}) or {})
+        o = self.options
+        set_threads(config.train.num_threads)
+        self.device = devices.resolve(getattr(config, "device", "cpu"))
+        amp = bool(getattr(config.train, "amp", True))
+        seed = int(config.seed)
+        subjects = [s for s in train.subjects if s.ejection_fraction() is not None]
+        if len(subjects) < 2:
+            raise UserError(f"generator 'cine' needs >= 2 training subjects with annotated ED and ES frames, "
+                            f"got {len(subjects)} of {len(train.subjects)}")
+        train = StackSet(subjects)
+        self.shape = tuple(subjects[0].image.shape[-2:])  # type: ignore[assignment]
+        self.pixel_spacing = np.asarray(subjects[0].spacing[:2], np.float32)
+        self.groups = tuple(sorted({s.group for s in subjects}))
+        root = context.checkpoint_root
+
+        # 1. semi-supervised dual-decoder VAE on every frame of every training subject
+        images = np.concatenate([s.image.reshape(-1, *self.shape) for s in subjects])
+        masks = np.concatenate([(s.mask if s.mask is not None else np.zeros_like(s.image, np.uint8)).reshape(-1, *self.shape)
+                                for s in subjects])
+        labelled = np.concatenate([np.repeat(np.asarray(s.labelled, bool), s.n_slices) for s in subjects])
+        self.vae = train_vae(images, masks, labelled, o, seed=seed, device=self.device, amp=amp,
+                             checkpoint_root=None if root is None else Path(root) / "vae", resume=context.resume)
+        del images, masks
+        lat, pri = self._latents(train)
+        c, h, w = self.vae.latent_shape
+        T = int(o["frames"])
+        zmax = max(int(z.shape[1]) for z in lat)
+        self.meta = {"slices_max": zmax, "slices_range": [int(pri["n_slices"].min()), int(pri["n_slices"].max())],
+                     "spacing_range": [float(pri["slice_spacing"].min()), float(pri["slice_spacing"].max())],
+                     "train_subjects": len(subjects)}
+        self.train_priors = {k: v.tolist() for k, v in pri.items()}
+        g_idx = torch.tensor([self.groups.index(g) for g in pri["group"]])
+        values = torch.from_numpy(np.stack([pri[k] for k in PRIOR_SCALES], 1).astype(np.float32))
+
+        # 2. static data: the ED stack, slices as channels, zero-padded to slices_max
+        x_static = torch.zeros(len(lat), zmax * c, h, w)
+        valid = torch.zeros(len(lat), zmax * c, dtype=torch.bool)
+        for i, z in enumerate(lat):
+            x_static[i, : z.shape[1] * c] = z[0].reshape(-1, h, w)
+            valid[i, : z.shape[1] * c] = True
+        # 3. motion data: per (subject, slice) the residuals of frames 1..T-1 and the static latent
+        rows = [(i, k) for i, z in enumerate(lat) for k in range(z.shape[1])]
+        resid = torch.stack([(lat[i][1:, k] - lat[i][0, k]).reshape(-1, h, w) for i, k in rows])
+        cond = torch.stack([lat[i][0, k] for i, k in rows])
+        pos = torch.tensor([k / max(1, lat[i].shape[1] - 1) for i, k in rows], dtype=torch.float32)
+        motion_scale = float(1.0 / resid.std().clamp_min(1e-6))
+        self.meta["motion_scale"] = motion_scale
+        row_subject = torch.tensor([i for i, _ in rows])
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.nets = nn.ModuleDict({
+                "static": _unet(zmax * c, zmax * c, self.n_priors, o),
+                "motion": _unet((T - 1) * c + c, (T - 1) * c, self.n_priors + 1, o),
+            })
+        self.nets.to(self.device)
+        from monai.networks.schedulers import DDPMScheduler
+
+        scheduler = DDPMScheduler(num_train_timesteps=T_TRAIN, schedule=o["schedule"], prediction_type=o["prediction"])
+        tcfg = config.train
+
+        def phase(name: str, n: int, batch: int, steps: int, make) -> None:
+            net = self.nets[name]
+            opt = torch.optim.AdamW(net.parameters(), lr=float(o["lr"]), weight_decay=0.0)
+            ema = EMA(net, tcfg.ema_decay, min(int(tcfg.ema_warmup_steps), steps // 4))
+
+            def step(t: int, rng: np.random.Generator) -> dict[str, float]:
+                net.train()
+                idx = torch.as_tensor(rng.choice(n, min(batch, n), replace=False))
+                x0, extra, prior, weight = make(idx, rng)
+                noise = torch.randn_like(x0)
+                tt = torch.randint(0, T_TRAIN, (x0.shape[0],), device=x0.device)
+                xt = scheduler.add_noise(x0, noise, tt)
+                target = scheduler.get_velocity(x0, noise, tt) if o["prediction"] == "v_prediction" else noise
+                inp = xt if extra is None else torch.cat([xt, extra], 1)
+                with devices.autocast(self.device, amp):
+                    pred = net(inp, timesteps=tt, class_labels=prior)
+                err = (pred.float() - target).pow(2)
+                loss = (err * weight).sum() / weight.expand_as(err).sum() if weight is not None else err.mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                opt.step()
+                return {"loss": loss.item()}
+
+            spec = TrainSpec(f"cine-{name}", {"options": o, "meta": self.meta}, int(steps), seed,
+                             None if root is None else Path(root) / name, tcfg.checkpoint_every if root else 0,
+                             None, desc=f"train cine {name} LDM")
+            trainer = Trainer(spec, {name: net}, {name: opt}, {name: ema})
+            trainer.fit(step, resume=context.resume)
+            ema.copy_to(net)
+            net.eval()
+            self.steps_done += trainer.step
+
+        def keep_mask(m: int, rng: np.random.Generator) -> torch.Tensor:
+            return torch.from_numpy(rng.random(m) >= float(o["p_uncond"]))
+
+        def make_static(idx, rng):
+            prior = self.prior_vector(g_idx[idx], values[idx], keep_mask(len(idx), rng))
+            weight = valid[idx].float().view(len(idx), -1, 1, 1)
+            return x_static[idx].to(self.device), None, prior.to(self.device), weight.to(self.device)
+
+        def make_motion(idx, rng):
+            s = row_subject[idx]
+            prior = self.prior_vector(g_idx[s], values[s], keep_mask(len(idx), rng))
+            prior = torch.cat([prior, pos[idx].view(-1, 1)], 1)
+            return ((resid[idx] * motion_scale).to(self.device), cond[idx].to(self.device), prior.to(self.device), None)
+
+        self.steps_done = 0
+        phase("static", len(lat), int(o["static_batch_size"]), int(o["static_steps"]), make_static)
+        phase("motion", len(rows), int(o["motion_batch_size"]), int(o["motion_steps"]), make_motion)
+        log.info("cine: trained on %d subjects (%d slice cines, slices %s, %d frames), latents %dx%dx%d",
+                 len(subjects), len(rows), self.meta["slices_range"], T, c, h, w)
+
+    # ------------------------------------------------------------------ sampling
+    def _guided_ddim(self, net: nn.Module, x: torch.Tensor, extra: torch.Tensor | None, prior: torch.Tensor,
+                     null: torch.Tensor, steps: int, w: float) -> torch.Tensor:
+        from monai.networks.schedulers import DDIMScheduler
+
+        o = self.options
+        sch = DDIMScheduler(num_train_timesteps=T_TRAIN, schedule=o["schedule"], clip_sample=False,
+                            prediction_type=o["prediction"], steps_offset=max(0, T_TRAIN // steps - 1))
+        sch.set_timesteps(steps)
+        for t in sch.timesteps:
+            inp = x if extra is None else torch.cat([x, extra], 1)
+            tt = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
+            with devices.autocast(self.device, False):
+                if w == 1.0:
+                    out = net(inp, timesteps=tt, class_labels=prior)
+                else:
+                    both = net(torch.cat([inp, inp]), timesteps=torch.cat([tt, tt]), class_labels=torch.cat([prior, null]))
+                    c_out, u_out = both.float().chunk(2)
+                    out = u_out + w * (c_out - u_out)
+            x, _ = sch.step(out.float(), int(t), x)
+        return x
+
+    def _conditions(self, n: int | None, conditions: Mapping[str, Any] | None, seed: int) -> dict[str, np.ndarray]:
+        if conditions is None or conditions.get("ef") is None:
+            if n is None:
+                raise UserError("generator 'cine': pass n or conditions with group, ef, edv, esv, n_slices")
+            rng = np.random.default_rng([seed, 7])
+            pick = rng.integers(0, len(self.train_priors["group"]), n)
+            cond = {k: np.asarray(v)[pick] for k, v in self.train_priors.items()}
+            cond["subject_ids"] = np.array([f"cine{i:04d}" for i in range(n)])
+            return cond
+        need = ("group", "ef", "edv", "esv", "n_slices")
+        missing = [k for k in need if conditions.get(k) is None]
+        if missing:
+            raise UserError(f"generator 'cine': conditions lack {', '.join(missing)} (need {', '.join(need)})")
+        k = len(np.asarray(conditions["ef"]))
+        if n is not None and n > k:
+            raise UserError(f"asked for {n} cine stacks but only {k} conditions were given")
+        k = k if n is None else n
+        cond = {key: np.asarray(conditions[key])[:k] for key in need}
+        ids = conditions.get("subject_ids")
+        ids = np.asarray(ids)[:k].astype(str) if ids is not None else np.array([f"cine{i:04d}" for i in range(k)])
+        seen: dict[str, int] = {}
+        unique = []
+        for s in ids:  # a subject conditioned on twice yields two stacks: keep their ids apart
+            r = seen.get(s, 0)
+            seen[s] = r + 1
+            unique.append(s if r == 0 else f"{s}~{r}")
+        cond["subject_ids"] = np.array(unique)
+        sp = conditions.get("slice_spacing")
+        cond["slice_spacing"] = np.asarray(sp, np.float64)[:k] if sp is not None else np.asarray(self.train_priors["slice_spacing"])
+        return cond
+
+    @torch.no_grad()
+    def sample(self, n: int | None = None, *, conditions: Mapping[str, Any] | None = None, seed: int = 0,
+               batch_size: int = 32, steps: int | None = None, guidance: float | None = None, **_: Any) -> SampleSet:
+        """Cine stacks for the requested priors (``conditions``: ``group``, ``ef``, ``edv``, ``esv``,
+        ``n_slices``, optional ``slice_spacing`` and ``subject_ids``), or ``n`` stacks with priors
+        of random training subjects. Seeded: the same seed gives the same set on any device."""
+        if self.nets is None or self.vae is None:
+            raise UserError("generator 'cine' has not been fitted or loaded")
+        cond = self._conditions(n, conditions, seed)
+        dz = float(np.median(cond["slice_spacing"]))
+        cond["n_slices"] = cond["n_slices"].astype(int)
+        self.check_priors(cond["group"], cond["ef"], cond["edv"], cond["esv"], cond["n_slices"], dz)
+        steps = int(steps or 20)
+        w = float(5.0 if guidance is None else guidance)
+        o, T = self.options, int(self.options["frames"])
+        c, h, wd = self.vae.latent_shape
+        zmax = int(self.meta["slices_max"])
+        scale = float(self.meta["motion_scale"])
+        gen = torch.Generator().manual_seed(int(seed))
+        k = len(cond["ef"])
+        g_idx = torch.tensor([self.groups.index(str(g)) for g in cond["group"]])
+        values = torch.tensor(np.stack([cond["ef"], cond["edv"], cond["esv"], cond["n_slices"], np.full(k, dz)], 1),
+                              dtype=torch.float32)
+        images, masks, ids, slice_index, req = [], [], [], [], {key: [] for key in ("ef", "edv", "esv", "group")}
+        for lo in tqdm(range(0, k, batch_size), desc="sample cine", disable=progress_disabled(), leave=False):
+            hi = min(lo + batch_size, k)
+            b = hi - lo
+            prior = self.prior_vector(g_idx[lo:hi], values[lo:hi], torch.ones(b, dtype=torch.bool)).to(self.device)
+            null = self.prior_vector(g_idx[lo:hi], values[lo:hi], torch.zeros(b, dtype=torch.bool)).to(self.device)
+            x = torch.randn((b, zmax * c, h, wd), generator=gen).to(self.device)
+            static = self._guided_ddim(self.nets["static"], x, None, prior, null, steps, w).view(b, zmax, c, h, wd)
+            ns = cond["n_slices"][lo:hi]
+            rows = [(i, z) for i in range(b) for z in range(int(ns[i]))]
+            s_lat = torch.stack([static[i, z] for i, z in rows])
+            pos = torch.tensor([z / max(1, int(ns[i]) - 1) for i, z in rows], dtype=torch.float32, device=self.device).view(-1, 1)
+            ri = torch.tensor([i for i, _ in rows])
+            m_prior = torch.cat([prior[ri.to(self.device)], pos], 1)
+            m_null = torch.cat([null[ri.to(self.device)], pos], 1)
+            xm = torch.randn((len(rows), (T - 1) * c, h, wd), generator=gen).to(self.device)
+            resid = self._guided_ddim(self.nets["motion"], xm, s_lat, m_prior, m_null, steps, w) / scale
+            frames = torch.cat([s_lat.unsqueeze(1), s_lat.unsqueeze(1) + resid.view(len(rows), T - 1, c, h, wd)], 1)
+            img, msk = [], []
+            flat = frames.reshape(-1, c, h, wd)
+            for j in range(0, len(flat), 256):
+                a, m = self.vae.decode(flat[j:j + 256])
+                img.append(a[:, 0].float().cpu())
+                msk.append(m.cpu())
+            images.append(torch.cat(img).view(len(rows), T, *self.shape).numpy())
+            masks.append(torch.cat(msk).view(len(rows), T, *self.shape).numpy())
+            for i, z in rows:
+                ids.append(cond["subject_ids"][lo + i])
+                slice_index.append(z)
+                for key in req:
+                    req[key].append(cond[key][lo + i])
+        return SampleSet(
+            images=np.clip(np.concatenate(images), 0, 1).astype(np.float32), masks=np.concatenate(masks).astype(np.uint8),
+            spacing=np.asarray([*self.pixel_spacing, dz], np.float32), subject_ids=np.asarray(ids),
+            group=np.asarray(req["group"]).astype(str), ef=np.asarray(req["ef"], np.float32),
+            edv=np.asarray(req["edv"], np.float32), esv=np.asarray(req["esv"], np.float32),
+            slice_index=np.asarray(slice_index, np.int64))
+
+    # ------------------------------------------------------------------ device / io
+    def to(self, device) -> "CineGenerator":
+        self.device = devices.resolve(device)
+        if self.nets is not None:
+            self.nets.to(self.device)
+        if self.vae is not None:
+            self.vae.to(self.device)
+        return self
+
+    def model_config(self) -> dict[str, Any]:
+        return {"options": self.options, "groups": list(self.groups), "shape": list(self.shape),
+                "pixel_spacing": [float(s) for s in self.pixel_spacing], "meta": self.meta,
+                "ae_scale": self.vae.ae.scale, "train_priors": self.train_priors}
+
+    def save(self, directory: str | Path) -> None:
+        if self.nets is None or self.vae is None:
+            raise UserError("generator 'cine' has not been fitted; nothing to save")
+        weights = {f"{k}.{p}": v for k, net in self.nets.items() for p, v in net.state_dict().items()}
+        weights.update({f"vae.ae.{p}": v for p, v in self.vae.ae.net.state_dict().items()})
+        weights.update({f"vae.seg.{p}": v for p, v in self.vae.seg.state_dict().items()})
+        ckpt.save(directory, generator=self.name, model_config=self.model_config(), step=self.steps_done, weights=weights)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "CineGenerator":
+        c = ckpt.load(directory, generator=cls.name)
+        g = cls()
+        try:
+            mc = c.model_config
+            g._set_options(mc["options"])
+            g.groups = tuple(mc["groups"])
+            g.shape = tuple(mc["shape"])  # type: ignore[assignment]
+            g.pixel_spacing = np.asarray(mc["pixel_spacing"], np.float32)
+            g.meta = dict(mc["meta"])
+            g.train_priors = dict(mc["train_priors"])
+            ae = LatentAutoencoder(g.options["ae"], g.shape)
+            ae.net.load_state_dict(_prefixed(c.weights, "vae.ae."))
+            ae.scale = float(mc["ae_scale"])
+            g.vae = DualDecoderVAE(ae)
+            g.vae.seg.load_state_dict(_prefixed(c.weights, "vae.seg."))
+            o, T = g.options, int(g.options["frames"])
+            lc = int({**AE_DEFAULTS, **o["ae"]}["latent_channels"])
+            zmax = int(g.meta["slices_max"])
+            g.nets = nn.ModuleDict({"static": _unet(zmax * lc, zmax * lc, g.n_priors, o),
+                                    "motion": _unet((T - 1) * lc + lc, (T - 1) * lc, g.n_priors + 1, o)})
+            for k, net in g.nets.items():
+                net.load_state_dict(_prefixed(c.weights, k + "."))
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise UserError(f"{directory}: incompatible checkpoint for generator 'cine' ({str(exc).splitlines()[0]})") from None
+        g.nets.eval()
+        g.steps_done = c.step
+        return g
+
+
+def _prefixed(weights: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
