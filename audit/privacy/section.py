@@ -61,7 +61,7 @@ def validate_inputs(train: SliceSet, holdout: SliceSet, reference: SliceSet, sam
         raise UserError(f"privacy audit: the sample set has {0 if samples is None else len(samples)} images; "
                         f"the minimum is {MIN_IMAGES}")
     if samples.is_cine:
-        raise UserError("privacy audit: cine sample sets (N,T,H,W) are not supported; audit frames as 2D images")
+        raise UserError("privacy audit: pass a cine sample set's frames (SampleSet.frames()) as 2D images")
     if not np.isfinite(samples.images).all():
         raise UserError(f"privacy audit: the sample set has {int((~np.isfinite(samples.images)).sum())} NaN/Inf values")
     for name, s in (("holdout", holdout), ("reference", reference)):
@@ -114,6 +114,9 @@ def privacy_section(train: SliceSet, holdout: SliceSet, reference: SliceSet, sam
     replaces the default suite (black-box + whatever the generator's ``score`` supports).
     """
     t_start = time.perf_counter()
+    cine = samples is not None and samples.is_cine
+    if cine:  # cine frames are images like any other: every attack compares them with real frames
+        samples = samples.frames()
     validate_inputs(train, holdout, reference, samples)
     train = _cap(train, max_images, seed, 11)
     holdout = _cap(holdout, max_images, seed, 12)
@@ -147,7 +150,7 @@ def privacy_section(train: SliceSet, holdout: SliceSet, reference: SliceSet, sam
     else:
         suite, wb_missing = list(attacks), {}
 
-    section: dict[str, Any] = {"setup": _setup_entries(train, holdout, reference, samples)}
+    section: dict[str, Any] = {"setup": _setup_entries(train, holdout, reference, samples, cine)}
     att_section: dict[str, Any] = {}
     extras: dict[str, Any] = {"roc": {}, "attacks": {}, "memorisation": {}}
     table = pd.DataFrame({
@@ -211,7 +214,7 @@ def privacy_section(train: SliceSet, holdout: SliceSet, reference: SliceSet, sam
     return section, table.reset_index(drop=True), extras
 
 
-def _setup_entries(train, holdout, reference, samples) -> dict[str, Any]:
+def _setup_entries(train, holdout, reference, samples, cine: bool = False) -> dict[str, Any]:
     def count(v, unit, what):
         return metric(v, unit, method=what, n=v)
 
@@ -221,7 +224,8 @@ def _setup_entries(train, holdout, reference, samples) -> dict[str, Any]:
         "nonmember_images": count(len(holdout), "images", "images of holdout subjects (non-members)"),
         "nonmember_subjects": count(len(np.unique(holdout.subject_ids)), "subjects", "holdout subjects (non-members)"),
         "reference_images": count(len(reference), "images", "reference split images (attacker population data)"),
-        "synthetic_images": count(len(samples), "images", "synthetic images audited"),
+        "synthetic_images": count(len(samples), "images", "synthetic images audited"
+                                  + (" (every frame of the cine sample set, as a 2D image)" if cine else "")),
     }
 
 
