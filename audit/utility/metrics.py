@@ -2,10 +2,11 @@
 
 Per image and structure (RV, MYO, LV) the utility nets are scored against the real ground
 truth with Dice and HD95 -- the judge-agreement helpers of :mod:`audit.anatomy.agreement`,
-reused as they are -- plus the average symmetric surface distance (ASSD) from MONAI
+reused as they are -- plus the average symmetric surface distance (ASSD) as MONAI defines it
 (``compute_average_surface_distance(symmetric=True, spacing=...)``; MONAI Consortium,
-arXiv 2211.02701), all in millimetres with the pixel spacing. The conventions are the anatomy
-stage's:
+arXiv 2211.02701), all in millimetres with the pixel spacing. HD95 and ASSD come from the same
+surface distances (:mod:`audit.anatomy.surface`, tested equal to MONAI's two functions). The
+conventions are the anatomy stage's:
 
 * Dice is undefined (NaN) when the structure is absent from the ground truth (an RV-free apical
   slice); a structure the net misses gets Dice 0.
@@ -33,8 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.anatomy.agreement import STRUCTURES, _one_hot
-from audit.anatomy.agreement import per_image as dice_hd95_per_image
+from audit.anatomy.agreement import STRUCTURES, score_images
 from audit.results import metric, unavailable
 
 NAMES = tuple(STRUCTURES.values())  # ("RV", "MYO", "LV")
@@ -43,31 +43,24 @@ KINDS = {"dice": ("dice", "1", "Dice"), "hd95_mm": ("hd95", "mm", "HD95"), "assd
 HIGHER_IS_BETTER = {"dice": True, "hd95": False, "assd": False}
 
 
-def per_image(pred: np.ndarray, ref: np.ndarray, spacing, batch: int = 256) -> pd.DataFrame:
+def per_image(pred: np.ndarray, ref: np.ndarray, spacing, batch: int = 256, *, workers: int | None = None) -> pd.DataFrame:
     """Dice, HD95 (mm) and ASSD (mm) per image and structure, plus ``empty_pred_<S>`` flags.
 
-    Columns ``dice_RV``, ``hd95_RV``, ``assd_RV``, ``empty_pred_RV``, ... (see the module
-    docstring for when a value is NaN).
+    Columns ``dice_RV``, ``hd95_RV``, ..., then ``assd_RV``, ``empty_pred_RV``, ... (see the
+    module docstring for when a value is NaN). HD95 and ASSD come from one surface-distance
+    computation per image and structure (:func:`audit.anatomy.agreement.score_images`; large
+    inputs in ``workers`` processes, default the usable cores, with the same result).
     """
-    from monai.metrics import compute_average_surface_distance
-
-    table = dice_hd95_per_image(pred, ref, spacing, batch=batch)
-    sp = [float(s) for s in spacing]
-    assd, empty = [], []
-    for lo in range(0, len(pred), batch):
-        p, r = _one_hot(pred[lo:lo + batch]), _one_hot(ref[lo:lo + batch])
-        with warnings.catch_warnings():  # empty structures are expected and handled below
-            warnings.simplefilter("ignore", UserWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            a = compute_average_surface_distance(p, r, include_background=False, symmetric=True, spacing=sp).numpy()
-        p_empty = p[:, 1:].sum(dim=(2, 3)).numpy() == 0
-        r_empty = r[:, 1:].sum(dim=(2, 3)).numpy() == 0
-        assd.append(np.where(p_empty | r_empty | ~np.isfinite(a), np.nan, a))
-        empty.append(p_empty & ~r_empty)
-    assd_a, empty_a = np.concatenate(assd), np.concatenate(empty)
+    scores = score_images(pred, ref, spacing, assd=True, batch=batch, workers=workers)
+    cols: dict[str, np.ndarray] = {}
     for j, name in enumerate(NAMES):
-        table[f"assd_{name}"] = assd_a[:, j]
-        table[f"empty_pred_{name}"] = empty_a[:, j]
+        cols[f"dice_{name}"] = scores["dice"][:, j]
+        cols[f"hd95_{name}"] = scores["hd95"][:, j]
+    for j, (k, name) in enumerate(STRUCTURES.items()):
+        cols[f"assd_{name}"] = scores["assd"][:, j]
+        # the net found nothing where the ground truth has the structure: counted, never a distance of 0
+        cols[f"empty_pred_{name}"] = ~(pred == k).any(axis=(1, 2)) & (ref == k).any(axis=(1, 2))
+    table = pd.DataFrame(cols)
     for prefix in ("dice", "hd95", "assd"):  # per-image mean over the structures with a defined value
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
