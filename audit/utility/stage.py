@@ -290,6 +290,30 @@ def _synthetic_pool(samples: SampleSet, plan: SubjectPlan) -> tuple[SampleSet | 
     return sub, notes, None
 
 
+SDEDIT_CHUNK = {"cpu": 32, "cuda": 256}
+"""Images per ``generator.sdedit`` call in the utility stage, by the generator's device type. 32
+on the CPU (memory, progress); 256 on a CUDA GPU, where 32 left the H200 mostly idle (5248
+slices in 164 batches took 65 s at ~2.4 batches/s, BENCHMARKS.md "GPU", third session) -- the
+same size as the full preset's sampling batches (``sample.batch_size`` 250)."""
+
+
+def sdedit_chunk(generator) -> tuple[int, dict[str, int]]:
+    """``(images per call, extra keyword arguments)`` for ``generator.sdedit``: the chunk of
+    :data:`SDEDIT_CHUNK` for the generator's device, and ``batch_size`` = that chunk when its
+    ``sdedit`` takes one (the diffusion families batch internally, 32 by default). The noise of
+    each call is seeded with ``seed + first index``, so a different chunk draws different (equally
+    valid) noise: restyled images are reproducible per device type, not across them."""
+    import inspect
+
+    device = getattr(getattr(generator, "device", None), "type", None) or str(getattr(generator, "device", "cpu"))
+    chunk = SDEDIT_CHUNK["cuda" if str(device).startswith("cuda") else "cpu"]
+    try:
+        takes_batch = "batch_size" in inspect.signature(generator.sdedit).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        takes_batch = False
+    return chunk, ({"batch_size": chunk} if takes_batch else {})
+
+
 def _sdedit_pool(generator, real: SliceSet, plan: SubjectPlan, opts: UtilityOptions, *, seed: int,
                  sampling: dict[str, Any]) -> tuple[Pool | None, str]:
     """Real training slices restyled towards another seen vendor (seed 000); ``(pool, what or reason)``."""
@@ -317,13 +341,13 @@ def _sdedit_pool(generator, real: SliceSet, plan: SubjectPlan, opts: UtilityOpti
 
     out = np.empty((n, *real.shape), np.float32)
     t0 = time.perf_counter()
-    chunk = 32
+    chunk, extra = sdedit_chunk(generator)
     for lo in tqdm(range(0, n, chunk), desc="utility: SDEdit", unit="batch", disable=progress_disabled(), leave=False):
         hi = min(lo + chunk, n)
         out[lo:hi] = generator.sdedit(real.images[src[lo:hi]], real.masks[src[lo:hi]], strength=opts.sdedit_strength,
-                                      vendor=target[lo:hi], group=real.group[src[lo:hi]], seed=seed + lo)
-    log.info("utility: %d real training slices restyled with SDEdit (strength %g) in %.1f s", n, opts.sdedit_strength,
-             time.perf_counter() - t0)
+                                      vendor=target[lo:hi], group=real.group[src[lo:hi]], seed=seed + lo, **extra)
+    log.info("utility: %d real training slices restyled with SDEdit (strength %g, batches of %d) in %.1f s", n,
+             opts.sdedit_strength, chunk, time.perf_counter() - t0)
     what = (f"{n} real training slices restyled with the generator's SDEdit sampler (strength {opts.sdedit_strength:g}) "
             f"towards another seen vendor ({', '.join(targets)}), masks reused")
     return Pool(np.clip(out, 0, 1), real.masks[src].copy()), what

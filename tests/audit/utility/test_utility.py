@@ -315,6 +315,21 @@ class _FakeSDEdit:
         return np.clip(reference * 0.9 + 0.05 + rng.normal(0, 0.01, reference.shape), 0, 1).astype(np.float32)
 
 
+def test_sdedit_batches_are_larger_on_a_gpu():
+    from audit.utility.stage import sdedit_chunk
+
+    class OnCuda(_FakeSDEdit):
+        device = torch.device("cuda", 0)  # only read, never used
+
+        def sdedit(self, reference, masks, *, strength, vendor, group, seed, batch_size=32):
+            return reference
+
+    assert sdedit_chunk(_FakeSDEdit()) == (32, {})  # CPU (no device attribute), no batch_size argument
+    assert sdedit_chunk(OnCuda()) == (256, {"batch_size": 256})
+    OnCuda.device = torch.device("cpu")
+    assert sdedit_chunk(OnCuda()) == (32, {"batch_size": 32})
+
+
 def test_run_utility_end_to_end(cohort, tmp_path):
     from audit.config import resolve_config
     from audit.run import RunContext
