@@ -408,6 +408,10 @@ class CineGenerator(Generator):
         return x
 
     def _conditions(self, n: int | None, conditions: Mapping[str, Any] | None, seed: int) -> dict[str, np.ndarray]:
+        frames = None if conditions is None else conditions.get("frames")
+        if frames is not None and set(np.atleast_1d(np.asarray(frames)).astype(int).tolist()) != {int(self.options["frames"])}:
+            raise UserError(f"generator 'cine' was trained for {self.options['frames']} frames per cycle (the only valid "
+                            f"frame count); asked for {sorted(set(np.atleast_1d(np.asarray(frames)).astype(int).tolist()))}")
         if conditions is None or conditions.get("ef") is None:
             if n is None:
                 raise UserError("generator 'cine': pass n or conditions with group, ef, edv, esv, n_slices")

@@ -148,6 +148,7 @@ def test_unconditional_sampling_uses_training_priors(fitted):
     ({"n_slices": [30]}, "number of slices must be in [4, 5]"),
     ({"group": ["XYZ"]}, "unknown (trained on DCM, NOR)"),
     ({"slice_spacing": [40.0]}, "slice spacing 40 mm is outside"),
+    ({"frames": [12]}, "trained for 6 frames per cycle (the only valid frame count); asked for [12]"),
 ])
 def test_impossible_priors_are_refused_with_the_valid_range(fitted, change, message):
     g, subjects, _ = fitted
