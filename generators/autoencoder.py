@@ -81,6 +81,16 @@ def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(dy(a), dy(b)) + F.l1_loss(dx(a), dx(b))
 
 
+def image_loss(recon: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, x: torch.Tensor,
+               options: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The autoencoder objective (module docstring): ``(total, L1, gradient L1, KL)`` in fp32."""
+    recon, mu, sigma = recon.float(), mu.float(), sigma.float()
+    kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-8) - 1).sum(dim=(1, 2, 3)).mean()
+    l1 = F.l1_loss(recon, x)
+    g = _grad_l1(recon, x)
+    return l1 + options["grad_weight"] * g + options["kl_weight"] * kl, l1, g, kl
+
+
 class LatentAutoencoder:
     def __init__(self, options: Mapping[str, Any], shape: tuple[int, int]):
         unknown = sorted(set(options) - set(AE_DEFAULTS))
@@ -155,11 +165,7 @@ class LatentAutoencoder:
                 x = x_all[torch.as_tensor(rows)].to(self.device, non_blocking=True)
                 with devices.autocast(self.device, amp):
                     recon, mu, sigma = self.net(x)
-                recon, mu, sigma = recon.float(), mu.float(), sigma.float()
-                kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-8) - 1).sum(dim=(1, 2, 3)).mean()
-                l1 = F.l1_loss(recon, x)
-                g = _grad_l1(recon, x)
-                loss = l1 + o["grad_weight"] * g + o["kl_weight"] * kl
+                loss, l1, g, kl = image_loss(recon, mu, sigma, x, o)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -69,13 +69,13 @@ from generators.autoencoder import AE_DEFAULTS, LatentAutoencoder
 from generators.base import FitContext, Generator
 from generators.cine_vae import DualDecoderVAE, train_vae
 from generators.data import StackSet
+from generators.diffusion import T_TRAIN, ddim_scheduler
 from generators.mask2d import set_threads
 from generators.sampleset import SampleSet
 from generators.training import EMA, Trainer, TrainSpec
 
 log = logging.getLogger(__name__)
 
-T_TRAIN = 1000
 #: fixed scales of the continuous priors (data-independent)
 PRIOR_SCALES = {"ef": 100.0, "edv": 250.0, "esv": 250.0, "n_slices": 16.0, "slice_spacing": 10.0}
 #: tolerance (EF points) between a requested EF and the EF implied by the requested EDV and ESV
@@ -388,22 +388,16 @@ class CineGenerator(Generator):
     # ------------------------------------------------------------------ sampling
     def _guided_ddim(self, net: nn.Module, x: torch.Tensor, extra: torch.Tensor | None, prior: torch.Tensor,
                      null: torch.Tensor, steps: int, w: float) -> torch.Tensor:
-        from monai.networks.schedulers import DDIMScheduler
-
-        o = self.options
-        sch = DDIMScheduler(num_train_timesteps=T_TRAIN, schedule=o["schedule"], clip_sample=False,
-                            prediction_type=o["prediction"], steps_offset=max(0, T_TRAIN // steps - 1))
-        sch.set_timesteps(steps)
+        sch = ddim_scheduler(self.options["schedule"], self.options["prediction"], steps)
         for t in sch.timesteps:
             inp = x if extra is None else torch.cat([x, extra], 1)
             tt = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
-            with devices.autocast(self.device, False):
-                if w == 1.0:
-                    out = net(inp, timesteps=tt, class_labels=prior)
-                else:
-                    both = net(torch.cat([inp, inp]), timesteps=torch.cat([tt, tt]), class_labels=torch.cat([prior, null]))
-                    c_out, u_out = both.float().chunk(2)
-                    out = u_out + w * (c_out - u_out)
+            if w == 1.0:
+                out = net(inp, timesteps=tt, class_labels=prior)
+            else:
+                both = net(torch.cat([inp, inp]), timesteps=torch.cat([tt, tt]), class_labels=torch.cat([prior, null]))
+                c_out, u_out = both.float().chunk(2)
+                out = u_out + w * (c_out - u_out)
             x, _ = sch.step(out.float(), int(t), x)
         return x
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from generators import device as devices
-from generators.autoencoder import AE_DEFAULTS, LatentAutoencoder, _grad_l1, shared_autoencoder
+from generators.autoencoder import AE_DEFAULTS, LatentAutoencoder, image_loss, shared_autoencoder
 from generators.conditioning import N_LABELS
 from generators.training import Trainer, TrainSpec
 
@@ -85,9 +85,6 @@ class DualDecoderVAE:
         self.seg.to(self.ae.device)
         return self
 
-    def modules(self) -> dict[str, torch.nn.Module]:
-        return {"ae": self.ae.net, "seg": self.seg}
-
     # ------------------------------------------------------------------ use
     def encode(self, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
         """``(B,1,H,W)`` in [0, 1] -> scaled posterior means (the space the diffusion stages model)."""
@@ -130,10 +127,7 @@ class DualDecoderVAE:
             with devices.autocast(self.device, amp):
                 recon, mu, sigma = net(x)
                 logits = seg(mu) if bool(lab.any()) else None
-            recon, mu, sigma = recon.float(), mu.float(), sigma.float()
-            kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-8) - 1).sum(dim=(1, 2, 3)).mean()
-            l1 = F.l1_loss(recon, x)
-            loss = l1 + o["grad_weight"] * _grad_l1(recon, x) + o["kl_weight"] * kl
+            loss, l1, _, _ = image_loss(recon, mu, sigma, x, o)
             seg_loss = torch.zeros((), device=self.device)
             if logits is not None:
                 y = m_all[idx].to(self.device)[lab].long()

@@ -51,6 +51,16 @@ T_TRAIN = 1000
 PREDICTIONS = ("v_prediction", "epsilon")
 
 
+def ddim_scheduler(schedule: str, prediction: str, steps: int):
+    """MONAI's DDIM scheduler with "trailing" timesteps for ``steps`` steps (module docstring)."""
+    from monai.networks.schedulers import DDIMScheduler
+
+    sch = DDIMScheduler(num_train_timesteps=T_TRAIN, schedule=schedule, clip_sample=False, prediction_type=prediction,
+                        steps_offset=max(0, T_TRAIN // steps - 1))
+    sch.set_timesteps(steps)
+    return sch
+
+
 class Denoiser(nn.Module):
     def __init__(self, data_ch: int, n_classes: int, channels: list[int], num_res_blocks: int, norm_groups: int,
                  attention_last: bool):
@@ -222,11 +232,7 @@ class DiffusionFamily(MaskConditioned2D):
                 v = self._guided(x, t, mask_oh, cls, null_cls, w)
                 x = x + (t - tn) / T_TRAIN * v
             return x
-        from monai.networks.schedulers import DDIMScheduler
-
-        sch = DDIMScheduler(num_train_timesteps=T_TRAIN, schedule=self.options["schedule"], clip_sample=False,
-                            prediction_type=self.options["prediction"], steps_offset=max(0, T_TRAIN // steps - 1))
-        sch.set_timesteps(steps)
+        sch = ddim_scheduler(self.options["schedule"], self.options["prediction"], steps)
         for t in sch.timesteps:
             if int(t) > start * (T_TRAIN - 1) + 1e-6:
                 continue

@@ -231,15 +231,24 @@ def _clinical(ctx: RunContext, generator, memo) -> dict[str, Any]:
         lo += 2 * z
     spacing = np.array([s.spacing for s in chosen], np.float64)  # slice spacing differs between real subjects
     table = clinical.indices_table([s.subject_id for s in chosen], ed_pred, es_pred, ed_ref, es_ref, spacing)
-    atomic_write_text(ctx.run_dir.path / "clinical_per_subject.csv", table.to_csv(index=False))
     section = clinical.clinical_section(table, n_boot=ctx.cfg.audit.bootstrap, seed=ctx.cfg.seed)
-    figures = ctx.run_dir.path / "figures"
+    write_clinical(ctx.run_dir.path, table, "clinical_per_subject.csv", "clinical_",
+                   ("lv_ef_pct", "lv_edv_ml", "lv_esv_ml", "lv_mass_g"))
+    return section
+
+
+def write_clinical(out_dir, table, csv: str, prefix: str, names, **labels) -> None:
+    """The per-subject table as ``out_dir/csv`` and a Bland-Altman figure per index with at least 3
+    finite pairs (``out_dir/figures/<prefix><index>.png``; ``labels``: who measured / requested)."""
+    from audit.anatomy import clinical
+
+    atomic_write_text(out_dir / csv, table.to_csv(index=False))
+    figures = out_dir / "figures"
     figures.mkdir(exist_ok=True)
-    for name, unit in (("lv_ef_pct", "%"), ("lv_edv_ml", "mL"), ("lv_esv_ml", "mL"), ("lv_mass_g", "g")):
+    for name in names:
         m, r = table[f"{name}_measured"].to_numpy(float), table[f"{name}_requested"].to_numpy(float)
         if np.isfinite(m - r).sum() >= 3:
-            clinical.bland_altman_plot(m, r, figures / f"clinical_{name}.png", name=name, unit=unit)
-    return section
+            clinical.bland_altman_plot(m, r, figures / f"{prefix}{name}.png", name=name, unit=clinical.UNITS[name], **labels)
 
 
 # --------------------------------------------------------------------------- cine clinical indices
@@ -313,16 +322,8 @@ def cine_clinical_sections(samples: SampleSet, labels: np.ndarray | None, *, not
         table = clinical.cine_indices_table(lab, samples.subject_ids, samples.slice_index, samples.spacing, requested)
         out[key] = clinical.cine_clinical_section(table, measured_by=measured_by, requested_from=f"requested (the sample set's {asked})",
                                                   notes=note, n_boot=n_boot, seed=seed)
-        if out_dir is None:
-            continue
-        atomic_write_text(out_dir / csv, table.to_csv(index=False))
-        figures = out_dir / "figures"
-        figures.mkdir(exist_ok=True)
-        for name in requested:
-            m, r = table[f"{name}_measured"].to_numpy(float), table[f"{name}_requested"].to_numpy(float)
-            if np.isfinite(m - r).sum() >= 3:
-                clinical.bland_altman_plot(m, r, figures / f"{prefix}{name}.png", name=name, unit=clinical.UNITS[name],
-                                           measured_by=who, requested_from=f"sample set's {asked}")
+        if out_dir is not None:
+            write_clinical(out_dir, table, csv, prefix, requested, measured_by=who, requested_from=f"sample set's {asked}")
     return out
 
 

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.anatomy.agreement import STRUCTURES, score_images
+from audit.anatomy.agreement import STRUCTURES
+from audit.anatomy.agreement import per_image as agreement_per_image
 from audit.results import metric, unavailable
 
 NAMES = tuple(STRUCTURES.values())  # ("RV", "MYO", "LV")
@@ -48,19 +49,15 @@ def per_image(pred: np.ndarray, ref: np.ndarray, spacing, batch: int = 256, *, w
 
     Columns ``dice_RV``, ``hd95_RV``, ..., then ``assd_RV``, ``empty_pred_RV``, ... (see the
     module docstring for when a value is NaN). HD95 and ASSD come from one surface-distance
-    computation per image and structure (:func:`audit.anatomy.agreement.score_images`; large
+    computation per image and structure (:func:`audit.anatomy.agreement.per_image`; large
     inputs in ``workers`` processes, default the usable cores, with the same result).
     """
-    scores = score_images(pred, ref, spacing, assd=True, batch=batch, workers=workers)
-    cols: dict[str, np.ndarray] = {}
-    for j, name in enumerate(NAMES):
-        cols[f"dice_{name}"] = scores["dice"][:, j]
-        cols[f"hd95_{name}"] = scores["hd95"][:, j]
-    for j, (k, name) in enumerate(STRUCTURES.items()):
-        cols[f"assd_{name}"] = scores["assd"][:, j]
+    scores = agreement_per_image(pred, ref, spacing, batch=batch, assd=True, workers=workers)
+    order = [f"{k}_{n}" for n in NAMES for k in ("dice", "hd95")] + [f"assd_{n}" for n in NAMES]
+    table = scores[order].copy()
+    for k, name in STRUCTURES.items():
         # the net found nothing where the ground truth has the structure: counted, never a distance of 0
-        cols[f"empty_pred_{name}"] = ~(pred == k).any(axis=(1, 2)) & (ref == k).any(axis=(1, 2))
-    table = pd.DataFrame(cols)
+        table[f"empty_pred_{name}"] = ~(pred == k).any(axis=(1, 2)) & (ref == k).any(axis=(1, 2))
     for prefix in ("dice", "hd95", "assd"):  # per-image mean over the structures with a defined value
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
