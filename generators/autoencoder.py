@@ -198,26 +198,16 @@ class LatentAutoencoder:
         return history
 
     @staticmethod
-    def _private_scale(lat: torch.Tensor, dp: Any, seed: int) -> float:
-        """``1 / RMS`` of the latents, the RMS released by a Gaussian mechanism over privacy units
-        (sum of per-unit RMS clipped to ``SCALE_BOUND``, noise std ``sigma * SCALE_BOUND``; the
-        number of units is public, as in Opacus' averaging)."""
-        from generators.training import step_seed
+    def _private_scale(lat: torch.Tensor, dp: Any, seed: int, phase: str = "latent_scale", salt: int = 99_991) -> float:
+        """``1 / RMS`` of the latents, the RMS released by :func:`generators.dp.release.release_mean`
+        (per-unit RMS clipped to ``SCALE_BOUND``) as phase ``phase`` of the run's ledger."""
+        from generators.dp.release import release_mean
 
         plan, ledger, subject_ids = dp
-        units = np.asarray(subject_ids) if plan.unit == "subject" else np.arange(len(lat))
-        codes, inverse = np.unique(units, return_inverse=True)
-        ms = lat.pow(2).mean(dim=(1, 2, 3)).double().cpu()
-        per_unit = torch.zeros(len(codes), dtype=torch.float64).index_add_(0, torch.from_numpy(inverse), ms)
-        per_unit = (per_unit / torch.from_numpy(np.bincount(inverse)).double()).sqrt().clamp(max=SCALE_BOUND)
-        sigma = plan.optimizer_noise("latent_scale")
-        gen = torch.Generator().manual_seed(step_seed(seed, 99_991))
-        noisy = (per_unit.sum() + torch.randn((), generator=gen, dtype=torch.float64) * sigma * SCALE_BOUND) / len(codes)
-        ledger.spend("latent_scale", plan.noise_multiplier, 1.0)
-        rms = float(noisy.clamp(min=0.05 * SCALE_BOUND, max=SCALE_BOUND))
-        log.info("autoencoder: DP latent RMS %.3f (clip %.1f, noise std %.3f on the mean)", rms, SCALE_BOUND,
-                 sigma * SCALE_BOUND / len(codes))
-        return 1.0 / rms
+        ms = lat.float().pow(2).mean(dim=tuple(range(1, lat.dim())))
+        rms = release_mean(ms, subject_ids, plan=plan, ledger=ledger, phase=phase, bound=SCALE_BOUND, seed=seed,
+                           salt=salt)
+        return 1.0 / min(max(rms, 0.05 * SCALE_BOUND), SCALE_BOUND)
 
     # ------------------------------------------------------------------ io
     def save(self, directory: str | Path) -> Path:

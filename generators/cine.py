@@ -44,8 +44,24 @@ segmentation decoder; ``spacing`` is ``(px, px, slice spacing)`` and ``ef``/``ed
 are the *requested* indices. All stacks in a set share one slice spacing (the contract carries
 one spacing): the median of the requested ones, which is also what every stack is conditioned on.
 
-Not supported: DP-SGD (three private phases would have to share one ledger; refused with a
-clear error), several processes under torchrun (refused), vendor conditioning.
+Differential privacy (``--dp-*``, :mod:`generators.dp`): every mechanism that reads the private
+cines goes into one plan, calibrated to the target epsilon together, and one ledger:
+
+* ``autoencoder`` + ``latent_scale``: the shared autoencoder, DP-SGD and a Gaussian release of its
+  latent RMS (as for ``ldm``/``flow``);
+* ``vae`` + ``vae_latent_scale``: the joint semi-supervised phase under DP-SGD (per-frame losses,
+  averaged per subject, clipped) and the re-released latent RMS;
+* ``motion_scale``: the RMS of the motion residuals, released by the Gaussian mechanism
+  (:func:`generators.dp.release.release_mean`, per-subject RMS clipped to ``MOTION_RMS_BOUND``);
+* ``static`` (one stack per sampled subject) and ``motion`` (``dp.slices_per_unit`` slice cines per
+  sampled subject): DP-SGD on the two LDMs.
+
+The privacy unit is the subject (a cine is one patient; slice-level DP is refused). A DP
+checkpoint keeps no per-subject training priors (sampling needs explicit conditions) and its
+report notes what is still read in the clear: the groups present and the range of slice counts
+and spacings (acquisition protocol, not images).
+
+Not supported: several processes under torchrun (refused), vendor conditioning.
 """
 
 from __future__ import annotations
@@ -80,6 +96,9 @@ log = logging.getLogger(__name__)
 PRIOR_SCALES = {"ef": 100.0, "edv": 250.0, "esv": 250.0, "n_slices": 16.0, "slice_spacing": 10.0}
 #: tolerance (EF points) between a requested EF and the EF implied by the requested EDV and ESV
 EF_TOLERANCE = 5.0
+#: clipping bound of a subject's motion-residual RMS in the DP release (scaled-latent units, where the
+#: whole latent has RMS 1; residuals are a fraction of it)
+MOTION_RMS_BOUND = 1.0
 
 
 def smooth_cycle(resid: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -176,8 +195,12 @@ class CineGenerator(Generator):
         self.meta: dict[str, Any] = {}
         self.device = torch.device("cpu")
         self.steps_done = 0
-        #: training priors (one row per subject), for sampling without explicit conditions
+        #: training priors (one row per subject), for sampling without explicit conditions (empty under DP)
         self.train_priors: dict[str, list] = {}
+        #: DP training: plan, ledger and the summary for the checkpoint and ``results.json`` (None without DP)
+        self.dp_plan = None
+        self.dp_ledger = None
+        self.dp_summary: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ options
     def _set_options(self, given: Mapping[str, Any]) -> None:
@@ -265,22 +288,23 @@ class CineGenerator(Generator):
         context = context or FitContext()
         if not isinstance(train, StackSet):
             raise UserError("generator 'cine' trains on whole subjects (a StackSet), not on slices")
-        if config.dp.enabled:
-            raise UserError("generator 'cine' does not support DP training yet (its three phases would need one "
-                            "shared privacy ledger); run it without --dp-*")
         if distributed.current() is not None:
             raise UserError("generator 'cine' trains in one process; run it without torchrun")
         self._set_options(getattr(config, "generator_options", {}) or {})
         o = self.options
         set_threads(config.train.num_threads)
         self.device = devices.resolve(getattr(config, "device", "cpu"))
-        amp = bool(getattr(config.train, "amp", True))
+        dp_on = bool(config.dp.enabled)
+        amp = bool(getattr(config.train, "amp", True)) and not dp_on
         seed = int(config.seed)
         subjects = [s for s in train.subjects if s.ejection_fraction() is not None]
         if len(subjects) < 2:
             raise UserError(f"generator 'cine' needs >= 2 training subjects with annotated ED and ES frames, "
                             f"got {len(subjects)} of {len(train.subjects)}")
         train = StackSet(subjects)
+        self.dp_plan = self.dp_ledger = self.dp_summary = None
+        if dp_on:
+            self._start_dp(subjects, config)
         self.shape = tuple(subjects[0].image.shape[-2:])  # type: ignore[assignment]
         self.pixel_spacing = np.asarray(subjects[0].spacing[:2], np.float32)
         self.groups = tuple(sorted({s.group for s in subjects}))
@@ -291,8 +315,10 @@ class CineGenerator(Generator):
         masks = np.concatenate([(s.mask if s.mask is not None else np.zeros_like(s.image, np.uint8)).reshape(-1, *self.shape)
                                 for s in subjects])
         labelled = np.concatenate([np.repeat(np.asarray(s.labelled, bool), s.n_slices) for s in subjects])
+        frame_subject = np.concatenate([np.repeat(str(s.subject_id), s.image.shape[0] * s.n_slices) for s in subjects])
         self.vae = train_vae(images, masks, labelled, o, seed=seed, device=self.device, amp=amp,
-                             checkpoint_root=None if root is None else Path(root) / "vae", resume=context.resume)
+                             checkpoint_root=None if root is None else Path(root) / "vae", resume=context.resume,
+                             dp=(self.dp_plan, self.dp_ledger, frame_subject) if dp_on else None)
         del images, masks
         lat, pri = self._latents(train)
         c, h, w = self.vae.latent_shape
@@ -301,7 +327,8 @@ class CineGenerator(Generator):
         self.meta = {"slices_max": zmax, "slices_range": [int(pri["n_slices"].min()), int(pri["n_slices"].max())],
                      "spacing_range": [float(pri["slice_spacing"].min()), float(pri["slice_spacing"].max())],
                      "train_subjects": len(subjects)}
-        self.train_priors = {k: v.tolist() for k, v in pri.items()}
+        # per-subject EF/EDV/ESV of the training patients would be published in the clear: not under DP
+        self.train_priors = {} if dp_on else {k: v.tolist() for k, v in pri.items()}
         g_idx = torch.tensor([self.groups.index(g) for g in pri["group"]])
         values = torch.from_numpy(np.stack([pri[k] for k in PRIOR_SCALES], 1).astype(np.float32))
 
@@ -316,9 +343,17 @@ class CineGenerator(Generator):
         resid = torch.stack([(lat[i][1:, k] - lat[i][0, k]).reshape(-1, h, w) for i, k in rows])
         cond = torch.stack([lat[i][0, k] for i, k in rows])
         pos = torch.tensor([k / max(1, lat[i].shape[1] - 1) for i, k in rows], dtype=torch.float32)
-        motion_scale = float(1.0 / resid.std().clamp_min(1e-6))
-        self.meta["motion_scale"] = motion_scale
         row_subject = torch.tensor([i for i, _ in rows])
+        subject_ids = np.asarray([str(s.subject_id) for s in subjects])
+        if dp_on:
+            from generators.dp.release import release_mean
+
+            rms = release_mean(resid.pow(2).mean(dim=(1, 2, 3)), subject_ids[row_subject.numpy()], plan=self.dp_plan,
+                               ledger=self.dp_ledger, phase="motion_scale", bound=MOTION_RMS_BOUND, seed=seed, salt=99_971)
+            motion_scale = 1.0 / min(max(rms, 0.05 * MOTION_RMS_BOUND), MOTION_RMS_BOUND)
+        else:
+            motion_scale = float(1.0 / resid.std().clamp_min(1e-6))
+        self.meta["motion_scale"] = motion_scale
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -332,14 +367,20 @@ class CineGenerator(Generator):
         scheduler = DDPMScheduler(num_train_timesteps=T_TRAIN, schedule=o["schedule"], prediction_type=o["prediction"])
         tcfg = config.train
 
-        def phase(name: str, n: int, batch: int, steps: int, make) -> None:
+        def phase(name: str, unit_of_row: np.ndarray, batch: int, steps: int, make) -> None:
             net = self.nets[name]
+            n = len(unit_of_row)
             opt = torch.optim.AdamW(net.parameters(), lr=float(o["lr"]), weight_decay=0.0)
             ema = EMA(net, tcfg.ema_decay, min(int(tcfg.ema_warmup_steps), steps // 4))
+            private = None
+            if dp_on:
+                from generators.dp.sgd import PrivateTraining
 
-            def step(t: int, rng: np.random.Generator) -> dict[str, float]:
+                private = PrivateTraining(self.dp_plan, self.dp_ledger, name, unit_of_row, seed)
+                opt = private.wrap({name: net}, {name: opt}, f"cine {name} LDM")[name]
+
+            def train_on(idx: torch.Tensor, rng: np.random.Generator) -> dict[str, float]:
                 net.train()
-                idx = torch.as_tensor(rng.choice(n, min(batch, n), replace=False))
                 x0, extra, prior, weight = make(idx, rng)
                 noise = torch.randn_like(x0)
                 tt = torch.randint(0, T_TRAIN, (x0.shape[0],), device=x0.device)
@@ -349,18 +390,34 @@ class CineGenerator(Generator):
                 with devices.autocast(self.device, amp):
                     pred = net(inp, timesteps=tt, class_labels=prior)
                 err = (pred.float() - target).pow(2)
-                loss = (err * weight).sum() / weight.expand_as(err).sum() if weight is not None else err.mean()
+                if weight is None:
+                    loss = err.mean()
+                elif private is None:
+                    loss = (err * weight).sum() / weight.expand_as(err).sum()
+                else:  # a mean of per-stack losses: no normalisation shared across the batch under DP-SGD
+                    w = weight.expand_as(err)
+                    loss = ((err * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1)).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                if private is None:  # DP-SGD clips per subject instead
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
                 opt.step()
                 return {"loss": loss.item()}
+
+            def step(t: int, rng: np.random.Generator) -> dict[str, float]:
+                if private is not None:
+                    return private.run_step(t, lambda rows: train_on(torch.as_tensor(rows), rng))
+                return train_on(torch.as_tensor(rng.choice(n, min(batch, n), replace=False)), rng)
 
             spec = TrainSpec(f"cine-{name}", {"options": o, "meta": self.meta}, int(steps), seed,
                              None if root is None else Path(root) / name, tcfg.checkpoint_every if root else 0,
                              None, desc=f"train cine {name} LDM")
-            trainer = Trainer(spec, {name: net}, {name: opt}, {name: ema})
-            trainer.fit(step, resume=context.resume)
+            trainer = Trainer(spec, {name: net}, {name: opt}, {name: ema}, dp=private)
+            try:
+                trainer.fit(step, resume=context.resume)
+            finally:
+                if private is not None:
+                    private.close()
             ema.copy_to(net)
             net.eval()
             self.steps_done += trainer.step
@@ -380,10 +437,52 @@ class CineGenerator(Generator):
             return ((resid[idx] * motion_scale).to(self.device), cond[idx].to(self.device), prior.to(self.device), None)
 
         self.steps_done = 0
-        phase("static", len(lat), int(o["static_batch_size"]), int(o["static_steps"]), make_static)
-        phase("motion", len(rows), int(o["motion_batch_size"]), int(o["motion_steps"]), make_motion)
+        phase("static", subject_ids, int(o["static_batch_size"]), int(o["static_steps"]), make_static)
+        phase("motion", subject_ids[row_subject.numpy()], int(o["motion_batch_size"]), int(o["motion_steps"]), make_motion)
+        if dp_on:
+            from generators.dp.summary import summarise
+
+            self.dp_summary = summarise(self.dp_plan, self.dp_ledger, adjusted=[], family=self.family,
+                                        notes=self.dp_notes())
         log.info("cine: trained on %d subjects (%d slice cines, slices %s, %d frames), latents %dx%dx%d",
                  len(subjects), len(rows), self.meta["slices_range"], T, c, h, w)
+
+    # ------------------------------------------------------------------ DP
+    def dp_phases(self) -> list:
+        """Every mechanism of the cascade that reads the private cines, in training order."""
+        from generators.dp.plan import PhaseSpec
+
+        o = self.options
+        ae = {**AE_DEFAULTS, **o["ae"]}
+        return [PhaseSpec("autoencoder", steps=int(ae["steps"]), rows=int(ae["batch_size"])),
+                PhaseSpec("latent_scale", steps=1, sample_rate=1.0),
+                PhaseSpec("vae", steps=int(o["vae_steps"]), rows=int(o["vae_batch_size"])),
+                PhaseSpec("vae_latent_scale", steps=1, sample_rate=1.0),
+                PhaseSpec("motion_scale", steps=1, sample_rate=1.0),
+                PhaseSpec("static", steps=int(o["static_steps"]), rows=int(o["static_batch_size"]), rows_per_unit=1),
+                PhaseSpec("motion", steps=int(o["motion_steps"]), rows=int(o["motion_batch_size"]))]
+
+    def _start_dp(self, subjects: list, config: Any) -> None:
+        """One plan over all phases, calibrated before anything is trained (subject-level only)."""
+        from generators.dp.plan import make_plan
+
+        if str(config.dp.unit) != "subject":
+            raise UserError(f"generator 'cine' supports only subject-level DP (dp.unit=subject): a generated cine is a "
+                            f"whole patient, so slice-level DP would not protect one; got dp.unit={config.dp.unit}")
+        self.dp_plan = make_plan(config.dp, np.asarray([str(s.subject_id) for s in subjects]), self.dp_phases())
+        self.dp_ledger = self.dp_plan.ledger()
+
+    def dp_notes(self) -> list[str]:
+        lo, hi = self.meta["slices_range"]
+        slo, shi = self.meta["spacing_range"]
+        return [
+            "every network and every statistic of the private cines (shared autoencoder and its latent scale, joint "
+            "VAE and its latent scale, motion-residual scale, static and motion LDMs) is in one ledger: end-to-end epsilon",
+            f"read from the private split without noise: the range of slice counts ({lo}-{hi}) and of slice spacings "
+            f"({slo:g}-{shi:g} mm) -- acquisition protocol, not images; it fixes the static LDM's size and the valid priors",
+            "no per-subject training priors are stored in the checkpoint: sampling is conditioned on priors of "
+            "non-training subjects",
+        ]
 
     # ------------------------------------------------------------------ sampling
     def _guided_ddim(self, net: nn.Module, x: torch.Tensor, extra: torch.Tensor | None, prior: torch.Tensor,
@@ -407,6 +506,9 @@ class CineGenerator(Generator):
             raise UserError(f"generator 'cine' was trained for {self.options['frames']} frames per cycle (the only valid "
                             f"frame count); asked for {sorted(set(np.atleast_1d(np.asarray(frames)).astype(int).tolist()))}")
         if conditions is None or conditions.get("ef") is None:
+            if not self.train_priors:
+                raise UserError("generator 'cine' was trained with DP and keeps no training priors; pass conditions "
+                                "(group, ef, edv, esv, n_slices) of non-training subjects")
             if n is None:
                 raise UserError("generator 'cine': pass n or conditions with group, ef, edv, esv, n_slices")
             rng = np.random.default_rng([seed, 7])
@@ -433,7 +535,11 @@ class CineGenerator(Generator):
             unique.append(s if r == 0 else f"{s}~{r}")
         cond["subject_ids"] = np.array(unique)
         sp = conditions.get("slice_spacing")
-        cond["slice_spacing"] = np.asarray(sp, np.float64)[:k] if sp is not None else np.asarray(self.train_priors["slice_spacing"])
+        if sp is not None:
+            cond["slice_spacing"] = np.asarray(sp, np.float64)[:k]
+        else:  # the training subjects' spacings; a DP model keeps only their range
+            known = self.train_priors.get("slice_spacing") or self.meta["spacing_range"]
+            cond["slice_spacing"] = np.full(k, float(np.median(known)))
         return cond
 
     @torch.no_grad()
@@ -508,9 +614,12 @@ class CineGenerator(Generator):
         return self
 
     def model_config(self) -> dict[str, Any]:
-        return {"options": self.options, "groups": list(self.groups), "shape": list(self.shape),
-                "pixel_spacing": [float(s) for s in self.pixel_spacing], "meta": self.meta,
-                "ae_scale": self.vae.ae.scale, "train_priors": self.train_priors}
+        mc = {"options": self.options, "groups": list(self.groups), "shape": list(self.shape),
+              "pixel_spacing": [float(s) for s in self.pixel_spacing], "meta": self.meta,
+              "ae_scale": self.vae.ae.scale, "train_priors": self.train_priors}
+        if self.dp_plan is not None:
+            mc["dp"] = self.dp_plan.to_dict()
+        return mc
 
     def save(self, directory: str | Path) -> None:
         if self.nets is None or self.vae is None:
@@ -518,7 +627,8 @@ class CineGenerator(Generator):
         weights = {f"{k}.{p}": v for k, net in self.nets.items() for p, v in net.state_dict().items()}
         weights.update({f"vae.ae.{p}": v for p, v in self.vae.ae.net.state_dict().items()})
         weights.update({f"vae.seg.{p}": v for p, v in self.vae.seg.state_dict().items()})
-        ckpt.save(directory, generator=self.name, model_config=self.model_config(), step=self.steps_done, weights=weights)
+        ckpt.save(directory, generator=self.name, model_config=self.model_config(), step=self.steps_done, weights=weights,
+                  extra={"dp": self.dp_summary} if self.dp_summary is not None else None)
 
     @classmethod
     def load(cls, directory: str | Path) -> "CineGenerator":
@@ -548,6 +658,11 @@ class CineGenerator(Generator):
             raise UserError(f"{directory}: incompatible checkpoint for generator 'cine' ({str(exc).splitlines()[0]})") from None
         g.nets.eval()
         g.steps_done = c.step
+        if mc.get("dp") is not None:
+            from generators.dp.plan import DPPlan
+
+            g.dp_plan = DPPlan.from_dict(mc["dp"])
+        g.dp_summary = (c.extra or {}).get("dp")
         return g
 
 

@@ -55,13 +55,18 @@ def seg_decoder(ae_options: Mapping[str, Any]) -> torch.nn.Module:
                    with_nonlocal_attn=False)
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``1 - mean over foreground classes of 2|P.G| / (|P| + |G|)`` on softmax probabilities."""
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, per_sample: bool = False) -> torch.Tensor:
+    """``1 - mean over foreground classes of 2|P.G| / (|P| + |G|)`` on softmax probabilities.
+
+    Pooled over the batch by default (stable for small structures); ``per_sample`` gives one
+    value per image ``(B,)`` -- what DP-SGD needs, since a batch-pooled loss makes one image's
+    gradient depend on the other images of the batch and so voids per-sample clipping."""
     prob = logits.float().softmax(1)[:, 1:]
     gt = F.one_hot(target.long(), N_LABELS).permute(0, 3, 1, 2).float()[:, 1:]
-    inter = (prob * gt).sum(dim=(0, 2, 3))
-    denom = prob.sum(dim=(0, 2, 3)) + gt.sum(dim=(0, 2, 3))
-    return 1 - ((2 * inter + 1) / (denom + 1)).mean()
+    dims = (2, 3) if per_sample else (0, 2, 3)
+    inter = (prob * gt).sum(dim=dims)
+    denom = prob.sum(dim=dims) + gt.sum(dim=dims)
+    return 1 - ((2 * inter + 1) / (denom + 1)).mean(dim=-1)
 
 
 class DualDecoderVAE:
@@ -102,8 +107,15 @@ class DualDecoderVAE:
     # ------------------------------------------------------------------ training
     def fit_joint(self, images: np.ndarray, masks: np.ndarray, labelled: np.ndarray, *, steps: int, batch_size: int,
                   lr: float, seg_weight: float, seed: int, checkpoint_root: Path | None = None, resume: bool = False,
-                  amp: bool = True) -> list[dict]:
-        """The semi-supervised phase: image loss on every frame, segmentation loss on annotated frames only."""
+                  amp: bool = True, dp: Any = None) -> list[dict]:
+        """The semi-supervised phase: image loss on every frame, segmentation loss on annotated frames only.
+
+        ``dp``: ``(plan, ledger, subject_of_row)`` trains it with DP-SGD (phase ``vae``): Poisson
+        sampled subjects, the per-frame losses averaged per subject and clipped, the latent scale
+        released by the Gaussian mechanism (phase ``vae_latent_scale``). Under DP the loss is a
+        mean of per-frame terms (per-frame soft Dice, the segmentation term zeroed on unannotated
+        frames) and the segmentation decoder runs on every frame, so every parameter has a
+        per-sample gradient in every step."""
         o = self.ae.options
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -117,35 +129,60 @@ class DualDecoderVAE:
         n, bs = len(x_all), min(int(batch_size), len(x_all))
         # the unscaled latent is what the decoders read; ``scale`` only matters to the diffusion stages
         self.ae.scale = 1.0
+        private = None
+        if dp is not None:
+            from generators.dp.sgd import PrivateTraining
 
-        def step(t: int, rng: np.random.Generator) -> dict[str, float]:
+            amp = False
+            private = PrivateTraining(dp[0], dp[1], "vae", np.asarray(dp[2]), seed)
+            opt = private.wrap({"vae": torch.nn.ModuleDict({"ae": net, "seg": seg})}, {"vae": opt}, "cine VAE")["vae"]
+
+        def train_on(idx: torch.Tensor) -> dict[str, float]:
             net.train()
             seg.train()
-            idx = torch.as_tensor(rng.choice(n, bs, replace=False))
             x = x_all[idx].to(self.device)
             lab = lab_all[idx].to(self.device)
             with devices.autocast(self.device, amp):
                 recon, mu, sigma = net(x)
-                logits = seg(mu) if bool(lab.any()) else None
+                logits = seg(mu) if private is not None or bool(lab.any()) else None
             loss, l1, _, _ = image_loss(recon, mu, sigma, x, o)
             seg_loss = torch.zeros((), device=self.device)
-            if logits is not None:
+            if private is not None:  # mean of per-frame terms; unannotated frames contribute zero
+                y = m_all[idx].to(self.device).long()
+                per = F.cross_entropy(logits.float(), y, reduction="none").mean(dim=(1, 2)) \
+                    + soft_dice_loss(logits, y, per_sample=True)
+                seg_loss = (per * lab.float()).mean()
+                loss = loss + seg_weight * seg_loss
+            elif logits is not None:
                 y = m_all[idx].to(self.device)[lab].long()
                 lg = logits.float()[lab]
                 seg_loss = F.cross_entropy(lg, y) + soft_dice_loss(lg, y)
                 loss = loss + seg_weight * seg_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            if private is None:  # DP-SGD clips per subject instead
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             return {"loss": loss.item(), "l1": l1.item(), "seg": seg_loss.item(), "labelled": float(lab.float().mean())}
 
+        def step(t: int, rng: np.random.Generator) -> dict[str, float]:
+            if private is not None:
+                return private.run_step(t, lambda rows: train_on(torch.as_tensor(rows)))
+            return train_on(torch.as_tensor(rng.choice(n, bs, replace=False)))
+
         spec = TrainSpec("cine-vae", {"ae": self.ae.model_config()}, int(steps), seed, checkpoint_root,
                          100 if checkpoint_root else 0, None, desc="train cine VAE (semi-supervised)")
-        trainer = Trainer(spec, {"ae": net, "seg": seg}, {"vae": opt}, {})
-        history = trainer.fit(step, resume=resume)
+        trainer = Trainer(spec, {"ae": net, "seg": seg}, {"vae": opt}, {}, dp=private)
+        try:
+            history = trainer.fit(step, resume=resume)
+        finally:
+            if private is not None:
+                private.close()
         lat = self.ae.encode(x_all)
-        self.ae.scale = float(1.0 / lat.std().clamp_min(1e-6))
+        if private is None:
+            self.ae.scale = float(1.0 / lat.std().clamp_min(1e-6))
+        else:
+            self.ae.scale = LatentAutoencoder._private_scale(lat, dp, seed, phase="vae_latent_scale", salt=99_989)
         net.eval()
         seg.eval()
         last = history[-1] if history else {}
@@ -155,9 +192,13 @@ class DualDecoderVAE:
 
 
 def train_vae(images: np.ndarray, masks: np.ndarray, labelled: np.ndarray, options: Mapping[str, Any], *, seed: int,
-              device: torch.device, amp: bool, checkpoint_root: Path | None, resume: bool) -> DualDecoderVAE:
-    """Shared autoencoder (cached) on every frame, then the joint semi-supervised phase."""
-    ae = shared_autoencoder(images, options["ae"], seed, device=device, amp=amp)
+              device: torch.device, amp: bool, checkpoint_root: Path | None, resume: bool,
+              dp: Any = None) -> DualDecoderVAE:
+    """Shared autoencoder (cached) on every frame, then the joint semi-supervised phase.
+
+    ``dp``: ``(plan, ledger, subject_of_row)``; both stages then run DP-SGD into that ledger
+    (phases ``autoencoder``, ``latent_scale``, ``vae``, ``vae_latent_scale``)."""
+    ae = shared_autoencoder(images, options["ae"], seed, device=device, amp=amp, dp=dp)
     # the cached shared network stays untouched: the joint phase trains a copy
     copy = LatentAutoencoder(ae.options, ae.shape)
     copy.net.load_state_dict(ae.net.state_dict())
@@ -165,5 +206,5 @@ def train_vae(images: np.ndarray, masks: np.ndarray, labelled: np.ndarray, optio
     vae = DualDecoderVAE(copy)
     vae.fit_joint(images, masks, labelled, steps=int(options["vae_steps"]), batch_size=int(options["vae_batch_size"]),
                   lr=float(options["vae_lr"]), seg_weight=float(options["seg_weight"]), seed=seed,
-                  checkpoint_root=checkpoint_root, resume=resume, amp=amp)
+                  checkpoint_root=checkpoint_root, resume=resume, amp=amp, dp=dp)
     return vae

@@ -48,6 +48,9 @@ class PhaseSpec:
     releases: int = 1
     sample_rate: float | None = None
     n_units: int | None = None  # units this phase samples from (default: all units of the split)
+    #: rows drawn per sampled unit (default: the plan's ``slices_per_unit``); 1 for a phase whose
+    #: rows are whole subjects (the cine static LDM trains on one stack per subject)
+    rows_per_unit: int | None = None
 
 
 @dataclass
@@ -69,6 +72,10 @@ class DPPlan:
             if p["name"] == name:
                 return p
         raise KeyError(f"DP plan has no phase {name!r} (phases: {[p['name'] for p in self.phases]})")
+
+    def rows_per_unit(self, name: str) -> int:
+        """Rows each sampled unit contributes to a step of phase ``name``."""
+        return int(self.phase(name).get("rows_per_unit", self.slices_per_unit))
 
     def optimizer_noise(self, name: str) -> float:
         """Noise multiplier each optimiser of phase ``name`` adds (``sigma_eff * sqrt(releases)``)."""
@@ -121,17 +128,21 @@ def make_plan(dp_cfg: Any, subject_ids: np.ndarray, phases: list[PhaseSpec]) -> 
     resolved = []
     for p in phases:
         units = p.n_units or n
+        m_p = int(p.rows_per_unit) if p.rows_per_unit and unit == "subject" else m
         if p.sample_rate is not None:
             q = float(p.sample_rate)
         else:
-            q = p.rows / (m * units)
+            q = p.rows / (m_p * units)
             if q > 1:
                 log.warning("DP phase %s: batch of %d rows exceeds %d %ss x %d slices; sampling rate capped at 1",
-                            p.name, p.rows, units, unit, m)
+                            p.name, p.rows, units, unit, m_p)
                 q = 1.0
         if not 0 < q <= 1:
             raise UserError(f"DP phase {p.name}: sampling rate {q:g} must be in (0, 1]")
-        resolved.append({"name": p.name, "sample_rate": q, "steps": int(p.steps), "releases": int(p.releases)})
+        r = {"name": p.name, "sample_rate": q, "steps": int(p.steps), "releases": int(p.releases)}
+        if m_p != m:
+            r["rows_per_unit"] = m_p
+        resolved.append(r)
     if sigma <= 0:
         plan_spec = [(r["name"], r["sample_rate"], r["steps"], 1.0) for r in resolved]
         sigma = acct.calibrate(eps, delta, plan_spec, accountant)

@@ -166,7 +166,7 @@ class PrivateTraining:
         self.plan, self.ledger, self.phase = plan, ledger, phase
         if plan.unit == "slice":
             unit_of_row = np.arange(len(unit_of_row))
-        self.units = PoissonUnits(unit_of_row, p["sample_rate"], plan.slices_per_unit, seed)
+        self.units = PoissonUnits(unit_of_row, p["sample_rate"], plan.rows_per_unit(phase), seed)
         require_poisson(self.units)
         self.noise = plan.optimizer_noise(phase)
         self.optimizers: dict[str, Any] = {}
