@@ -4,6 +4,7 @@ Usage (record the result in BENCHMARKS.md, "## Differential privacy"):
 
     python benchmarks/dp_speed.py                      # every family at its quick preset, ~5 min on 2 cores
     python benchmarks/dp_speed.py --families ldm --steps 4
+    python benchmarks/dp_speed.py --families cine --out benchmarks/results/dp_speed_cine.json
     python benchmarks/dp_speed.py --device cuda --preset full   # on a lent GPU, the GPU-sized networks
 
 For each family the quick preset's networks are built at the quick image size and the family's
@@ -201,9 +202,94 @@ def measure_autoencoder(g, steps: int, mode: str, preset: str = "quick") -> dict
     return row
 
 
+def measure_cine(steps: int, mode: str, preset: str = "quick", n_slices: int = 10) -> list[dict]:
+    """The three private training phases of ``cine`` (joint VAE, static LDM, motion LDM), each with
+    the generator's own loss (``joint_loss`` / ``ldm_loss`` in their per-sample DP form for both
+    timings, so the comparison isolates Opacus), on random data of the preset's shapes; the
+    static stack has ``n_slices`` slices (the phantom's 8-11)."""
+    import torch
+
+    from audit.config import resolve_config
+    from generators.autoencoder import LatentAutoencoder
+    from generators.cine import CineGenerator, _unet, ldm_loss
+    from generators.cine_vae import DualDecoderVAE
+    from generators.diffusion import T_TRAIN
+    from generators.registry import discover
+    from monai.networks.schedulers import DDPMScheduler
+
+    entry = discover()["cine"]
+    cfg = resolve_config(preset=preset, generator="cine", generator_preset=entry.presets.get(preset, {}))
+    g = CineGenerator()
+    g._set_options(cfg.generator_options or {})
+    o, size, T = g.options, int(cfg.data.size), int(g.options["frames"])
+    g.groups = ("DCM", "HCM", "NOR")
+    gen = torch.Generator().manual_seed(0)
+    sched = DDPMScheduler(num_train_timesteps=T_TRAIN, schedule=o["schedule"], prediction_type=o["prediction"])
+    c, h, w = LatentAutoencoder(o["ae"], (size, size)).latent_shape
+
+    def vae_case():
+        torch.manual_seed(0)
+        vae = DualDecoderVAE(LatentAutoencoder(o["ae"], (size, size)).to(DEVICE))
+        bs = int(o["vae_batch_size"])
+        x = torch.rand(bs, 1, size, size, generator=gen).to(DEVICE)
+        y = torch.randint(0, 4, (bs, size, size), generator=gen).to(DEVICE)
+        lab = (torch.arange(bs) % 8 < 2).to(DEVICE)  # ED and ES annotated: 2 frames in 8
+        net = torch.nn.ModuleDict({"ae": vae.ae.net, "seg": vae.seg})
+        return net, bs, lambda: vae.joint_loss(x, y, lab, seg_weight=1.0, per_sample=True, amp=False)[0]
+
+    def ldm_case(name: str):
+        torch.manual_seed(0)
+        if name == "static":
+            bs, in_ch, out_ch, extra_ch, n_pri = int(o["static_batch_size"]), n_slices * c, n_slices * c, 0, g.n_priors
+        else:
+            bs, in_ch, out_ch, extra_ch, n_pri = int(o["motion_batch_size"]), (T - 1) * c, (T - 1) * c, c, g.n_priors + 1
+        net = _unet(in_ch + extra_ch, out_ch, n_pri, o).to(DEVICE)
+        x0 = torch.randn(bs, in_ch, h, w, generator=gen).to(DEVICE)
+        extra = torch.randn(bs, extra_ch, h, w, generator=gen).to(DEVICE) if extra_ch else None
+        prior = torch.rand(bs, n_pri, generator=gen).to(DEVICE)
+        weight = torch.ones(bs, in_ch, 1, 1, device=DEVICE) if name == "static" else None
+        return net, bs, lambda: ldm_loss(net, sched, x0, extra, prior, weight, prediction=o["prediction"],
+                                         per_sample=True, amp=False)
+
+    rows = []
+    for phase, make in (("vae", vae_case), ("static", lambda: ldm_case("static")), ("motion", lambda: ldm_case("motion"))):
+        timings = {}
+        for private_run in (False, True):
+            net, bs, loss_fn = make()
+            opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+            private = None
+            if private_run:
+                _, private, opts = _private(None, "autoencoder", {phase: net}, {phase: opt}, bs, mode)
+                opt = opts[phase]
+                if phase == "static":  # one stack per subject: every row its own unit
+                    owner = torch.arange(bs, device=DEVICE)
+                    opt.owner, opt.n_units_in_batch = owner, bs
+
+            def step(loss_fn=loss_fn, opt=opt):
+                loss = loss_fn()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            timings[private_run] = _time(step, steps)
+            if private is not None:
+                private.close()
+        plain, dp = timings[False], timings[True]
+        what = {"vae": f"joint VAE (encoder + image and seg decoders, {size}x{size})",
+                "static": f"static LDM ({n_slices} slices x {c} latent channels, {h}x{w})",
+                "motion": f"motion LDM ({T - 1} frames x {c} channels + static, {h}x{w})"}[phase]
+        row = {"family": "cine", "phase": what, "batch": bs, "image_size": size,
+               "params_M": round(sum(p.numel() for p in net.parameters()) / 1e6, 3), "plain_s_per_step": round(plain, 4),
+               "dp_s_per_step": round(dp, 4), "slowdown": round(dp / plain, 2), "plain_img_s": round(bs / plain, 1),
+               "dp_img_s": round(bs / dp, 1), "mode": mode, "device": DEVICE, "preset": preset}
+        log.info("%s", row)
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--families", nargs="+", default=["gan", "vae", "ddpm", "ldm", "flow"])
+    ap.add_argument("--families", nargs="+", default=["gan", "vae", "ddpm", "ldm", "flow", "cine"])
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--mode", default="hooks", choices=["hooks", "functorch"])
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
@@ -221,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(os.cpu_count() or 1)
     rows = []
     for name in args.families:
-        rows.extend(measure_family(name, args.steps, args.mode, args.preset))
+        rows.extend(measure_cine(args.steps, args.mode, args.preset) if name == "cine"
+                    else measure_family(name, args.steps, args.mode, args.preset))
     doc = {
         "benchmark": "dp_speed", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),

@@ -137,6 +137,28 @@ class PriorNet(nn.Module):
         return self.net(priors.float())
 
 
+def ldm_loss(net: nn.Module, scheduler: Any, x0: torch.Tensor, extra: torch.Tensor | None, prior: torch.Tensor,
+             weight: torch.Tensor | None, *, prediction: str, per_sample: bool, amp: bool) -> torch.Tensor:
+    """Diffusion loss of one batch: noise ``x0`` at uniform timesteps, regress the v (or eps)
+    target, MSE over the valid channels (``weight``: 1 for real slices, 0 for the static stack's
+    zero padding). ``per_sample``: the mean of per-row losses (each normalised by its own valid
+    count) -- the form DP-SGD needs; otherwise one normalisation over the batch."""
+    noise = torch.randn_like(x0)
+    tt = torch.randint(0, T_TRAIN, (x0.shape[0],), device=x0.device)
+    xt = scheduler.add_noise(x0, noise, tt)
+    target = scheduler.get_velocity(x0, noise, tt) if prediction == "v_prediction" else noise
+    inp = xt if extra is None else torch.cat([xt, extra], 1)
+    with devices.autocast(x0.device, amp):
+        pred = net(inp, timesteps=tt, class_labels=prior)
+    err = (pred.float() - target).pow(2)
+    if weight is None:
+        return err.mean()
+    w = weight.expand_as(err)
+    if per_sample:
+        return ((err * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1)).mean()
+    return (err * w).sum() / w.sum()
+
+
 def _unet(in_ch: int, out_ch: int, n_priors: int, options: Mapping[str, Any]) -> nn.Module:
     from monai.networks.nets import DiffusionModelUNet
 
@@ -382,21 +404,8 @@ class CineGenerator(Generator):
             def train_on(idx: torch.Tensor, rng: np.random.Generator) -> dict[str, float]:
                 net.train()
                 x0, extra, prior, weight = make(idx, rng)
-                noise = torch.randn_like(x0)
-                tt = torch.randint(0, T_TRAIN, (x0.shape[0],), device=x0.device)
-                xt = scheduler.add_noise(x0, noise, tt)
-                target = scheduler.get_velocity(x0, noise, tt) if o["prediction"] == "v_prediction" else noise
-                inp = xt if extra is None else torch.cat([xt, extra], 1)
-                with devices.autocast(self.device, amp):
-                    pred = net(inp, timesteps=tt, class_labels=prior)
-                err = (pred.float() - target).pow(2)
-                if weight is None:
-                    loss = err.mean()
-                elif private is None:
-                    loss = (err * weight).sum() / weight.expand_as(err).sum()
-                else:  # a mean of per-stack losses: no normalisation shared across the batch under DP-SGD
-                    w = weight.expand_as(err)
-                    loss = ((err * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1)).mean()
+                loss = ldm_loss(net, scheduler, x0, extra, prior, weight, prediction=o["prediction"],
+                                per_sample=private is not None, amp=amp)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if private is None:  # DP-SGD clips per subject instead

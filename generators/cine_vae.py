@@ -105,6 +105,27 @@ class DualDecoderVAE:
         return images, masks
 
     # ------------------------------------------------------------------ training
+    def joint_loss(self, x: torch.Tensor, y: torch.Tensor, lab: torch.Tensor, *, seg_weight: float, per_sample: bool,
+                   amp: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(total, L1, segmentation loss)`` of a batch of frames ``x`` with masks ``y`` where ``lab``.
+
+        ``per_sample`` (DP-SGD): the segmentation decoder runs on every frame, the loss is a mean
+        of per-frame terms (cross-entropy + per-frame soft Dice, zero on unannotated frames);
+        otherwise CE and soft Dice are pooled over the annotated frames of the batch."""
+        with devices.autocast(x.device, amp):
+            recon, mu, sigma = self.ae.net(x)
+            logits = self.seg(mu) if per_sample or bool(lab.any()) else None
+        loss, l1, _, _ = image_loss(recon, mu, sigma, x, self.ae.options)
+        seg_loss = torch.zeros((), device=x.device)
+        if per_sample:
+            per = F.cross_entropy(logits.float(), y.long(), reduction="none").mean(dim=(1, 2)) \
+                + soft_dice_loss(logits, y, per_sample=True)
+            seg_loss = (per * lab.float()).mean()
+        elif logits is not None:
+            lg = logits.float()[lab]
+            seg_loss = F.cross_entropy(lg, y[lab].long()) + soft_dice_loss(lg, y[lab])
+        return loss + seg_weight * seg_loss, l1, seg_loss
+
     def fit_joint(self, images: np.ndarray, masks: np.ndarray, labelled: np.ndarray, *, steps: int, batch_size: int,
                   lr: float, seg_weight: float, seed: int, checkpoint_root: Path | None = None, resume: bool = False,
                   amp: bool = True, dp: Any = None) -> list[dict]:
@@ -141,23 +162,9 @@ class DualDecoderVAE:
             net.train()
             seg.train()
             x = x_all[idx].to(self.device)
-            lab = lab_all[idx].to(self.device)
-            with devices.autocast(self.device, amp):
-                recon, mu, sigma = net(x)
-                logits = seg(mu) if private is not None or bool(lab.any()) else None
-            loss, l1, _, _ = image_loss(recon, mu, sigma, x, o)
-            seg_loss = torch.zeros((), device=self.device)
-            if private is not None:  # mean of per-frame terms; unannotated frames contribute zero
-                y = m_all[idx].to(self.device).long()
-                per = F.cross_entropy(logits.float(), y, reduction="none").mean(dim=(1, 2)) \
-                    + soft_dice_loss(logits, y, per_sample=True)
-                seg_loss = (per * lab.float()).mean()
-                loss = loss + seg_weight * seg_loss
-            elif logits is not None:
-                y = m_all[idx].to(self.device)[lab].long()
-                lg = logits.float()[lab]
-                seg_loss = F.cross_entropy(lg, y) + soft_dice_loss(lg, y)
-                loss = loss + seg_weight * seg_loss
+            loss, l1, seg_loss = self.joint_loss(x, m_all[idx].to(self.device), lab_all[idx].to(self.device),
+                                                 seg_weight=seg_weight, per_sample=private is not None, amp=amp)
+            lab = lab_all[idx]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if private is None:  # DP-SGD clips per subject instead
