@@ -181,7 +181,7 @@ class CineGenerator(Generator):
         "ae": {"channels": [16, 32, 64], "norm_groups": 8, "steps": 600, "batch_size": 16},
         "vae_steps": 300, "vae_batch_size": 32, "vae_lr": 5e-4, "seg_weight": 1.0,
         "channels": [64, 128, 128], "num_res_blocks": 1, "norm_groups": 16, "lr": 3e-4,
-        "static_steps": 1500, "static_batch_size": 16, "motion_steps": 1500, "motion_batch_size": 32,
+        "static_steps": 1200, "static_batch_size": 16, "motion_steps": 1100, "motion_batch_size": 32,
         "p_uncond": 0.1, "schedule": "scaled_linear_beta", "prediction": "v_prediction",
         "temporal_sigma": 0.0625,
     }
@@ -420,7 +420,7 @@ class CineGenerator(Generator):
 
             spec = TrainSpec(f"cine-{name}", {"options": o, "meta": self.meta}, int(steps), seed,
                              None if root is None else Path(root) / name, tcfg.checkpoint_every if root else 0,
-                             None, desc=f"train cine {name} LDM")
+                             None if root is None else Path(root) / name / "losses.csv", desc=f"train cine {name} LDM")
             trainer = Trainer(spec, {name: net}, {name: opt}, {name: ema}, dp=private)
             try:
                 trainer.fit(step, resume=context.resume)
@@ -448,6 +448,9 @@ class CineGenerator(Generator):
         self.steps_done = 0
         phase("static", subject_ids, int(o["static_batch_size"]), int(o["static_steps"]), make_static)
         phase("motion", subject_ids[row_subject.numpy()], int(o["motion_batch_size"]), int(o["motion_steps"]), make_motion)
+        if root is not None and context.losses_path is not None:
+            _merge_losses({name: Path(root) / name / "losses.csv" for name in ("vae", "static", "motion")},
+                          context.losses_path)
         if dp_on:
             from generators.dp.summary import summarise
 
@@ -673,6 +676,28 @@ class CineGenerator(Generator):
             g.dp_plan = DPPlan.from_dict(mc["dp"])
         g.dp_summary = (c.extra or {}).get("dp")
         return g
+
+
+def _merge_losses(parts: Mapping[str, Path], out: Path) -> None:
+    """One loss-curve CSV for the cascade (a ``phase`` column) from the phases' own CSVs."""
+    import csv
+    import io
+
+    from audit.atomic import atomic_write_text
+
+    rows: list[dict[str, str]] = []
+    for name, path in parts.items():
+        if path.is_file():
+            with open(path, newline="", encoding="utf-8") as fh:
+                rows.extend({"phase": name, **r} for r in csv.DictReader(fh))
+    if not rows:
+        return
+    keys = ["phase", "step"] + sorted({k for r in rows for k in r} - {"phase", "step"})
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n", restval="")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out, buf.getvalue())
 
 
 def _prefixed(weights: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

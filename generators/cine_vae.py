@@ -178,7 +178,8 @@ class DualDecoderVAE:
             return train_on(torch.as_tensor(rng.choice(n, bs, replace=False)))
 
         spec = TrainSpec("cine-vae", {"ae": self.ae.model_config()}, int(steps), seed, checkpoint_root,
-                         100 if checkpoint_root else 0, None, desc="train cine VAE (semi-supervised)")
+                         100 if checkpoint_root else 0, None if checkpoint_root is None else Path(checkpoint_root) / "losses.csv",
+                         desc="train cine VAE (semi-supervised)")
         trainer = Trainer(spec, {"ae": net, "seg": seg}, {"vae": opt}, {}, dp=private)
         try:
             history = trainer.fit(step, resume=resume)

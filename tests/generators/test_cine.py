@@ -90,7 +90,7 @@ def fitted(tmp_path_factory):
     try:
         g = CineGenerator()
         subjects = beating_subjects()
-        g.fit(StackSet(subjects), _config(), FitContext(checkpoint_root=root))
+        g.fit(StackSet(subjects), _config(), FitContext(checkpoint_root=root, losses_path=root / "losses.csv"))
         yield g, subjects, root
     finally:
         if old is None:
@@ -102,6 +102,16 @@ def fitted(tmp_path_factory):
 def test_cycle_frames_start_at_ed_and_wrap():
     assert cycle_frames(20, 0, 5).tolist() == [0, 5, 10, 14, 19]
     assert cycle_frames(10, 7, 4).tolist() == [7, 0, 3, 6]
+
+
+def test_loss_curves_of_every_phase_in_one_csv(fitted):
+    import pandas as pd
+
+    _, _, root = fitted
+    curves = pd.read_csv(root / "losses.csv")
+    steps = curves.groupby("phase")["step"].max().to_dict()
+    assert steps == {"vae": 40, "static": 60, "motion": 60}
+    assert curves["loss"].notna().all() and np.isfinite(curves["loss"]).all()
 
 
 def test_sample_shapes_and_contract(fitted):
