@@ -194,6 +194,7 @@ class CineGenerator(Generator):
                   "generator_options.norm_groups": 8, "generator_options.static_steps": 10,
                   "generator_options.motion_steps": 10},
         # 64x64 at 2.5 mm (a 160 mm field of view), 16 frames per cycle; sized for <= 20 min on 2 cores
+        # (the fit took 961 s on a quiet 2-core machine, BENCHMARKS.md "Cine generation")
         "quick": {"data.size": 64, "data.target_spacing": 2.5, "data.frames": "all", "data.phantom_subjects": 60,
                   "sample.n_samples": 24, "sample.sampler_steps": 20, "sample.guidance_scale": 5.0,
                   "audit.clinical_subjects": 12},
