@@ -192,22 +192,13 @@ class LatentAutoencoder:
         if dp is None:
             self.scale = float(1.0 / lat.std().clamp_min(1e-6))
         else:
-            self.scale = self._private_scale(lat, dp, seed)
+            from generators.dp.release import inverse_rms
+
+            self.scale = inverse_rms(lat, dp[2], plan=dp[0], ledger=dp[1], phase="latent_scale", bound=SCALE_BOUND,
+                                     seed=seed, salt=99_991)
         log.info("autoencoder: %d steps, final L1 %.4f, latent scale %.3f", trainer.step,
                  history[-1]["l1"] if history else float("nan"), self.scale)
         return history
-
-    @staticmethod
-    def _private_scale(lat: torch.Tensor, dp: Any, seed: int, phase: str = "latent_scale", salt: int = 99_991) -> float:
-        """``1 / RMS`` of the latents, the RMS released by :func:`generators.dp.release.release_mean`
-        (per-unit RMS clipped to ``SCALE_BOUND``) as phase ``phase`` of the run's ledger."""
-        from generators.dp.release import release_mean
-
-        plan, ledger, subject_ids = dp
-        ms = lat.float().pow(2).mean(dim=tuple(range(1, lat.dim())))
-        rms = release_mean(ms, subject_ids, plan=plan, ledger=ledger, phase=phase, bound=SCALE_BOUND, seed=seed,
-                           salt=salt)
-        return 1.0 / min(max(rms, 0.05 * SCALE_BOUND), SCALE_BOUND)
 
     # ------------------------------------------------------------------ io
     def save(self, directory: str | Path) -> Path:

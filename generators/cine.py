@@ -52,7 +52,7 @@ cines goes into one plan, calibrated to the target epsilon together, and one led
 * ``vae`` + ``vae_latent_scale``: the joint semi-supervised phase under DP-SGD (per-frame losses,
   averaged per subject, clipped) and the re-released latent RMS;
 * ``motion_scale``: the RMS of the motion residuals, released by the Gaussian mechanism
-  (:func:`generators.dp.release.release_mean`, per-subject RMS clipped to ``MOTION_RMS_BOUND``);
+  (:func:`generators.dp.release.inverse_rms`, per-subject RMS clipped to ``MOTION_RMS_BOUND``);
 * ``static`` (one stack per sampled subject) and ``motion`` (``dp.slices_per_unit`` slice cines per
   sampled subject): DP-SGD on the two LDMs.
 
@@ -88,7 +88,7 @@ from generators.data import StackSet
 from generators.diffusion import T_TRAIN, ddim_scheduler
 from generators.mask2d import set_threads
 from generators.sampleset import SampleSet
-from generators.training import EMA, Trainer, TrainSpec
+from generators.training import EMA, Trainer, TrainSpec, sampled_step
 
 log = logging.getLogger(__name__)
 
@@ -369,11 +369,10 @@ class CineGenerator(Generator):
         row_subject = torch.tensor([i for i, _ in rows])
         subject_ids = np.asarray([str(s.subject_id) for s in subjects])
         if dp_on:
-            from generators.dp.release import release_mean
+            from generators.dp.release import inverse_rms
 
-            rms = release_mean(resid.pow(2).mean(dim=(1, 2, 3)), subject_ids[row_subject.numpy()], plan=self.dp_plan,
-                               ledger=self.dp_ledger, phase="motion_scale", bound=MOTION_RMS_BOUND, seed=seed, salt=99_971)
-            motion_scale = 1.0 / min(max(rms, 0.05 * MOTION_RMS_BOUND), MOTION_RMS_BOUND)
+            motion_scale = inverse_rms(resid, subject_ids[row_subject.numpy()], plan=self.dp_plan, ledger=self.dp_ledger,
+                                       phase="motion_scale", bound=MOTION_RMS_BOUND, seed=seed, salt=99_971)
         else:
             motion_scale = float(1.0 / resid.std().clamp_min(1e-6))
         self.meta["motion_scale"] = motion_scale
@@ -415,9 +414,7 @@ class CineGenerator(Generator):
                 return {"loss": loss.item()}
 
             def step(t: int, rng: np.random.Generator) -> dict[str, float]:
-                if private is not None:
-                    return private.run_step(t, lambda rows: train_on(torch.as_tensor(rows), rng))
-                return train_on(torch.as_tensor(rng.choice(n, min(batch, n), replace=False)), rng)
+                return sampled_step(private, t, rng, n, batch, lambda idx: train_on(idx, rng))
 
             spec = TrainSpec(f"cine-{name}", {"options": o, "meta": self.meta}, int(steps), seed,
                              None if root is None else Path(root) / name, tcfg.checkpoint_every if root else 0,
@@ -681,24 +678,14 @@ class CineGenerator(Generator):
 
 def _merge_losses(parts: Mapping[str, Path], out: Path) -> None:
     """One loss-curve CSV for the cascade (a ``phase`` column) from the phases' own CSVs."""
-    import csv
-    import io
+    import pandas as pd
 
     from audit.atomic import atomic_write_text
 
-    rows: list[dict[str, str]] = []
-    for name, path in parts.items():
-        if path.is_file():
-            with open(path, newline="", encoding="utf-8") as fh:
-                rows.extend({"phase": name, **r} for r in csv.DictReader(fh))
-    if not rows:
-        return
-    keys = ["phase", "step"] + sorted({k for r in rows for k in r} - {"phase", "step"})
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n", restval="")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(out, buf.getvalue())
+    frames = [pd.read_csv(path).assign(phase=name) for name, path in parts.items() if path.is_file()]
+    if frames:
+        table = pd.concat(frames, ignore_index=True)
+        atomic_write_text(out, table[["phase", *[c for c in table.columns if c != "phase"]]].to_csv(index=False))
 
 
 def _prefixed(weights: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

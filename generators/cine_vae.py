@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from generators import device as devices
 from generators.autoencoder import AE_DEFAULTS, LatentAutoencoder, image_loss, shared_autoencoder
 from generators.conditioning import N_LABELS
-from generators.training import Trainer, TrainSpec
+from generators.training import Trainer, TrainSpec, sampled_step
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +161,9 @@ class DualDecoderVAE:
         def train_on(idx: torch.Tensor) -> dict[str, float]:
             net.train()
             seg.train()
-            x = x_all[idx].to(self.device)
-            loss, l1, seg_loss = self.joint_loss(x, m_all[idx].to(self.device), lab_all[idx].to(self.device),
-                                                 seg_weight=seg_weight, per_sample=private is not None, amp=amp)
             lab = lab_all[idx]
+            loss, l1, seg_loss = self.joint_loss(x_all[idx].to(self.device), m_all[idx].to(self.device), lab.to(self.device),
+                                                 seg_weight=seg_weight, per_sample=private is not None, amp=amp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if private is None:  # DP-SGD clips per subject instead
@@ -173,9 +172,7 @@ class DualDecoderVAE:
             return {"loss": loss.item(), "l1": l1.item(), "seg": seg_loss.item(), "labelled": float(lab.float().mean())}
 
         def step(t: int, rng: np.random.Generator) -> dict[str, float]:
-            if private is not None:
-                return private.run_step(t, lambda rows: train_on(torch.as_tensor(rows)))
-            return train_on(torch.as_tensor(rng.choice(n, bs, replace=False)))
+            return sampled_step(private, t, rng, n, bs, train_on)
 
         spec = TrainSpec("cine-vae", {"ae": self.ae.model_config()}, int(steps), seed, checkpoint_root,
                          100 if checkpoint_root else 0, None if checkpoint_root is None else Path(checkpoint_root) / "losses.csv",
@@ -190,7 +187,11 @@ class DualDecoderVAE:
         if private is None:
             self.ae.scale = float(1.0 / lat.std().clamp_min(1e-6))
         else:
-            self.ae.scale = LatentAutoencoder._private_scale(lat, dp, seed, phase="vae_latent_scale", salt=99_989)
+            from generators.autoencoder import SCALE_BOUND
+            from generators.dp.release import inverse_rms
+
+            self.ae.scale = inverse_rms(lat, dp[2], plan=dp[0], ledger=dp[1], phase="vae_latent_scale", bound=SCALE_BOUND,
+                                        seed=seed, salt=99_989)
         net.eval()
         seg.eval()
         last = history[-1] if history else {}

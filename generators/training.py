@@ -39,6 +39,16 @@ def step_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(step)]).generate_state(1, np.uint64)[0]) & ((1 << 63) - 1)
 
 
+def sampled_step(private: Any, t: int, rng: np.random.Generator, n: int, batch: int,
+                 train_on: Callable[[torch.Tensor], dict[str, float]]) -> dict[str, float]:
+    """One step of a single-process phase on its rows: the Poisson batch of ``private`` (a
+    :class:`generators.dp.sgd.PrivateTraining`, which also spends the step) or, without DP,
+    ``min(batch, n)`` of the ``n`` rows drawn uniformly without replacement from ``rng``."""
+    if private is not None:
+        return private.run_step(t, lambda rows: train_on(torch.as_tensor(rows)))
+    return train_on(torch.as_tensor(rng.choice(n, min(batch, n), replace=False)))
+
+
 class EMA:
     """Exponential moving average of a module's floating-point state (weights and buffers)."""
 

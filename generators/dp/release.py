@@ -42,8 +42,7 @@ def release_mean(per_row: torch.Tensor | np.ndarray, unit_of_row: np.ndarray, *,
     """
     from generators.training import step_seed
 
-    values = torch.as_tensor(np.asarray(per_row, np.float64) if not torch.is_tensor(per_row) else per_row)
-    values = values.detach().double().cpu().reshape(-1)
+    values = torch.as_tensor(per_row).detach().double().cpu().reshape(-1)
     units = np.asarray(unit_of_row) if plan.unit == "subject" else np.arange(len(values))
     if len(units) != len(values):
         raise ValueError(f"release_mean: {len(values)} values but {len(units)} unit labels")
@@ -63,3 +62,13 @@ def release_mean(per_row: torch.Tensor | np.ndarray, unit_of_row: np.ndarray, *,
     log.info("DP release %s: mean over %d units %.4f (clip %.3g, noise std %.3g on the mean)", phase, len(codes),
              float(noisy), bound, sigma * bound / len(codes))
     return float(noisy)
+
+
+def inverse_rms(x: torch.Tensor, unit_of_row: np.ndarray, *, plan: Any, ledger: Any, phase: str, bound: float,
+                seed: int, salt: int) -> float:
+    """``1 / RMS`` of ``x`` (rows = first axis) for scaling latents to unit variance, the RMS
+    released by :func:`release_mean` (per-unit RMS clipped to ``bound``) and kept in
+    ``[0.05 bound, bound]`` so a noise-dominated release cannot blow the scale up."""
+    ms = x.detach().float().pow(2).mean(dim=tuple(range(1, x.dim())))
+    rms = release_mean(ms, unit_of_row, plan=plan, ledger=ledger, phase=phase, bound=bound, seed=seed, salt=salt)
+    return 1.0 / min(max(rms, 0.05 * bound), bound)
