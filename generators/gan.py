@@ -27,10 +27,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.utils import spectral_norm
 
 from audit.errors import UserError
 from generators.conditioning import N_LABELS, Vocab, check_masks, one_hot
+from generators.discriminator import PatchDiscriminator, feature_matching, hinge_d_loss
 from generators.mask2d import MaskConditioned2D
 
 
@@ -124,29 +124,6 @@ class SPADEGenerator(nn.Module):
         return [(n, 1, h * 2 ** (i + 1), w * 2 ** (i + 1)) for i in range(len(self.blocks))]
 
 
-class PatchDiscriminator(nn.Module):
-    """PatchGAN; ``sn=False`` drops spectral normalisation (DP-SGD: its power iteration
-    reparametrises the weight, which per-sample gradient hooks cannot follow; per-unit
-    clipping then bounds the discriminator's updates instead)."""
-
-    def __init__(self, in_ch: int, channels: list[int], sn: bool = True):
-        super().__init__()
-        norm = spectral_norm if sn else (lambda m: m)
-        layers, c = [], in_ch
-        for i, ch in enumerate(channels):
-            layers.append(norm(nn.Conv2d(c, ch, 4, stride=2 if i < len(channels) - 1 else 1, padding=1)))
-            c = ch
-        self.layers = nn.ModuleList(layers)
-        self.head = norm(nn.Conv2d(c, 1, 3, padding=1))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        feats = []
-        for layer in self.layers:
-            x = F.leaky_relu(layer(x), 0.2)
-            feats.append(x)
-        return self.head(x), feats
-
-
 class GANGenerator(MaskConditioned2D):
     name = "gan"
     family = "gan"
@@ -215,7 +192,7 @@ class GANGenerator(MaskConditioned2D):
         # discriminator: hinge loss
         d_real, _ = D(torch.cat([real, cond], 1))
         d_fake, _ = D(torch.cat([fake.detach(), cond], 1))
-        loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        loss_d = hinge_d_loss(d_real, d_fake)
         self.optimizers["d"].zero_grad(set_to_none=True)
         loss_d.backward()
         self.optimizers["d"].step()
@@ -226,7 +203,7 @@ class GANGenerator(MaskConditioned2D):
             with torch.no_grad():
                 _, f_real = D(torch.cat([real, cond], 1))
             adv = -d_fake.mean()
-            fm = sum(F.l1_loss(a, b) for a, b in zip(f_fake, f_real)) / len(f_real)
+            fm = feature_matching(f_fake, f_real)
             l1 = F.l1_loss(F.avg_pool2d(fake, 4), F.avg_pool2d(real, 4))
             loss_g = adv + o["fm_weight"] * fm + o["l1_weight"] * l1
             self.optimizers["g"].zero_grad(set_to_none=True)
