@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from audit.errors import UserError
 from generators import device as devices
 from generators import distributed
-from generators.autoencoder import AE_DEFAULTS, LatentAutoencoder, shared_autoencoder
+from generators.autoencoder import AE_DEFAULTS, LatentAutoencoder, adversarial, shared_autoencoder
 from generators.conditioning import N_LABELS, check_masks, drop_conditions, one_hot
 from generators.data import SliceSet
 from generators.mask2d import MaskConditioned2D
@@ -141,6 +141,7 @@ class DiffusionFamily(MaskConditioned2D):
             dp = None
             if config.dp.enabled:
                 train.require_masks(self.name)
+                self.dp_adjust_options()  # before the autoencoder trains; _fit records the change
                 self._start_dp(train, config)  # one plan over autoencoder, latent scale and denoiser
                 dp = (self.dp_plan, self.dp_ledger, train.subject_ids)
             # the autoencoder sees every training slice, annotated or not: it needs no labels
@@ -159,6 +160,13 @@ class DiffusionFamily(MaskConditioned2D):
         return [PhaseSpec("autoencoder", steps=int(ae["steps"]), rows=int(ae["batch_size"]),
                           n_units=n_units(train.subject_ids, str(config.dp.unit))),
                 PhaseSpec("latent_scale", steps=1, sample_rate=1.0)] + phases
+
+    def dp_adjust_options(self) -> list[str]:
+        if self.latent and adversarial(self.options["ae"]):
+            self.options["ae"] = {**self.options["ae"], "adv_weight": 0.0, "fm_weight": 0.0}
+            return ["ae.adv_weight=0, ae.fm_weight=0 (autoencoder): its adversarial term trains a discriminator on the "
+                    "private images outside DP-SGD, so the DP autoencoder is trained on the pixel losses only"]
+        return []
 
     def dp_notes(self) -> list[str]:
         if self.latent:
@@ -424,6 +432,9 @@ class LDMGenerator(DiffusionFamily):
         "quick": {"train.steps": 1200, "train.batch_size": 32, "sample.sampler_steps": 10,
                   "generator_options.channels": [32, 64, 64],
                   "generator_options.norm_groups": 16,
+                  # pixel losses only: the adversarial term (ae.adv_weight / ae.fm_weight) gives better
+                  # reconstructions but, with this small denoiser, flow samples with less coverage (recall
+                  # 0.41 -> 0.04 in judge features; BENCHMARKS.md, "Shared autoencoder")
                   "generator_options.ae": {"channels": [8, 16, 32], "norm_groups": 8, "steps": 600}},
         # one H200 (2026-11-26): autoencoder ~30 ms/step at batch 64, denoiser 53 ms/step at batch 256
         # in bf16 (benchmarks/results/dp_speed_gpu.json); 2000 + 2000 steps train in about 3.5 min

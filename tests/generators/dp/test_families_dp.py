@@ -123,3 +123,13 @@ def test_fixed_noise_multiplier_reports_its_epsilon(rings):
     g.fit(rings, cfg)
     assert g.dp_summary["plan"]["noise_multiplier"] == 1.5 and g.dp_summary["plan"]["target_epsilon"] is None
     assert g.dp_summary["epsilon_rdp"] > 0
+
+
+def test_dp_latent_family_switches_the_adversarial_autoencoder_off_and_says_so(rings, tmp_path):
+    ae = {"channels": [8, 8], "norm_groups": 4, "steps": 4, "batch_size": 8, "adv_weight": 0.1, "fm_weight": 1.0}
+    cfg, cls = _cfg("ldm", **{"generator_options.ae": ae, "train.steps": 3})
+    g = cls()
+    g.fit(rings, cfg, FitContext(checkpoint_root=tmp_path / "ckpt"))
+    assert any(a.startswith("ae.adv_weight=0") for a in g.dp_summary["adjusted_options"])
+    assert g.options["ae"]["adv_weight"] == 0.0 and g.options["ae"]["fm_weight"] == 0.0
+    assert g.ae.options["adv_weight"] == 0.0  # the network that trained is the pixel-loss one
