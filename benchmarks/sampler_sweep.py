@@ -1,0 +1,90 @@
+"""Fidelity of a fitted generator under other sampler settings, without refitting or re-auditing.
+
+Usage:
+
+    python benchmarks/sampler_sweep.py --run benchmarks/runs/quick-flow \
+        --setting 8:2.0 --setting 16:2.0 --setting 8:1.0
+
+Each ``--setting STEPS:GUIDANCE`` draws the run's ``sample.n_samples`` images from the run's
+generator on the run's conditions and seed, judges the run's audit subset of them and compares
+it with the ``test`` split exactly as the fidelity stage does (same subsets, same n as the real
+floor, judge features): FID and its ratio to the floor, precision / recall / density / coverage
+(Naeem et al. 2020), plus sampling speed. Bootstrap CIs are skipped (``--boot`` to add them);
+the point estimates equal the audit's for the setting the run used. Results go to
+``benchmarks/results/sampler_sweep_<run>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("sampler_sweep")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, required=True, help="a finished run directory of a trained generator")
+    ap.add_argument("--setting", action="append", required=True, metavar="STEPS:GUIDANCE")
+    ap.add_argument("--boot", type=int, default=0, help="bootstrap replicates (0: point estimates only)")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import numpy as np
+
+    from audit.anatomy.stage import real_judged
+    from audit.atomic import atomic_write_json
+    from audit.fidelity.distribution import compare
+    from audit.stagekit import audit_subset, judge_memo
+    from audit.stages import conditions_for
+    from runkit import scratch_context  # benchmarks/runkit.py; this directory is sys.path[0]
+
+    settings = []
+    for s in args.setting:
+        try:
+            steps, guidance = s.split(":")
+            settings.append((int(steps), float(guidance)))
+        except ValueError:
+            raise SystemExit(f"--setting {s!r}: expected STEPS:GUIDANCE, e.g. 8:2.0") from None
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        ctx = scratch_context(args.run, Path(work) / "scratch")
+        cfg, gen, memo = ctx.cfg, ctx.artefacts["generator"], judge_memo(ctx)
+        ts, _, test_f = real_judged(ctx, "test")
+        fs, _, floor_f = real_judged(ctx, "holdout")
+        common = dict(n_boot=args.boot, seed=cfg.seed, feature_label="judge")
+        floor = compare(floor_f, fs.subject_ids, test_f, ts.subject_ids, **common)
+        cond = conditions_for(ctx)
+        for steps, guidance in settings:
+            t0 = time.perf_counter()
+            smp = gen.sample(cfg.sample.n_samples, conditions=cond, seed=cfg.seed, batch_size=cfg.sample.batch_size,
+                             steps=steps, guidance=guidance)
+            rate = len(smp) / (time.perf_counter() - t0)
+            idx = audit_subset(ctx, len(smp))
+            _, feats = memo(smp.images[idx], smp.pixel_spacing)
+            n = min(len(idx), len(fs))  # the fidelity stage's subsample: same n as the real floor
+            sel = np.sort(np.random.default_rng([cfg.seed, 7]).choice(len(idx), n, replace=False))
+            out = compare(feats[sel], smp.subject_ids[idx][sel], test_f, ts.subject_ids, **common)
+            row = {"steps": steps, "guidance": guidance, "images_per_s": round(rate, 2),
+                   "fid_ratio_to_floor": round(out["fid"]["value"] / floor["fid"]["value"], 3)}
+            row.update({k: round(float(out[k]["value"]), 4) for k in ("fid", "precision", "recall", "density", "coverage")})
+            rows.append(row)
+            log.info("%s", row)
+    doc = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "run": str(args.run),
+           "command": "python benchmarks/sampler_sweep.py --run " + str(args.run) + "".join(f" --setting {s}" for s in args.setting),
+           "real_floor_fid": round(float(floor["fid"]["value"]), 4), "n": int(len(fs)), "settings": rows}
+    out_path = args.out or ROOT / "benchmarks" / "results" / f"sampler_sweep_{args.run.name}.json"
+    atomic_write_json(out_path, doc)
+    print(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
