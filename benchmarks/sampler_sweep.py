@@ -7,11 +7,12 @@ Usage:
 
 Each ``--setting STEPS:GUIDANCE`` draws the run's ``sample.n_samples`` images from the run's
 generator on the run's conditions and seed, judges the run's audit subset of them and compares
-it with the ``test`` split exactly as the fidelity stage does (same subsets, same n as the real
-floor, judge features): FID and its ratio to the floor, precision / recall / density / coverage
-(Naeem et al. 2020), plus sampling speed. Bootstrap CIs are skipped (``--boot`` to add them);
-the point estimates equal the audit's for the setting the run used. Results go to
-``benchmarks/results/sampler_sweep_<run>.json``.
+it with the ``test`` split through the fidelity stage's own comparison
+(:func:`audit.fidelity.stage.against_real`: same subsets, same n as the real floor, judge
+features): FID and its ratio to the floor, precision / recall / density / coverage (Naeem et al.
+2020), plus sampling speed. For the setting the run used the figures equal the audit's. Results
+go to ``benchmarks/results/sampler_sweep_<run>.json`` (point estimates; the CIs are in the
+stage's output but not kept here).
 """
 
 from __future__ import annotations
@@ -32,16 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True, help="a finished run directory of a trained generator")
     ap.add_argument("--setting", action="append", required=True, metavar="STEPS:GUIDANCE")
-    ap.add_argument("--boot", type=int, default=0, help="bootstrap replicates (0: point estimates only)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    import numpy as np
-
     from audit.anatomy.stage import real_judged
     from audit.atomic import atomic_write_json
-    from audit.fidelity.distribution import compare
+    from audit.fidelity.stage import FEATURE_DESCRIPTION, against_real
     from audit.stagekit import audit_subset, judge_memo
     from audit.stages import conditions_for
     from runkit import scratch_context  # benchmarks/runkit.py; this directory is sys.path[0]
@@ -57,10 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as work:
         ctx = scratch_context(args.run, Path(work) / "scratch")
         cfg, gen, memo = ctx.cfg, ctx.artefacts["generator"], judge_memo(ctx)
-        ts, _, test_f = real_judged(ctx, "test")
-        fs, _, floor_f = real_judged(ctx, "holdout")
-        common = dict(n_boot=args.boot, seed=cfg.seed, feature_label="judge")
-        floor = compare(floor_f, fs.subject_ids, test_f, ts.subject_ids, **common)
+        test, floor = real_judged(ctx, "test"), real_judged(ctx, "holdout")
         cond = conditions_for(ctx)
         for steps, guidance in settings:
             t0 = time.perf_counter()
@@ -69,17 +64,18 @@ def main(argv: list[str] | None = None) -> int:
             rate = len(smp) / (time.perf_counter() - t0)
             idx = audit_subset(ctx, len(smp))
             _, feats = memo(smp.images[idx], smp.pixel_spacing)
-            n = min(len(idx), len(fs))  # the fidelity stage's subsample: same n as the real floor
-            sel = np.sort(np.random.default_rng([cfg.seed, 7]).choice(len(idx), n, replace=False))
-            out = compare(feats[sel], smp.subject_ids[idx][sel], test_f, ts.subject_ids, **common)
+            out = against_real(ctx, smp, idx, feats, (test[0], test[2]), (floor[0], floor[2]), FEATURE_DESCRIPTION,
+                               "judge", "features_judge.npz")
+            syn = out["synthetic_vs_test"]
             row = {"steps": steps, "guidance": guidance, "images_per_s": round(rate, 2),
-                   "fid_ratio_to_floor": round(out["fid"]["value"] / floor["fid"]["value"], 3)}
-            row.update({k: round(float(out[k]["value"]), 4) for k in ("fid", "precision", "recall", "density", "coverage")})
+                   "fid_ratio_to_floor": round(out["fid_ratio_to_floor"]["value"], 3)}
+            row.update({k: round(float(syn[k]["value"]), 4) for k in ("fid", "precision", "recall", "density", "coverage")})
             rows.append(row)
             log.info("%s", row)
+        floor_fid, n = out["real_floor"]["fid"]["value"], out["real_floor"]["fid"]["n"]
     doc = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "run": str(args.run),
            "command": "python benchmarks/sampler_sweep.py --run " + str(args.run) + "".join(f" --setting {s}" for s in args.setting),
-           "real_floor_fid": round(float(floor["fid"]["value"]), 4), "n": int(len(fs)), "settings": rows}
+           "real_floor_fid": round(float(floor_fid), 4), "n": int(n), "settings": rows}
     out_path = args.out or ROOT / "benchmarks" / "results" / f"sampler_sweep_{args.run.name}.json"
     atomic_write_json(out_path, doc)
     print(json.dumps(rows, indent=1))

@@ -60,6 +60,7 @@ from audit.paths import cache_dir
 from generators import checkpoint as ckpt
 from generators import device as devices
 from generators import distributed
+from generators.discriminator import PatchDiscriminator, feature_matching, hinge_d_loss
 from generators.training import Trainer, TrainSpec
 
 log = logging.getLogger(__name__)
@@ -188,8 +189,6 @@ class LatentAutoencoder:
         modules: dict[str, torch.nn.Module] = {"ae": self.net}
         optimizers: dict[str, Any] = {"ae": opt}
         if with_disc:
-            from generators.discriminator import PatchDiscriminator
-
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed + 1)
                 disc = PatchDiscriminator(1, list(o["disc_channels"])).to(self.device)
@@ -255,8 +254,6 @@ class LatentAutoencoder:
                          amp: bool, out: dict[str, float]) -> torch.Tensor:
         """``adv_weight * -D(x_hat) + fm_weight * feature matching`` with the discriminator frozen
         (its parameter gradients from this pass would be thrown away)."""
-        from generators.discriminator import feature_matching
-
         disc.requires_grad_(False)
         try:
             with devices.autocast(self.device, amp):
@@ -271,8 +268,6 @@ class LatentAutoencoder:
         return float(o["adv_weight"]) * adv + float(o["fm_weight"]) * fm
 
     def _disc_step(self, disc: torch.nn.Module, opt: Any, fake: torch.Tensor, real: torch.Tensor, amp: bool) -> float:
-        from generators.discriminator import hinge_d_loss
-
         with devices.autocast(self.device, amp):
             real_logits, _ = disc(real)
             fake_logits, _ = disc(fake)

@@ -89,7 +89,7 @@ def _distribution(ctx: RunContext, samples: SampleSet, memo) -> dict[str, Any]:
     idx = audit_subset(ctx, len(samples))
     _, syn_f = memo(samples.images[idx], samples.pixel_spacing)
     test, floor = real_judged(ctx, "test"), real_judged(ctx, "holdout")
-    return _against_real(ctx, samples, idx, syn_f, test and (test[0], test[2]), floor and (floor[0], floor[2]),
+    return against_real(ctx, samples, idx, syn_f, test and (test[0], test[2]), floor and (floor[0], floor[2]),
                          FEATURE_DESCRIPTION, "judge", "features_judge.npz")
 
 
@@ -102,15 +102,15 @@ def _external(ctx: RunContext, samples: SampleSet) -> dict[str, Any]:
     extractor = ExternalFeatures(a.feature_extractor, a.feature_extractor_size, device=device)
     idx = audit_subset(ctx, len(samples))
     test, floor = real_judged(ctx, "test"), real_judged(ctx, "holdout")
-    out = _against_real(ctx, samples, idx, extractor(samples.images[idx]),
+    out = against_real(ctx, samples, idx, extractor(samples.images[idx]),
                         test and (test[0], extractor(test[0].images)), floor and (floor[0], extractor(floor[0].images)),
                         extractor.label, "external", "features_external.npz")
     log.info("fidelity: external feature extractor %s (sha256 %s)", extractor.path, extractor.sha256)
     return out
 
 
-def _against_real(ctx: RunContext, samples: SampleSet, idx: np.ndarray, syn_f: np.ndarray, test, floor, label: str,
-                  short: str, npz: str) -> dict[str, Any]:
+def against_real(ctx: RunContext, samples: SampleSet, idx: np.ndarray, syn_f: np.ndarray, test, floor, label: str,
+                 short: str, npz: str) -> dict[str, Any]:
     """FID/KID/PRDC of the synthetic features vs ``test`` and of ``holdout`` vs ``test`` (the real
     floor) at the same n, and their FID ratio. ``test``/``floor``: ``(slices, features)`` or None."""
     from audit.fidelity.distribution import compare
