@@ -7,6 +7,7 @@ ES so EF is positive. Arrays are built in file order (X, Y, Z, T).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -108,8 +109,11 @@ def mnms_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test gets its own cache directory (digest memo, cohort cache)."""
-    monkeypatch.setenv("CMR_AUDIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    """Every test gets its own cache directory (digest memo, cohort cache), deleted after it."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("CMR_AUDIT_CACHE", str(cache))
+    yield
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 @pytest.fixture

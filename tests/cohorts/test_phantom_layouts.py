@@ -29,10 +29,10 @@ N = 4
 
 
 @pytest.fixture(scope="module")
-def phantoms(tmp_path_factory) -> dict[str, Path]:
+def phantoms(module_tmp) -> dict[str, Path]:
     out = {}
     for layout in ("acdc", "mnms"):
-        out[layout] = tmp_path_factory.mktemp(f"phantom-{layout}")
+        out[layout] = module_tmp(f"phantom-{layout}")
         phantom.write_dataset(out[layout], N, 7, layout=layout, progress=False)
     return out
 

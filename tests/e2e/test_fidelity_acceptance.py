@@ -27,8 +27,8 @@ SETTINGS = ["data.phantom_subjects=40", "data.size=96", "data.target_spacing=2.0
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    root = tmp_path_factory.mktemp("acceptance")
+def results(module_tmp):
+    root = module_tmp("acceptance")
     out = {}
     for generator in ("holdout", "noise", "copycat", "cartoon"):
         args = ["--quiet", "run", "--generator", generator, "--preset", "smoke", "--out", str(root / generator)]

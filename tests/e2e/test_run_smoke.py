@@ -13,8 +13,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
+def cache(module_tmp):
+    return module_tmp("cache")
 
 
 @pytest.fixture(autouse=True)

@@ -80,13 +80,13 @@ def _conditions(subjects):
 
 
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
+def fitted(module_tmp):
     import os
 
-    cache = tmp_path_factory.mktemp("cache")
+    cache = module_tmp("cache")
     old = os.environ.get("CMR_AUDIT_CACHE")
     os.environ["CMR_AUDIT_CACHE"] = str(cache)
-    root = tmp_path_factory.mktemp("ckpt")
+    root = module_tmp("ckpt")
     try:
         g = CineGenerator()
         subjects = beating_subjects()

@@ -18,13 +18,13 @@ SEED = 11
 
 
 @pytest.fixture(scope="module")
-def acdc_dir(tmp_path_factory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("acdc"), N, SEED, layout="acdc", progress=False)
+def acdc_dir(module_tmp) -> Path:
+    return write_dataset(module_tmp("acdc"), N, SEED, layout="acdc", progress=False)
 
 
 @pytest.fixture(scope="module")
-def mnms_dir(tmp_path_factory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("mnms"), N, SEED, layout="mnms", progress=False)
+def mnms_dir(module_tmp) -> Path:
+    return write_dataset(module_tmp("mnms"), N, SEED, layout="mnms", progress=False)
 
 
 def _expected(k: int):
