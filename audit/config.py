@@ -90,12 +90,19 @@ class TrainConfig:
     :mod:`generators.device`)."""
 
 
+#: values of ``sample.sampler`` (which apply depends on the family: see :class:`SampleConfig`)
+SAMPLERS = ("auto", "ddim", "euler", "heun", "midpoint")
+
+
 @dataclass
 class SampleConfig:
     """How many images to draw for the audit and with which sampler."""
 
     n_samples: int = 400
-    sampler: str = "ddim"
+    sampler: str = "auto"
+    """The diffusion/flow sampler: ``auto`` = the family's own (DDIM for ddpm / ldm / cine, the
+    second-order midpoint rule for flow); flow also takes ``euler`` (one network call per step) or
+    ``heun`` / ``midpoint`` (two per step). One-shot generators (gan, vae) ignore it."""
     sampler_steps: int = 20
     guidance_scale: float = 2.0
     batch_size: int = 32
@@ -446,6 +453,7 @@ def _check(cfg: RunConfig) -> None:
         (0 <= cfg.train.ema_decay < 1, "train.ema_decay must be in [0, 1)"),
         (cfg.sample.n_samples > 0, "sample.n_samples must be > 0"),
         (cfg.sample.batch_size > 0, "sample.batch_size must be > 0"),
+        (cfg.sample.sampler in SAMPLERS, f"sample.sampler must be one of {', '.join(SAMPLERS)}"),
         (cfg.sample.condition_split in ("train", "holdout", "reference", "test"), "sample.condition_split must be train, holdout, reference or test"),
         (cfg.audit.max_images > 0, "audit.max_images must be > 0"),
         (cfg.audit.clinical_subjects >= 0, "audit.clinical_subjects must be >= 0"),

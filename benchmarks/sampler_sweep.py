@@ -3,13 +3,14 @@
 Usage:
 
     python benchmarks/sampler_sweep.py --run benchmarks/runs/quick-flow \
-        --setting 8:2.0 --setting 16:2.0 --setting 8:1.0
+        --setting 8:2.0 --setting 16:2.0 --setting 8:1.0 --setting 8:2.0:heun
 
-Each ``--setting STEPS:GUIDANCE`` draws the run's ``sample.n_samples`` images from the run's
-generator on the run's conditions and seed, judges the run's audit subset of them and compares
-it with the ``test`` split through the fidelity stage's own comparison
-(:func:`audit.fidelity.stage.against_real`: same subsets, same n as the real floor, judge
-features): FID and its ratio to the floor, precision / recall / density / coverage (Naeem et al.
+Each ``--setting STEPS:GUIDANCE[:SAMPLER]`` (``SAMPLER``: a ``sample.sampler`` value, e.g. the
+flow family's ODE solver ``euler`` / ``heun`` / ``midpoint``; default the run's) draws the run's
+``sample.n_samples`` images from the run's generator on the run's conditions and seed, judges
+the run's audit subset of them and compares it with the ``test`` split through the fidelity
+stage's own comparison (:func:`audit.fidelity.stage.against_real`: same subsets, same n as the
+real floor, judge features): FID and its ratio to the floor, precision / recall / density / coverage (Naeem et al.
 2020), plus sampling speed. For the setting the run used the figures equal the audit's. Results
 go to ``benchmarks/results/sampler_sweep_<run>.json`` (point estimates; the CIs are in the
 stage's output but not kept here).
@@ -20,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import platform
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -47,27 +50,29 @@ def main(argv: list[str] | None = None) -> int:
     settings = []
     for s in args.setting:
         try:
-            steps, guidance = s.split(":")
-            settings.append((int(steps), float(guidance)))
+            steps, guidance, *solver = s.split(":")
+            if len(solver) > 1:
+                raise ValueError
+            settings.append((int(steps), float(guidance), solver[0] if solver else None))
         except ValueError:
-            raise SystemExit(f"--setting {s!r}: expected STEPS:GUIDANCE, e.g. 8:2.0") from None
+            raise SystemExit(f"--setting {s!r}: expected STEPS:GUIDANCE[:SAMPLER], e.g. 8:2.0 or 8:2.0:heun") from None
     rows = []
     with tempfile.TemporaryDirectory() as work:
         ctx = scratch_context(args.run, Path(work) / "scratch")
         cfg, gen, memo = ctx.cfg, ctx.artefacts["generator"], judge_memo(ctx)
         test, floor = real_judged(ctx, "test"), real_judged(ctx, "holdout")
         cond = conditions_for(ctx)
-        for steps, guidance in settings:
+        for steps, guidance, solver in settings:
             t0 = time.perf_counter()
             smp = gen.sample(cfg.sample.n_samples, conditions=cond, seed=cfg.seed, batch_size=cfg.sample.batch_size,
-                             steps=steps, guidance=guidance)
+                             steps=steps, guidance=guidance, sampler=solver or cfg.sample.sampler)
             rate = len(smp) / (time.perf_counter() - t0)
             idx = audit_subset(ctx, len(smp))
             _, feats = memo(smp.images[idx], smp.pixel_spacing)
             out = against_real(ctx, smp, idx, feats, (test[0], test[2]), (floor[0], floor[2]), FEATURE_DESCRIPTION,
                                "judge", "features_judge.npz")
             syn = out["synthetic_vs_test"]
-            row = {"steps": steps, "guidance": guidance, "images_per_s": round(rate, 2),
+            row = {"steps": steps, "guidance": guidance, "sampler": solver or cfg.sample.sampler, "images_per_s": round(rate, 2),
                    "fid_ratio_to_floor": round(out["fid_ratio_to_floor"]["value"], 3)}
             row.update({k: round(float(syn[k]["value"]), 4) for k in ("fid", "precision", "recall", "density", "coverage")})
             rows.append(row)
@@ -75,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         floor_fid, n = out["real_floor"]["fid"]["value"], out["real_floor"]["fid"]["n"]
     doc = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "run": str(args.run),
            "command": "python benchmarks/sampler_sweep.py --run " + str(args.run) + "".join(f" --setting {s}" for s in args.setting),
-           "real_floor_fid": round(float(floor_fid), 4), "n": int(n), "settings": rows}
+           "real_floor_fid": round(float(floor_fid), 4), "n": int(n), "settings": rows,
+           "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                       "torch": __import__("torch").__version__,
+                       "note": "images_per_s compare only within one file: CPUs of the same name differ ~2x between machines"}}
     out_path = args.out or ROOT / "benchmarks" / "results" / f"sampler_sweep_{args.run.name}.json"
     atomic_write_json(out_path, doc)
     print(json.dumps(rows, indent=1))

@@ -554,10 +554,13 @@ class CineGenerator(Generator):
 
     @torch.no_grad()
     def sample(self, n: int | None = None, *, conditions: Mapping[str, Any] | None = None, seed: int = 0,
-               batch_size: int = 32, steps: int | None = None, guidance: float | None = None, **_: Any) -> SampleSet:
+               batch_size: int = 32, steps: int | None = None, guidance: float | None = None, sampler: str | None = None,
+               **_: Any) -> SampleSet:
         """Cine stacks for the requested priors (``conditions``: ``group``, ``ef``, ``edv``, ``esv``,
         ``n_slices``, optional ``slice_spacing`` and ``subject_ids``), or ``n`` stacks with priors
         of random training subjects. Seeded: the same seed gives the same set on any device."""
+        if sampler not in (None, "auto", "ddim"):
+            raise UserError(f"generator 'cine' samples with DDIM: sample.sampler={sampler!r} does not apply (use auto or ddim)")
         if self.nets is None or self.vae is None:
             raise UserError("generator 'cine' has not been fitted or loaded")
         cond = self._conditions(n, conditions, seed)

@@ -17,8 +17,14 @@ Objectives and samplers (MONAI schedulers):
   timesteps (the first step starts at t = T-1 and the last lands exactly on t = 0; Lin et al.
   2024, table 2), which MONAI's scheduler gives with ``steps_offset = T // steps - 1``.
 * ``flow``: rectified flow / flow matching (Liu et al. 2023; Lipman et al. 2023): velocity
-  prediction on the straight path between data and noise, sampled with a few Euler steps
-  (MONAI :class:`~monai.networks.schedulers.RFlowScheduler`).
+  prediction on the straight path between data and noise, sampled by integrating the ODE
+  ``dx/dt = -v`` on MONAI's :class:`~monai.networks.schedulers.RFlowScheduler` grid. By default
+  with the explicit midpoint rule (``sample.sampler = "midpoint"``; Heun's trapezoidal
+  predictor-corrector, as in Karras et al. 2022 alg. 1, with ``"heun"``): two network calls per
+  step and a global error O(h^2) instead of Euler's O(h) (``"euler"``, one call). The learned
+  field of a briefly trained network is curved enough that few Euler steps stay far from the
+  ODE's solution (the samples cover less of the data: BENCHMARKS.md, flow sampler), and the
+  midpoint rule never calls the network at t = 0, where training rarely samples it.
 
 SDEdit (Meng et al. 2022; seed 000 uses it to restyle a reference across vendors):
 :meth:`DiffusionFamily.sdedit` noises the reference to ``strength`` of the schedule and
@@ -49,6 +55,8 @@ from generators.mask2d import MaskConditioned2D
 
 T_TRAIN = 1000
 PREDICTIONS = ("v_prediction", "epsilon")
+#: ODE solvers of the flow sampler (``sample.sampler``); Heun and midpoint evaluate the network twice per step
+FLOW_SOLVERS = ("euler", "heun", "midpoint")
 
 
 def ddim_scheduler(schedule: str, prediction: str, steps: int):
@@ -86,8 +94,10 @@ class DiffusionFamily(MaskConditioned2D):
 
     objective: ClassVar[str] = "eps"  # or "velocity"
     latent: ClassVar[bool] = False
-    #: sampler steps when the run does not say (DDIM 20; flow overrides with few Euler steps)
+    #: sampler steps when the run does not say (DDIM 20; flow overrides with few midpoint steps)
     default_steps: ClassVar[int] = 20
+    #: what ``sample.sampler = "auto"`` runs
+    default_sampler: ClassVar[str] = "ddim"
     ema_nets: ClassVar[tuple[str, ...]] = ("unet",)
 
     def __init__(self) -> None:
@@ -135,6 +145,9 @@ class DiffusionFamily(MaskConditioned2D):
             self.optimizers = {"unet": torch.optim.AdamW(self.nets["unet"].parameters(), lr=o["lr"], weight_decay=0.0)}
 
     def fit(self, train: SliceSet, config: Any, context=None) -> None:
+        if "guidance_scale" in (getattr(config, "generator_options", None) or {}):
+            raise UserError(f"generator '{self.name}': set the guidance with sample.guidance_scale (--set "
+                            f"sample.guidance_scale=W); generator_options.guidance_scale would be overridden by it")
         self.dp_plan = self.dp_ledger = None
         if self.latent:
             self._set_options(getattr(config, "generator_options", {}) or {})
@@ -236,10 +249,17 @@ class DiffusionFamily(MaskConditioned2D):
             if not ts or ts[0] < start * T_TRAIN - 1e-6:
                 ts = [start * T_TRAIN] + ts
             nxt = ts[1:] + [0.0]
+            solver = self.sampler_name()
             for t, tn in zip(ts, nxt):
+                h = (t - tn) / T_TRAIN
                 v = self._guided(x, t, mask_oh, cls, null_cls, w)
-                x = x + (t - tn) / T_TRAIN * v
+                if solver == "heun":
+                    v = 0.5 * (v + self._guided(x + h * v, tn, mask_oh, cls, null_cls, w))
+                elif solver == "midpoint":
+                    v = self._guided(x + 0.5 * h * v, 0.5 * (t + tn), mask_oh, cls, null_cls, w)
+                x = x + h * v
             return x
+        self.sampler_name()  # refuses a flow solver
         sch = ddim_scheduler(self.options["schedule"], self.options["prediction"], steps)
         for t in sch.timesteps:
             if int(t) > start * (T_TRAIN - 1) + 1e-6:
@@ -249,14 +269,28 @@ class DiffusionFamily(MaskConditioned2D):
         return x
 
     def generate(self, mask_oh, vendor, group, generator):
-        # deterministic samplers (DDIM with eta = 0, Euler): the only randomness is the start noise
+        # deterministic samplers (DDIM with eta = 0, flow ODE solvers): the only randomness is the start noise
         x = self._randn((mask_oh.shape[0], *self._data_shape()), generator)
         steps, guidance = self.sampling_settings()
         x = self._denoise(x, mask_oh, self._classes(vendor, group), steps, guidance)
         return self.from_data(x)
 
+    def sampler_name(self) -> str:
+        """The sampler for the run's ``sample.sampler``: ``"auto"`` is the family's
+        :attr:`default_sampler` (DDIM; flow: the midpoint rule); flow takes any of
+        :data:`FLOW_SOLVERS`."""
+        name = str(self.sampling.get("sampler") or "auto")
+        allowed = FLOW_SOLVERS if self.objective == "velocity" else ("ddim",)
+        if name == "auto":
+            return self.default_sampler
+        if name not in allowed:
+            raise UserError(f"generator '{self.name}' samples with {' / '.join(allowed)}: sample.sampler={name!r} does not "
+                            f"apply (use auto or one of those)")
+        return name
+
     def sampling_settings(self) -> tuple[int, float]:
-        """Sampler steps and guidance scale: the run's ``sample.*`` settings, else the family default."""
+        """Sampler steps and guidance scale: the run's ``sample.*`` settings, else the family default
+        (``default_steps``; option ``guidance_scale``, 2.0 like ``sample.guidance_scale``)."""
         steps = self.sampling.get("steps") or self.default_steps
         guidance = self.sampling.get("guidance")
         return int(steps), float(self.options["guidance_scale"] if guidance is None else guidance)
@@ -393,7 +427,9 @@ _COMMON: dict[str, Any] = {
     "lr": 2e-4,
     "p_uncond": 0.1,
     "schedule": "scaled_linear_beta",
-    "guidance_scale": 1.5,
+    # the guidance of sample() calls that give none; audit runs always pass sample.guidance_scale
+    # (default 2.0, the same), and fit() refuses this option from a run's generator_options
+    "guidance_scale": 2.0,
 }
 
 
@@ -447,11 +483,16 @@ class LDMGenerator(DiffusionFamily):
 class FlowGenerator(DiffusionFamily):
     name = "flow"
     family = "flow"
-    description = "rectified flow / flow matching in the LDM latent space, few-step Euler sampling"
+    description = "rectified flow / flow matching in the LDM latent space, few-step second-order (midpoint) ODE sampling"
     objective = "velocity"
     latent = True
-    default_steps = 8
+    # The midpoint rule at 6 steps (12 network calls) integrates the learned field to its limit:
+    # recall 0.61 in judge features at the quick preset, as at 8 and 12 steps (0.62 / 0.60), where
+    # 8 Euler steps (8 calls) stopped at 0.41 and 16 (16 calls) at 0.49; 4 midpoint steps give 0.54
+    # (BENCHMARKS.md, "Flow sampler: a second-order ODE solver").
+    default_steps = 6
+    default_sampler = "midpoint"
     defaults: ClassVar[Mapping[str, Any]] = {**_COMMON, "channels": [64, 128, 128], "norm_groups": 32, "ae": {}}
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
-        name: {**p, "sample.sampler_steps": 8 if name != "smoke" else 4} for name, p in LDMGenerator.presets.items()
+        name: {**p, "sample.sampler_steps": {"smoke": 2, "quick": 6}.get(name, 12)} for name, p in LDMGenerator.presets.items()
     }

@@ -302,15 +302,16 @@ class MaskConditioned2D(Generator):
 
     @torch.no_grad()
     def sample(self, n: int | None = None, *, conditions: Mapping[str, Any] | None = None, seed: int = 0,
-               batch_size: int = 32, steps: int | None = None, guidance: float | None = None) -> SampleSet:
+               batch_size: int = 32, steps: int | None = None, guidance: float | None = None,
+               sampler: str | None = None) -> SampleSet:
         """Images for the given conditioning masks (and vendor/group), seeded.
 
-        ``steps`` and ``guidance`` set the sampler of diffusion/flow families (ignored by
-        one-shot generators such as the GAN)."""
+        ``steps``, ``guidance`` and ``sampler`` set the sampler of diffusion/flow families
+        (``sampler``: the flow family's ODE solver; ignored by one-shot generators such as the GAN)."""
         if self.nets is None or self.vocab is None:
             raise UserError(f"generator '{self.name}' has not been fitted or loaded")
         masks, vendor, group = self._prepare_conditions(n, conditions)
-        self.sampling = {"steps": steps, "guidance": guidance}
+        self.sampling = {"steps": steps, "guidance": guidance, "sampler": sampler}
         v_idx, g_idx = self.vocab.encode(vendor, group, len(masks))
         self.nets.eval()
         out = np.empty((len(masks), *self.shape), np.float32)

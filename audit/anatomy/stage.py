@@ -155,7 +155,7 @@ def run_anatomy(ctx: RunContext) -> dict[str, Any]:
 
 def _sampling_kwargs(ctx: RunContext) -> dict[str, Any]:
     sc = ctx.cfg.sample
-    return {"batch_size": sc.batch_size, "steps": sc.sampler_steps, "guidance": sc.guidance_scale}
+    return {"batch_size": sc.batch_size, "steps": sc.sampler_steps, "guidance": sc.guidance_scale, "sampler": sc.sampler}
 
 
 def _sdedit_agreement(ctx: RunContext, generator, memo) -> dict[str, Any]:
@@ -171,7 +171,7 @@ def _sdedit_agreement(ctx: RunContext, generator, memo) -> dict[str, Any]:
     vendors = list(generator.vocab.vendors)
     target = np.array([vendors[(vendors.index(v) + 1) % len(vendors)] if v in vendors else vendors[0] for v in ref.vendor])
     kw = _sampling_kwargs(ctx)
-    generator.sampling = {"steps": kw["steps"], "guidance": kw["guidance"]}
+    generator.sampling = {k: kw[k] for k in ("steps", "guidance", "sampler")}
     out: dict[str, Any] = {}
     restyled_all: dict[str, np.ndarray] = {}
     for s in SDEDIT_STRENGTHS:

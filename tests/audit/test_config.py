@@ -56,6 +56,9 @@ def test_range_checks():
         C.resolve_config(overrides={"data.size": 4})
     with pytest.raises(UserError, match="dp.epsilon"):
         C.resolve_config(overrides={"dp.epsilon": -1})
+    with pytest.raises(UserError, match="sample.sampler must be one of auto, ddim, euler, heun, midpoint"):
+        C.resolve_config(overrides={"sample.sampler": "rk4"})
+    assert C.resolve_config(overrides={"sample.sampler": "heun"}).sample.sampler == "heun"
 
 
 def test_config_file_json_and_toml(tmp_path):

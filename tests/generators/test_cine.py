@@ -104,6 +104,12 @@ def test_cycle_frames_start_at_ed_and_wrap():
     assert cycle_frames(10, 7, 4).tolist() == [7, 0, 3, 6]
 
 
+@pytest.mark.parametrize("sampler", ["heun", "euler"])
+def test_flow_solvers_are_refused_by_the_ddim_cine_sampler(sampler):
+    with pytest.raises(UserError, match="samples with DDIM"):
+        CineGenerator().sample(2, sampler=sampler)
+
+
 def test_loss_curves_of_every_phase_in_one_csv(fitted):
     import pandas as pd
 

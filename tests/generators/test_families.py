@@ -132,3 +132,26 @@ def test_sdedit_keeps_structure_and_white_box_score(name, rings):
     p = g.pia_score(rings.images[:4], rings.masks[:4], timestep=100)
     assert p.shape == (4,) and np.isfinite(p).all() and (p <= 0).all()
     np.testing.assert_array_equal(p, g.pia_score(rings.images[:4], rings.masks[:4], timestep=100, seed=9))  # deterministic
+
+
+def test_sample_sampler_reaches_the_flow_solver_and_foreign_samplers_are_refused(rings):
+    cfg, cls = _cfg("flow", **{"train.steps": 2})
+    g = cls()
+    g.fit(rings, cfg)
+    cond = _conditions(rings, 3)
+    auto = g.sample(conditions=cond, seed=0, steps=3).images
+    np.testing.assert_array_equal(auto, g.sample(conditions=cond, seed=0, steps=3, sampler="midpoint").images)
+    assert not np.array_equal(auto, g.sample(conditions=cond, seed=0, steps=3, sampler="euler").images)
+    with pytest.raises(UserError, match="does not apply"):
+        g.sample(conditions=cond, seed=0, sampler="ddim")
+    ldm_cfg, ldm_cls = _cfg("ldm", **{"train.steps": 2})
+    ldm = ldm_cls()
+    ldm.fit(rings, ldm_cfg)
+    with pytest.raises(UserError, match="samples with ddim"):
+        ldm.sample(conditions=cond, seed=0, sampler="midpoint")
+
+
+def test_guidance_is_a_sample_setting_not_a_generator_option(rings):
+    cfg, cls = _cfg("flow", **{"train.steps": 1, "generator_options.guidance_scale": 3.0})
+    with pytest.raises(UserError, match="sample.guidance_scale"):
+        cls().fit(rings, cfg)
