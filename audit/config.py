@@ -109,6 +109,11 @@ class SampleConfig:
     condition_split: str = "reference"
     """Split whose masks condition the samples (see :mod:`audit.stages` for why not holdout/test)."""
 
+    def sampler_settings(self) -> dict[str, Any]:
+        """The sampler keywords of :meth:`generators.base.Generator.sample` (and of a generator's
+        ``sampling`` for SDEdit): ``steps``, ``guidance``, ``sampler``."""
+        return {"steps": self.sampler_steps, "guidance": self.guidance_scale, "sampler": self.sampler}
+
 
 @dataclass
 class DPConfig:

@@ -250,8 +250,7 @@ def run_sample(ctx: RunContext) -> dict[str, Any]:
     generator = ctx.artefacts["generator"]
     sc = ctx.cfg.sample
     samples = generator.sample(sc.n_samples, conditions=conditions_for(ctx), seed=ctx.cfg.seed,
-                               batch_size=sc.batch_size, steps=sc.sampler_steps, guidance=sc.guidance_scale,
-                               sampler=sc.sampler)
+                               batch_size=sc.batch_size, **sc.sampler_settings())
     if not isinstance(samples, SampleSet):
         raise TypeError(f"generator '{ctx.cfg.generator}' returned {type(samples).__name__}, not a SampleSet")
     samples.save(ctx.run_dir.path / "samples.npz")

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from audit.fidelity.distribution import compare
     from audit.fidelity.paired import paired_metrics
     from audit.stagekit import judge_memo, split_slices
-    from generators.autoencoder import shared_autoencoder
+    from generators.autoencoder import shared_autoencoder, without_adversarial
     from runkit import scratch_context  # benchmarks/runkit.py; this directory is sys.path[0]
 
     with tempfile.TemporaryDirectory() as work:
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         common = dict(n_boot=args.boot, seed=ctx.cfg.seed, feature_label="judge")
         floor_row = compare(floor_f, fs.subject_ids, test_f, ts.subject_ids, **common)
         as_run = dict(gen.ae.options)
-        variants = {"as_run": as_run, "pixel_losses": {**as_run, "adv_weight": 0.0, "fm_weight": 0.0}}
+        variants = {"as_run": as_run, "pixel_losses": without_adversarial(as_run)}
         rows = {}
         for name, options in variants.items():
             t0 = time.perf_counter()

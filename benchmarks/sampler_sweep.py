@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -35,7 +33,7 @@ log = logging.getLogger("sampler_sweep")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True, help="a finished run directory of a trained generator")
-    ap.add_argument("--setting", action="append", required=True, metavar="STEPS:GUIDANCE")
+    ap.add_argument("--setting", action="append", required=True, metavar="STEPS:GUIDANCE[:SAMPLER]")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -43,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from audit.anatomy.stage import real_judged
     from audit.atomic import atomic_write_json
     from audit.fidelity.stage import FEATURE_DESCRIPTION, against_real
+    from audit.provenance import environment
     from audit.stagekit import audit_subset, judge_memo
     from audit.stages import conditions_for
     from runkit import scratch_context  # benchmarks/runkit.py; this directory is sys.path[0]
@@ -50,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = []
     for s in args.setting:
         try:
-            steps, guidance, *solver = s.split(":")
-            if len(solver) > 1:
+            steps, guidance, *sampler = s.split(":")
+            if len(sampler) > 1:
                 raise ValueError
-            settings.append((int(steps), float(guidance), solver[0] if solver else None))
+            settings.append((int(steps), float(guidance), sampler[0] if sampler else None))
         except ValueError:
             raise SystemExit(f"--setting {s!r}: expected STEPS:GUIDANCE[:SAMPLER], e.g. 8:2.0 or 8:2.0:heun") from None
     rows = []
@@ -62,27 +61,28 @@ def main(argv: list[str] | None = None) -> int:
         cfg, gen, memo = ctx.cfg, ctx.artefacts["generator"], judge_memo(ctx)
         test, floor = real_judged(ctx, "test"), real_judged(ctx, "holdout")
         cond = conditions_for(ctx)
-        for steps, guidance, solver in settings:
+        for steps, guidance, sampler in settings:
+            sampler = sampler or cfg.sample.sampler
             t0 = time.perf_counter()
             smp = gen.sample(cfg.sample.n_samples, conditions=cond, seed=cfg.seed, batch_size=cfg.sample.batch_size,
-                             steps=steps, guidance=guidance, sampler=solver or cfg.sample.sampler)
+                             steps=steps, guidance=guidance, sampler=sampler)
             rate = len(smp) / (time.perf_counter() - t0)
             idx = audit_subset(ctx, len(smp))
             _, feats = memo(smp.images[idx], smp.pixel_spacing)
             out = against_real(ctx, smp, idx, feats, (test[0], test[2]), (floor[0], floor[2]), FEATURE_DESCRIPTION,
                                "judge", "features_judge.npz")
             syn = out["synthetic_vs_test"]
-            row = {"steps": steps, "guidance": guidance, "sampler": solver or cfg.sample.sampler, "images_per_s": round(rate, 2),
+            row = {"steps": steps, "guidance": guidance, "sampler": sampler, "images_per_s": round(rate, 2),
                    "fid_ratio_to_floor": round(out["fid_ratio_to_floor"]["value"], 3)}
             row.update({k: round(float(syn[k]["value"]), 4) for k in ("fid", "precision", "recall", "density", "coverage")})
             rows.append(row)
             log.info("%s", row)
         floor_fid, n = out["real_floor"]["fid"]["value"], out["real_floor"]["fid"]["n"]
+    env = environment()
     doc = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "run": str(args.run),
            "command": "python benchmarks/sampler_sweep.py --run " + str(args.run) + "".join(f" --setting {s}" for s in args.setting),
            "real_floor_fid": round(float(floor_fid), 4), "n": int(n), "settings": rows,
-           "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                       "torch": __import__("torch").__version__,
+           "machine": {**{k: env[k] for k in ("platform", "cpu", "cpu_count", "gpus")}, "torch": env["packages"]["torch"],
                        "note": "images_per_s compare only within one file: CPUs of the same name differ ~2x between machines"}}
     out_path = args.out or ROOT / "benchmarks" / "results" / f"sampler_sweep_{args.run.name}.json"
     atomic_write_json(out_path, doc)

@@ -112,6 +112,11 @@ def adversarial(options: Mapping[str, Any]) -> bool:
     return float(o["adv_weight"]) > 0 or float(o["fm_weight"]) > 0
 
 
+def without_adversarial(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with the adversarial and feature-matching weights at 0 (the pixel-loss autoencoder)."""
+    return {**options, "adv_weight": 0.0, "fm_weight": 0.0}
+
+
 def image_loss(recon: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, x: torch.Tensor,
                options: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The autoencoder objective (module docstring): ``(total, L1, gradient L1, KL)`` in fp32."""

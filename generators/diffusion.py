@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from audit.errors import UserError
 from generators import device as devices
 from generators import distributed
-from generators.autoencoder import AE_DEFAULTS, LatentAutoencoder, adversarial, shared_autoencoder
+from generators.autoencoder import AE_DEFAULTS, LatentAutoencoder, adversarial, shared_autoencoder, without_adversarial
 from generators.conditioning import N_LABELS, check_masks, drop_conditions, one_hot
 from generators.data import SliceSet
 from generators.mask2d import MaskConditioned2D
@@ -145,12 +145,13 @@ class DiffusionFamily(MaskConditioned2D):
             self.optimizers = {"unet": torch.optim.AdamW(self.nets["unet"].parameters(), lr=o["lr"], weight_decay=0.0)}
 
     def fit(self, train: SliceSet, config: Any, context=None) -> None:
-        if "guidance_scale" in (getattr(config, "generator_options", None) or {}):
+        given = getattr(config, "generator_options", None) or {}
+        if "guidance_scale" in given:
             raise UserError(f"generator '{self.name}': set the guidance with sample.guidance_scale (--set "
                             f"sample.guidance_scale=W); generator_options.guidance_scale would be overridden by it")
         self.dp_plan = self.dp_ledger = None
         if self.latent:
-            self._set_options(getattr(config, "generator_options", {}) or {})
+            self._set_options(given)
             dp = None
             if config.dp.enabled:
                 train.require_masks(self.name)
@@ -176,7 +177,7 @@ class DiffusionFamily(MaskConditioned2D):
 
     def dp_adjust_options(self) -> list[str]:
         if self.latent and adversarial(self.options["ae"]):
-            self.options["ae"] = {**self.options["ae"], "adv_weight": 0.0, "fm_weight": 0.0}
+            self.options["ae"] = without_adversarial(self.options["ae"])
             return ["ae.adv_weight=0, ae.fm_weight=0 (autoencoder): its adversarial term trains a discriminator on the "
                     "private images outside DP-SGD, so the DP autoencoder is trained on the pixel losses only"]
         return []
@@ -240,6 +241,7 @@ class DiffusionFamily(MaskConditioned2D):
     def _denoise(self, x, mask_oh, cls, steps: int, w: float, start: float = 1.0) -> torch.Tensor:
         """Run the sampler from fraction ``start`` of the schedule (1 = pure noise) to 0."""
         null_cls = torch.full_like(cls, self._classes(torch.tensor(self.vocab.null_vendor), torch.tensor(self.vocab.null_group)).item())
+        solver = self.sampler_name()  # also refuses a sampler this family does not have
         if self.objective == "velocity":
             from monai.networks.schedulers import RFlowScheduler
 
@@ -249,7 +251,6 @@ class DiffusionFamily(MaskConditioned2D):
             if not ts or ts[0] < start * T_TRAIN - 1e-6:
                 ts = [start * T_TRAIN] + ts
             nxt = ts[1:] + [0.0]
-            solver = self.sampler_name()
             for t, tn in zip(ts, nxt):
                 h = (t - tn) / T_TRAIN
                 v = self._guided(x, t, mask_oh, cls, null_cls, w)
@@ -259,7 +260,6 @@ class DiffusionFamily(MaskConditioned2D):
                     v = self._guided(x + 0.5 * h * v, 0.5 * (t + tn), mask_oh, cls, null_cls, w)
                 x = x + h * v
             return x
-        self.sampler_name()  # refuses a flow solver
         sch = ddim_scheduler(self.options["schedule"], self.options["prediction"], steps)
         for t in sch.timesteps:
             if int(t) > start * (T_TRAIN - 1) + 1e-6:

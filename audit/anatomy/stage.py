@@ -155,7 +155,7 @@ def run_anatomy(ctx: RunContext) -> dict[str, Any]:
 
 def _sampling_kwargs(ctx: RunContext) -> dict[str, Any]:
     sc = ctx.cfg.sample
-    return {"batch_size": sc.batch_size, "steps": sc.sampler_steps, "guidance": sc.guidance_scale, "sampler": sc.sampler}
+    return {"batch_size": sc.batch_size, **sc.sampler_settings()}
 
 
 def _sdedit_agreement(ctx: RunContext, generator, memo) -> dict[str, Any]:
@@ -170,8 +170,7 @@ def _sdedit_agreement(ctx: RunContext, generator, memo) -> dict[str, Any]:
     ref = pool.subset(idx)
     vendors = list(generator.vocab.vendors)
     target = np.array([vendors[(vendors.index(v) + 1) % len(vendors)] if v in vendors else vendors[0] for v in ref.vendor])
-    kw = _sampling_kwargs(ctx)
-    generator.sampling = {k: kw[k] for k in ("steps", "guidance", "sampler")}
+    generator.sampling = ctx.cfg.sample.sampler_settings()
     out: dict[str, Any] = {}
     restyled_all: dict[str, np.ndarray] = {}
     for s in SDEDIT_STRENGTHS:

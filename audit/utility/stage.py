@@ -583,7 +583,7 @@ def run_utility(ctx: RunContext) -> dict[str, Any]:
              {v: len(ids) for v, ids in plan.evaluate.items()}, held, opts.seeds, opts.steps, opts.batch_size)
     sc = cfg.sample
     settings = build_settings(real, val, samples, ctx.artefacts.get("generator"), plan, opts, seed=cfg.seed,
-                              sampling={"steps": sc.sampler_steps, "guidance": sc.guidance_scale, "sampler": sc.sampler})
+                              sampling=sc.sampler_settings())
     t0 = time.perf_counter()
     table, runs = train_and_score(settings, evaluation, opts, seed=cfg.seed)
     section = utility_section(table, settings, plan, seeds=opts.seeds, n_boot=cfg.audit.bootstrap, seed=cfg.seed)
