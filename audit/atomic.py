@@ -76,10 +76,47 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         raise
 
 
+def _publish_dir(staging: Path, path: Path, attempts: int = 5) -> None:
+    """Rename the finished tree ``staging`` to ``path``; an existing ``path`` is first moved aside
+    (to a hidden sibling) and deleted only after the new tree is in place.
+
+    ``rename`` cannot replace a non-empty directory, so the old tree has to leave first; moving it
+    aside (instead of deleting it in place, which takes time and leaves half a tree to readers)
+    keeps the window in which ``path`` is missing to two renames. A concurrent publisher that wins
+    that window makes the rename fail with "not empty": the loop then moves its tree aside too.
+    """
+    import shutil
+    import uuid
+
+    for attempt in range(attempts):
+        aside = None
+        if path.exists():
+            aside = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+            try:
+                os.rename(path, aside)
+            except FileNotFoundError:  # another publisher moved it away first
+                aside = None
+        try:
+            os.rename(staging, path)
+        except OSError:
+            if aside is not None and not path.exists():
+                with contextlib.suppress(OSError):
+                    os.rename(aside, path)  # put the old tree back; nothing was published
+            if attempt == attempts - 1:
+                raise
+            continue
+        _fsync_dir(path.parent)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+        return
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Build a directory under a temporary sibling name; it replaces ``path`` only when the
-    body finishes. An interrupted build is removed and never looks complete."""
+    body finishes (the old tree is moved aside, the new one renamed in, then the old one
+    deleted). An interrupted build is removed and never looks complete. Concurrent builders of
+    one cache entry should also hold :func:`audit.locks.exclusive`, so only one of them builds."""
     import shutil
 
     path = Path(path)
@@ -88,10 +125,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would hide run artefacts from colleagues
         yield staging
-        if path.exists():
-            shutil.rmtree(path)
-        staging.rename(path)
-        _fsync_dir(path.parent)
+        _publish_dir(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

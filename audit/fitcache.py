@@ -8,19 +8,27 @@ change never serves stale weights. ``sample.*`` and ``audit.*`` are not in the k
 touch training. Entries live under ``$CMR_AUDIT_CACHE/generators/<key>/`` as the generator's own
 ``save()`` output (``config.json`` + safetensors) plus ``losses.csv``; they are written under a
 temporary name and renamed when complete. ``audit run --no-cache`` neither reads nor writes.
+
+Concurrency and integrity: a run that misses the cache trains under the entry's lock
+(:func:`building`), so a second run with the same key waits and then reuses the first one's model
+instead of training it again. ``COMPLETE`` holds the sha256 of every file of the entry; a lookup
+verifies them all, and an entry that does not match (a bit flip, a truncated copy) is discarded
+with a warning and retrained, never restored into a run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 from functools import lru_cache
 from pathlib import Path
 from audit import config as C
-from audit.atomic import atomic_dir
+from audit.atomic import atomic_dir, atomic_write_json
+from audit.locks import exclusive
 from audit.paths import cache_dir
-from audit.provenance import sha256_json
+from audit.provenance import sha256_file, sha256_json
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +59,53 @@ def entry_dir(key: str) -> Path:
     return cache_dir("generators", create=True) / key
 
 
-def lookup(key: str) -> Path | None:
-    """The cached generator directory for ``key`` if a complete entry exists."""
+MANIFEST_FORMAT = "cmr-audit/fit-cache/v2"
+
+
+def _manifest(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` except ``COMPLETE`` itself, by relative POSIX path."""
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "COMPLETE"}
+
+
+def _problem(d: Path, key: str) -> str | None:
+    """Why the entry ``d`` cannot be trusted, or ``None`` if every file matches its stored sha256."""
+    try:
+        doc = json.loads((d / "COMPLETE").read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"COMPLETE unreadable ({exc})"
+    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT or doc.get("key") != key:
+        return "COMPLETE is not a current fit-cache manifest"
+    stored, found = doc.get("sha256") or {}, _manifest(d)
+    for name in sorted(set(stored) | set(found)):
+        if name not in found:
+            return f"{name} is missing"
+        if name not in stored:
+            return f"{name} is not in the manifest"
+        if stored[name] != found[name]:
+            return f"{name} has sha256 {found[name][:12]}..., stored {str(stored[name])[:12]}..."
+    return None if found else "the entry is empty"
+
+
+def lookup(key: str, *, discard_corrupt: bool = True) -> Path | None:
+    """The cached generator directory for ``key`` if a complete entry exists whose files all match
+    their stored sha256. A corrupt entry is discarded with a warning (only with ``discard_corrupt``:
+    callers without the entry's lock pass ``False``) and ``None`` is returned, so it is retrained."""
     d = entry_dir(key)
-    return d if (d / "generator").is_dir() and (d / "COMPLETE").is_file() else None
+    if not ((d / "generator").is_dir() and (d / "COMPLETE").is_file()):
+        return None
+    problem = _problem(d, key)
+    if problem is None:
+        return d
+    if discard_corrupt:
+        log.warning("fit cache entry %s is corrupt (%s); discarding it and retraining", d, problem)
+        shutil.rmtree(d, ignore_errors=True)
+    return None
+
+
+def building(key: str):
+    """The entry's lock: held from a cache miss to :func:`store`, so concurrent runs train once."""
+    return exclusive(entry_dir(key), what=f"the generator of fit-cache entry {key}")
 
 
 def store(key: str, generator_dir: Path, losses: Path | None) -> None:
@@ -62,7 +113,7 @@ def store(key: str, generator_dir: Path, losses: Path | None) -> None:
         shutil.copytree(generator_dir, staging / "generator")
         if losses is not None and losses.is_file():
             shutil.copy2(losses, staging / "losses.csv")
-        (staging / "COMPLETE").write_text(key + "\n", encoding="utf-8")
+        atomic_write_json(staging / "COMPLETE", {"format": MANIFEST_FORMAT, "key": key, "sha256": _manifest(staging)})
     log.info("fit cache: stored %s", key)
 
 

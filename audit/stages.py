@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,17 +120,29 @@ def run_fit(ctx: RunContext) -> dict[str, Any]:
     from audit import fitcache
 
     gen_dir, losses = ctx.run_dir.path / "generator", ctx.run_dir.path / "losses.csv"
-    key = None
-    if ctx.use_cache and getattr(ctx.entry.cls, "trainable", True):
-        key = fitcache.fit_key(ctx.cfg, ctx.artefacts["prepared"].data_hash, ctx.artefacts["splits"].assignments["train"])
-        hit = fitcache.lookup(key)
-        if hit is not None:
-            fitcache.restore(hit, gen_dir, losses)
-            generator = _placed(ctx.entry.cls.load(gen_dir), ctx)
-            ctx.artefacts["generator"] = generator
-            _dp_artefacts(ctx, generator)
-            log.info("fit: trained generator from the cache (%s); --no-cache retrains", key)
-            return {**_train_size(train), "fit_cache": "hit", "fit_cache_key": key}
+    if not (ctx.use_cache and getattr(ctx.entry.cls, "trainable", True)):
+        return _train(ctx, train, gen_dir, losses, key=None)
+    key = fitcache.fit_key(ctx.cfg, ctx.artefacts["prepared"].data_hash, ctx.artefacts["splits"].assignments["train"])
+    hit = fitcache.lookup(key, discard_corrupt=False)
+    if hit is None:
+        # a miss trains under the entry's lock: a concurrent run with the same key waits and reuses it
+        with fitcache.building(key):
+            hit = fitcache.lookup(key)
+            if hit is None:
+                return _train(ctx, train, gen_dir, losses, key=key)
+    fitcache.restore(hit, gen_dir, losses)
+    generator = _placed(ctx.entry.cls.load(gen_dir), ctx)
+    ctx.artefacts["generator"] = generator
+    _dp_artefacts(ctx, generator)
+    log.info("fit: trained generator from the cache (%s); --no-cache retrains", key)
+    return {**_train_size(train), "fit_cache": "hit", "fit_cache_key": key}
+
+
+def _train(ctx: RunContext, train: Any, gen_dir: Path, losses: Path, key: str | None) -> dict[str, Any]:
+    """Train the generator into the run directory (resuming from its checkpoints) and, with a
+    ``key``, store it in the fit cache."""
+    from audit import fitcache
+
     generator = ctx.entry.cls()
     context = FitContext(
         reference=split_slices(ctx, "reference"),

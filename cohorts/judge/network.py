@@ -6,7 +6,9 @@ the fastest on 2 cores (shared/README.md), and it keeps memory flat for long cin
 
 ``precision="int8"`` uses a statically quantised copy built on first use from calibration
 slices (:mod:`cohorts.judge.graph`) and cached next to the fp32 file, keyed by the fp32 hash,
-the quantisation config and the calibration data identity.
+the quantisation config and the calibration data identity. It is built once under a lock
+(concurrent runs wait and reuse it) and its sha256 is stored beside it: a graph that no longer
+matches is rebuilt, never trusted.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from audit.atomic import atomic_write_text
 from audit.errors import UserError
+from audit.locks import exclusive
 from audit.paths import cache_dir
 
 from audit.logs import progress_disabled
@@ -71,6 +75,32 @@ def validate_slices(a: np.ndarray, what: str = "judge input", ndims: Sequence[in
 def int8_model_path(fp32_sha256: str = JUDGE_SHA256, calibration_id: str = DEFAULT_CALIBRATION_ID) -> Path:
     """Where the int8 judge for this fp32 file and calibration lives in the cache."""
     return cache_dir("judge", "int8") / f"tiramisu_acdc_int8_{int8_cache_key(fp32_sha256, calibration_id)}.onnx"
+
+
+def _int8_intact(path: Path) -> bool:
+    """The cached int8 graph exists and matches the sha256 stored beside it when it was built."""
+    sidecar = path.with_name(path.name + ".sha256")
+    if not (path.is_file() and sidecar.is_file()):
+        return False
+    return sidecar.read_text("utf-8").strip() == sha256_file(path)
+
+
+def ensure_int8(path: Path, fp32: Path, calibration: Callable[[], np.ndarray]) -> Path:
+    """The int8 judge at ``path``: verified against its stored sha256, or (re)built and stored.
+
+    Built under the entry's lock, so concurrent runs quantise once; the sha256 is written beside
+    the graph after it, and a graph whose bytes no longer match it (or that has none) is rebuilt
+    with a warning instead of being trusted."""
+    if _int8_intact(path):
+        return path
+    with exclusive(path, what="the int8 judge"):
+        if _int8_intact(path):
+            return path
+        if path.is_file():
+            log.warning("%s: cached int8 judge does not match its stored sha256; rebuilding it", path)
+        build_int8(fp32, path, calibration)
+        atomic_write_text(path.with_name(path.name + ".sha256"), sha256_file(path) + "\n")
+    return path
 
 
 class Judge:
@@ -131,9 +161,8 @@ class Judge:
         elif precision == "int8":
             cid = calibration_id or DEFAULT_CALIBRATION_ID
             self.model_path = int8_model_path(JUDGE_SHA256, cid)
-            if not self.model_path.is_file():
-                source = calibration or (lambda: phantom_slices(n_subjects=_CAL_SUBJECTS, seed=_CAL_SEED))
-                build_int8(fp32, self.model_path, lambda: calibration_inputs(source, max_slices=_CAL_MAX, fov=fov))
+            source = calibration or (lambda: phantom_slices(n_subjects=_CAL_SUBJECTS, seed=_CAL_SEED))
+            ensure_int8(self.model_path, fp32, lambda: calibration_inputs(source, max_slices=_CAL_MAX, fov=fov))
             self._session = self._make_session(str(self.model_path))
         else:
             self.model_path = fp32

@@ -61,3 +61,61 @@ def test_key_covers_training_inputs_and_nothing_else():
         assert fitcache.fit_key(C.apply_overrides(cfg, {key: value}), "h", ["s1", "s2"]) != base, key
     for key, value in (("audit.bootstrap", 10), ("sample.n_samples", 5), ("audit.privacy", False)):
         assert fitcache.fit_key(C.apply_overrides(cfg, {key: value}), "h", ["s1", "s2"]) == base, key
+
+
+def _entry(tmp_path, key="k" * 32):
+    gen = tmp_path / "gen"
+    (gen / "sub").mkdir(parents=True)
+    (gen / "model.safetensors").write_bytes(bytes(range(256)) * 4)
+    (gen / "sub" / "config.json").write_text('{"a": 1}')
+    losses = tmp_path / "losses.csv"
+    losses.write_text("step,loss\n1,0.5\n")
+    fitcache.store(key, gen, losses)
+    return key
+
+
+def test_an_entry_whose_files_match_their_stored_sha256_is_served(tmp_path, cache):
+    key = _entry(tmp_path)
+    hit = fitcache.lookup(key)
+    assert hit is not None and (hit / "generator" / "model.safetensors").is_file()
+    manifest = json.loads((hit / "COMPLETE").read_text())["sha256"]
+    assert sorted(manifest) == ["generator/model.safetensors", "generator/sub/config.json", "losses.csv"]
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "extra", "manifest"])
+def test_a_corrupt_entry_is_discarded_with_a_warning_never_served(tmp_path, cache, caplog, damage):
+    key = _entry(tmp_path)
+    d = fitcache.entry_dir(key)
+    f = d / "generator" / "model.safetensors"
+    if damage == "flip":
+        data = bytearray(f.read_bytes())
+        data[500] ^= 0x10
+        f.write_bytes(bytes(data))
+    elif damage == "truncate":
+        f.write_bytes(f.read_bytes()[:10])
+    elif damage == "delete":
+        (d / "losses.csv").unlink()
+    elif damage == "extra":
+        (d / "generator" / "planted.safetensors").write_bytes(b"x")
+    else:
+        (d / "COMPLETE").write_text(key + "\n")  # the manifest-less marker of older versions
+    # a reader without the lock only reports a miss (it might be looking at a publication in progress)
+    assert fitcache.lookup(key, discard_corrupt=False) is None and d.is_dir()
+    with caplog.at_level("WARNING", logger="audit.fitcache"):
+        assert fitcache.lookup(key) is None
+    assert not d.exists()
+    assert "corrupt" in caplog.text and key in caplog.text
+
+
+def test_a_run_retrains_over_a_corrupt_cache_entry(tmp_path, cache):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["--quiet", "run", "--generator", "vae", "--preset", "smoke", "--out", str(a), *FAST]) == 0
+    key = _fit_info(a)["fit_cache_key"]
+    weights = sorted((fitcache.entry_dir(key) / "generator").rglob("*.safetensors"))[0]
+    data = bytearray(weights.read_bytes())
+    data[-7] ^= 0x01  # one bit in the tensor data: safetensors itself would load it
+    weights.write_bytes(bytes(data))
+    assert main(["--quiet", "run", "--generator", "vae", "--preset", "smoke", "--out", str(b), *FAST]) == 0
+    assert _fit_info(b)["fit_cache"] == "stored"  # retrained, not restored
+    assert "is corrupt" in (b / "run.log").read_text()
+    assert fitcache.lookup(key) is not None  # and the entry was rebuilt
