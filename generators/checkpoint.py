@@ -3,7 +3,7 @@
 Layout under a checkpoint root (``<run>/checkpoints``)::
 
     step-000250/
-        config.json          {"format", "generator", "model_config", "step", "extra"}
+        config.json          {"format", "generator", "model_config", "step", "extra", "sha256"}
         model.safetensors    weights (and EMA weights under the prefix ``ema.``)
         state.safetensors    optimiser tensors and RNG states (for --resume)
         state.json           optimiser hyper-parameters, scalar state, counters
@@ -12,13 +12,16 @@ Layout under a checkpoint root (``<run>/checkpoints``)::
 A checkpoint directory is written under a temporary name and renamed into place when
 complete; ``latest`` is replaced atomically afterwards. An interrupted save therefore
 never leaves a half checkpoint marked as latest. Loading checks the generator name and
-model config (an incompatible checkpoint is a clear error) and reads tensors with
-``safetensors`` (a corrupted file is a clear error, not a crash).
+model config (an incompatible checkpoint is a clear error), verifies every file against the
+sha256 that ``config.json`` records (``"sha256": {file: digest}``; a mismatch is an error naming
+the file) and reads tensors with ``safetensors`` (a corrupted file is a clear error, not a crash).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +29,18 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save_file
 
 from audit.atomic import atomic_dir, atomic_write_json, atomic_write_text
 from audit.errors import UserError
+from audit.provenance import sha256_file
+
+log = logging.getLogger(__name__)
 
 FORMAT = "cmr-audit/checkpoint/v1"
+#: the files whose sha256 ``config.json`` records and :func:`load` verifies
+HASHED = ("model.safetensors", "state.safetensors", "state.json")
 
 
 @dataclass
@@ -71,9 +80,11 @@ def save(
         save_file(_contiguous(weights), str(staging / "model.safetensors"))
         save_file(_contiguous(state_tensors or {}), str(staging / "state.safetensors"))
         atomic_write_json(staging / "state.json", state or {})
+        digests = {f: sha256_file(staging / f) for f in HASHED}
         atomic_write_json(
             staging / "config.json",
-            {"format": FORMAT, "generator": generator, "model_config": model_config, "step": int(step), "extra": extra or {}},
+            {"format": FORMAT, "generator": generator, "model_config": model_config, "step": int(step), "extra": extra or {},
+             "sha256": digests},
         )
     atomic_write_text(root / "latest", name + "\n")
     _prune(root, keep, current=name)
@@ -120,17 +131,16 @@ def load(path: str | Path, *, generator: str | None = None, model_config: dict[s
         stored = cfg.get("model_config") or {}
         differ = sorted(k for k in set(stored) | set(model_config) if stored.get(k) != model_config.get(k))
         raise UserError(f"{path}: incompatible checkpoint: model config differs in {', '.join(map(str, differ)) or 'structure'}")
+    blobs = _verified_files(path, cfg.get("sha256"))
     tensors = {}
     for fname in ("model.safetensors", "state.safetensors"):
         try:
-            tensors[fname] = load_file(str(path / fname))
-        except FileNotFoundError:
-            raise UserError(f"{path / fname}: missing from the checkpoint") from None
+            tensors[fname] = load_bytes(blobs[fname])
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise UserError(f"{path / fname}: corrupted safetensors file ({exc})") from None
     try:
-        state = json.loads((path / "state.json").read_text("utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        state = json.loads(blobs["state.json"].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path / 'state.json'}: unreadable checkpoint state ({exc})") from None
     return Checkpoint(
         path=path,
@@ -142,6 +152,35 @@ def load(path: str | Path, *, generator: str | None = None, model_config: dict[s
         state=state,
         extra=cfg.get("extra") or {},
     )
+
+
+def _verified_files(path: Path, digests: Any) -> dict[str, bytes]:
+    """The bytes of every file in :data:`HASHED`, each checked against the sha256 that
+    :func:`save` stored in ``config.json`` (read once, hashed and parsed from the same bytes).
+
+    A mismatch is a :class:`UserError` naming the file: a bit flip in a weight file would
+    otherwise load silently and surface later as NaN samples. Checkpoints written before the
+    hashes existed carry none; they load with a warning that they could not be verified.
+    """
+    blobs: dict[str, bytes] = {}
+    for fname in HASHED:
+        try:
+            blobs[fname] = (path / fname).read_bytes()
+        except FileNotFoundError:
+            raise UserError(f"{path / fname}: missing from the checkpoint") from None
+        except OSError as exc:
+            raise UserError(f"{path / fname}: unreadable ({exc.strerror or exc})") from None
+    if digests is None:
+        log.warning("%s: checkpoint written without sha256 digests; its files cannot be verified", path)
+        return blobs
+    if not isinstance(digests, dict):
+        raise UserError(f"{path / 'config.json'}: 'sha256' must map file names to digests")
+    for fname, data in blobs.items():
+        got = hashlib.sha256(data).hexdigest()
+        if digests.get(fname) != got:
+            raise UserError(f"{path / fname}: sha256 mismatch (stored {str(digests.get(fname))[:16]}..., "
+                            f"file {got[:16]}...): the checkpoint is corrupt")
+    return blobs
 
 
 # --------------------------------------------------------------------------- optimiser state

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -61,10 +63,33 @@ def test_incompatible_and_corrupted_checkpoints(tmp_path):
         ckpt.load(root, generator="toy", model_config={"width": 16})
     weights = root / "step-000012" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(UserError, match="model.safetensors: sha256 mismatch"):
+        ckpt.load(root, generator="toy")
+    # a checkpoint from before the digests: still a clear error, from safetensors itself
+    cfg_path = root / "step-000012" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    del cfg["sha256"]
+    cfg_path.write_text(json.dumps(cfg))
     with pytest.raises(UserError, match="corrupted safetensors"):
         ckpt.load(root, generator="toy")
     with pytest.raises(UserError, match="no checkpoint"):
         ckpt.load(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("fname", ["model.safetensors", "state.safetensors", "state.json"])
+def test_a_flipped_bit_in_any_checkpoint_file_is_caught_and_named(tmp_path, fname):
+    """One flipped bit inside the tensor data loads fine as safetensors (no checksum of its own)
+    and would surface only as wrong weights; the stored sha256 catches it and names the file."""
+    t, step = _make(tmp_path)
+    t.fit(step)
+    root = tmp_path / "ckpt"
+    ckpt.load(root, generator="toy")  # intact: loads
+    f = root / "step-000012" / fname
+    data = bytearray(f.read_bytes())
+    data[-3] ^= 0x01  # inside the data, not the header
+    f.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=rf"step-000012/{fname}: sha256 mismatch"):
+        ckpt.load(root, generator="toy")
 
 
 def test_interrupted_save_leaves_latest_intact(tmp_path, monkeypatch):
