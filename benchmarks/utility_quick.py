@@ -170,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
             section = ctx.artefacts["results.utility"]
             import pandas as pd
 
+            from audit.tables import read_csv  # strips the spreadsheet guards of the run-dir table
+
             runs_csv = Path(args.work) / src.name / "utility_training.csv"
-            trainings = pd.read_csv(runs_csv) if runs_csv.is_file() and runs_csv.stat().st_size > 1 else pd.DataFrame()
+            trainings = read_csv(runs_csv) if runs_csv.is_file() and runs_csv.stat().st_size > 1 else pd.DataFrame()
             result["runs"][src.name] = {
                 "generator": ctx.cfg.generator, "preset": ctx.cfg.preset, "wall_s": round(wall, 1), "goal_met": bool(wall <= GOAL_S),
                 "options": {k: getattr(opts, k) for k in ("seeds", "steps", "batch_size", "width", "synthetic_ratio", "sdedit_strength")},

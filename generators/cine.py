@@ -683,12 +683,12 @@ def _merge_losses(parts: Mapping[str, Path], out: Path) -> None:
     """One loss-curve CSV for the cascade (a ``phase`` column) from the phases' own CSVs."""
     import pandas as pd
 
-    from audit.atomic import atomic_write_text
+    from audit.tables import read_csv, write_csv
 
-    frames = [pd.read_csv(path).assign(phase=name) for name, path in parts.items() if path.is_file()]
+    frames = [read_csv(path).assign(phase=name) for name, path in parts.items() if path.is_file()]
     if frames:
         table = pd.concat(frames, ignore_index=True)
-        atomic_write_text(out, table[["phase", *[c for c in table.columns if c != "phase"]]].to_csv(index=False))
+        write_csv(out, table[["phase", *[c for c in table.columns if c != "phase"]]])
 
 
 def _prefixed(weights: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

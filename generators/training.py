@@ -14,7 +14,6 @@ produced "texture soup" that way).
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import math
 import time
@@ -26,8 +25,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from audit.atomic import atomic_write_text
 from audit.logs import progress_disabled
+from audit.tables import write_csv
 from generators import checkpoint as ckpt
 from generators import distributed
 
@@ -178,11 +177,7 @@ class Trainer:
         if self.spec.losses_path is None or not self.history:
             return
         keys = sorted({k for row in self.history for k in row})
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-        w.writeheader()
-        w.writerows(self.history)
-        atomic_write_text(self.spec.losses_path, buf.getvalue())
+        write_csv(self.spec.losses_path, self.history, columns=keys)
 
     def _read_losses(self) -> None:
         p = self.spec.losses_path

@@ -655,9 +655,7 @@ class _CompareTable(Table):
         self._csv[-1] += [c["tag"], "yes" if highlight else ""]
         return c
 
-    def csv_text(self) -> str:
-        head, _, rest = super().csv_text().partition("\n")
-        return f"{head},detail,best\n{rest}"
+    CSV_COLUMNS = (*Table.CSV_COLUMNS, "detail", "best")
 
 
 def _table(runs: Sequence[RunData]) -> tuple[_CompareTable, list[dict[str, Any]]]:

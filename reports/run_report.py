@@ -57,9 +57,7 @@ nearest-neighbour pairs is not implemented yet (the report says so).
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
-import io
 import json
 import logging
 import math
@@ -72,6 +70,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from audit import tables
 from audit.atomic import atomic_write_text
 from audit.errors import UserError
 
@@ -430,12 +429,14 @@ class Table:
             c.setdefault("highlight", False)
         self.rows.append({"label": label, "gloss": gloss, "sub": sub, "cells": built})
 
+    #: header of :meth:`csv_text` (one entry per value in a row of ``_csv``)
+    CSV_COLUMNS: tuple[str, ...] = ("row", "column", "value", "unit", "ci_low", "ci_high", "n", "status", "reason",
+                                    "method", "notes")
+
     def csv_text(self) -> str:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["row", "column", "value", "unit", "ci_low", "ci_high", "n", "status", "reason", "method", "notes"])
-        w.writerows(self._csv)
-        return buf.getvalue()
+        """The long-format CSV, spreadsheet-safe (:mod:`audit.tables`): row labels and text cells can
+        come from the sample set (subject ids, vendor, group), so formula-like text is guarded."""
+        return tables.csv_text(self._csv, self.CSV_COLUMNS)
 
 
 # --------------------------------------------------------------------------- run-dir inputs
@@ -509,8 +510,7 @@ def load_inputs(run_dir: Path) -> RunInputs:
             return {k: z[k] for k in z.files}
 
     def load_csv(path: Path):
-        import pandas as pd
-        return pd.read_csv(path)
+        return tables.read_csv(path)  # our own run-dir tables: strip the spreadsheet guards again
 
     inp.results = attempt("results.json", load_results)
     inp.config = attempt("config.json", _read_json)
@@ -1426,7 +1426,7 @@ class _Builder:
         if df is not None and "sample_index" in df:
             cols = [c for c in ("dice_RV", "dice_MYO", "dice_LV") if c in df]
             if cols:
-                vals = df[cols].to_numpy(float)
+                vals = df[cols].to_numpy(float, copy=True)  # written below; a no-copy view is read-only
                 vals[~np.isfinite(vals)] = np.nan
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no Dice for that image

@@ -37,11 +37,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.atomic import atomic_save_npz, atomic_write_text
+from audit.atomic import atomic_save_npz
 from audit.errors import UserError
 from audit.results import unavailable
 from audit.run import RunContext
 from audit.stagekit import audit_subset, judge_memo, split_slices, store_section
+from audit.tables import write_csv
 from generators.sampleset import SampleSet
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def run_anatomy(ctx: RunContext) -> dict[str, Any]:
         section["plausibility"]["real_test"] = plausibility.summarise(
             plausibility.evaluate(rl, rs.spacing), rs.subject_ids, n_boot=cfg.audit.bootstrap, seed=cfg.seed,
             source=f"judge ({judge_name}) segmentation of real test-split images")
-    atomic_write_text(ctx.run_dir.path / "anatomy_per_sample.csv", table.to_csv(index=False))
+    write_csv(ctx.run_dir.path / "anatomy_per_sample.csv", table)
 
     generator = ctx.artefacts.get("generator")
     if hasattr(generator, "sdedit") and cfg.audit.sdedit_images > 0:
@@ -241,7 +242,7 @@ def write_clinical(out_dir, table, csv: str, prefix: str, names, **labels) -> No
     finite pairs (``out_dir/figures/<prefix><index>.png``; ``labels``: who measured / requested)."""
     from audit.anatomy import clinical
 
-    atomic_write_text(out_dir / csv, table.to_csv(index=False))
+    write_csv(out_dir / csv, table)
     figures = out_dir / "figures"
     figures.mkdir(exist_ok=True)
     for name in names:

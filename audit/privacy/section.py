@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.atomic import atomic_write_json, atomic_write_text, jsonable
+from audit.atomic import atomic_write_json, jsonable
 from audit.errors import UserError
 from audit.privacy import attacks as atk
 from audit.privacy import dp_verify, memorisation, metrics
 from audit.results import metric, unavailable
+from audit.tables import write_csv
 from generators.data import SliceSet
 from generators.sampleset import SampleSet
 
@@ -314,7 +315,7 @@ def _dp_entries(image_scores: dict[str, np.ndarray], labels: np.ndarray, subject
 def write_artifacts(run_dir: str | Path, table: pd.DataFrame, extras: dict[str, Any]) -> dict[str, Path]:
     """Write ``privacy_per_sample.csv`` and ``privacy_curves.json`` (atomically) into ``run_dir``."""
     run_dir = Path(run_dir)
-    csv = atomic_write_text(run_dir / "privacy_per_sample.csv", table.to_csv(index=False))
+    csv = write_csv(run_dir / "privacy_per_sample.csv", table)
     curves = atomic_write_json(run_dir / "privacy_curves.json", jsonable(extras))
     return {"table": csv, "curves": curves}
 

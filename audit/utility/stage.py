@@ -106,12 +106,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.atomic import atomic_write_text
 from audit.errors import UserError
 from audit.logs import progress_disabled
 from audit.results import metric, unavailable
 from audit.run import RunContext
 from audit.stagekit import store_section
+from audit.tables import write_csv
 from audit.utility.metrics import absolute_entries, paired_entries, per_image
 from audit.utility.net import Pool, TrainSpec, predict, train_segmenter
 from generators.data import SliceSet
@@ -592,8 +592,8 @@ def run_utility(ctx: RunContext) -> dict[str, Any]:
             f"the cohort has {len(vendors)} vendor(s): no leave-one-vendor-out split, so no unseen-vendor evaluation; "
             "the standard splits are used (real training = train, evaluation = subjects the generator never saw)")}
     subj = per_subject_table(table)
-    atomic_write_text(ctx.run_dir.path / "utility_per_subject.csv", subj.to_csv(index=False))
-    atomic_write_text(ctx.run_dir.path / "utility_training.csv", runs.to_csv(index=False))
+    write_csv(ctx.run_dir.path / "utility_per_subject.csv", subj)
+    write_csv(ctx.run_dir.path / "utility_training.csv", runs)
     store_section(ctx, "utility", section)
     info: dict[str, Any] = {"trainings": int(len(runs)), "heldout_vendor": held,
                             "training_and_scoring_s": round(time.perf_counter() - t0, 1)}

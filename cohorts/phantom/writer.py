@@ -221,6 +221,12 @@ def write_dataset(out_dir: str | os.PathLike, n_subjects: int, seed: int, layout
     records = [r for r, _ in made]
     rows = [row for _, row in made if row is not None]
     if lay == "mnms":
+        # Deliberately not written through audit.tables (no spreadsheet guard): this is a data file in
+        # the M&Ms release's own layout, read back verbatim by cohorts/loaders/mnms.py exactly like the
+        # real dataset's CSV, not a report table; a guard quote would change the codes and vendor names
+        # the loader matches. Nothing in it is user text either: codes come from _CODE_ALPHABET, vendor
+        # letters and pathologies are checked against fixed lists (normalise_vendor / normalise_group),
+        # vendor names and centres come from VENDOR_STYLES, the rest are numbers.
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["External code", "VendorName", "Vendor", "Centre", "ED", "ES", "Pathology", "Height", "Weight"])
