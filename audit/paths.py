@@ -7,16 +7,48 @@ directory (``~/.cache/cmr-audit`` on Linux).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import platformdirs
 
+from audit.errors import UserError
+
+#: the environment variable that moves the cache
+CACHE_ENV = "CMR_AUDIT_CACHE"
+
+
+def _unusable(path: Path, exc: OSError) -> UserError:
+    """The one-line error for a cache folder that cannot be created or written, naming the
+    folder and how to move it (the cache is the user's environment, not a bug: exit 2)."""
+    hint = (f"${CACHE_ENV} is {os.environ[CACHE_ENV]}: point it at a writable folder" if os.environ.get(CACHE_ENV)
+            else f"set ${CACHE_ENV} to a writable folder")
+    return UserError(f"cache folder {path} is not writable ({exc.strerror or exc}); {hint}")
+
 
 def cache_dir(*parts: str, create: bool = True) -> Path:
     """Return the cache directory (or a sub-directory of it), creating it if asked."""
-    root = os.environ.get("CMR_AUDIT_CACHE")
+    root = os.environ.get(CACHE_ENV)
     base = Path(root).expanduser() if root else Path(platformdirs.user_cache_dir("cmr-audit"))
     path = base.joinpath(*parts)
     if create:
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # read-only, a file in the way, a name too long
+            raise _unusable(path, exc) from None
+    return path
+
+
+def check_cache_writable() -> Path:
+    """Create the cache root and write (and remove) a probe file in it; :class:`UserError` if
+    that fails. ``audit run`` calls it before any stage, so that a read-only ``$CMR_AUDIT_CACHE``
+    is one line at the start instead of a traceback minutes later, in whichever stage first
+    caches something. Cheap: one mkdir and one empty file."""
+    path = cache_dir()
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise _unusable(path, exc) from None
     return path

@@ -32,9 +32,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+import jsonschema
 import numpy as np
 
 from audit.atomic import atomic_write_json
@@ -51,6 +54,7 @@ __all__ = [
     "make_lovo_splits",
     "save_splits",
     "load_splits",
+    "check_split_document",
 ]
 
 log = logging.getLogger(__name__)
@@ -115,6 +119,13 @@ def _check_fractions(fractions: Mapping[str, float] | None) -> dict[str, float]:
     return f
 
 
+def _check_seed(seed: Any) -> int:
+    """Seeds lie in [0, 2**32) (what the split file schema allows, and ``audit run`` checks)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise UserError(f"splits: the seed must be an integer in [0, 2**32), got {seed!r}")
+    return int(seed)
+
+
 def _deal(cohort: Cohort, ids: list[str], fractions: dict[str, float], rng: np.random.Generator) -> dict[str, list[str]]:
     keep = set(ids)
     strata: dict[tuple[str, str], list[str]] = {}
@@ -167,9 +178,10 @@ def _strata_table(cohort: Cohort, assignments: dict[str, list[str]]) -> dict[str
 def make_splits(cohort: Cohort, fractions: Mapping[str, float] | None = None, seed: int = 0) -> Splits:
     """Stratified (vendor x group) subject-level ``train/holdout/reference/test`` splits."""
     f = _check_fractions(fractions)
+    seed = _check_seed(seed)
     rng = np.random.default_rng(seed)
     assignments = _deal(cohort, cohort.ids, f, rng)
-    return Splits(assignments, cohort.data_hash, int(seed), f, "standard", None, _strata_table(cohort, assignments))
+    return Splits(assignments, cohort.data_hash, seed, f, "standard", None, _strata_table(cohort, assignments))
 
 
 def make_lovo_splits(
@@ -183,11 +195,12 @@ def make_lovo_splits(
     if held not in vendors:
         raise UserError(f"splits: vendor {held!r} not in cohort {cohort.name} (vendors: {', '.join(vendors)})")
     f = _check_fractions(fractions)
+    seed = _check_seed(seed)
     rng = np.random.default_rng(seed)
     rest = [s.subject_id for s in cohort if s.vendor != held]
     assignments = _deal(cohort, rest, f, rng)
     assignments[UNSEEN] = sorted(s.subject_id for s in cohort if s.vendor == held)
-    return Splits(assignments, cohort.data_hash, int(seed), f, "lovo", held, _strata_table(cohort, assignments))
+    return Splits(assignments, cohort.data_hash, seed, f, "lovo", held, _strata_table(cohort, assignments))
 
 
 def save_splits(splits: Splits, path: str | Path) -> Path:
@@ -195,17 +208,49 @@ def save_splits(splits: Splits, path: str | Path) -> Path:
     return atomic_write_json(path, splits.to_dict())
 
 
+@lru_cache(maxsize=1)
+def _validator() -> jsonschema.Draft202012Validator:
+    """The split-file JSON Schema (package data ``cohorts/splits-v1.schema.json``)."""
+    text = resources.files("cohorts").joinpath("splits-v1.schema.json").read_text("utf-8")
+    return jsonschema.Draft202012Validator(json.loads(text))
+
+
+def _no_constant(name: str) -> Any:
+    """``json.loads(parse_constant=...)``: NaN and Infinity are not JSON (Python reads them)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def check_split_document(d: Any, source: str | Path) -> None:
+    """Raise :class:`UserError` naming ``source`` and the first offending field unless ``d``
+    (a parsed split file) has the structure :func:`save_splits` writes (the JSON Schema in
+    ``cohorts/splits-v1.schema.json``): a file with the right ``schema`` string but, say, a
+    number among the ids or no ``data_hash`` must fail here, not as a traceback in a stage."""
+    if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+        raise UserError(f"{source}: not a cmr-audit split file (expected schema {SCHEMA})")
+    errors = sorted(_validator().iter_errors(d), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "<top>"
+        message = " ".join(err.message.split())
+        if len(message) > 200:
+            message = message[:197] + "..."
+        raise UserError(f"{source}: invalid split file at '{where}': {message}")
+
+
 def load_splits(path: str | Path, cohort: Cohort | str | None = None) -> Splits:
-    """Read a split file; if ``cohort`` (or a data hash) is given, the hashes must match."""
+    """Read a split file; if ``cohort`` (or a data hash) is given, the hashes must match.
+
+    Without ``cohort`` only the file itself is checked (what ``audit run`` does before any stage,
+    so that a bad ``--split-file`` costs nothing)."""
     path = Path(path)
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
+        d = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except FileNotFoundError:
         raise UserError(f"{path}: split file not found") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable split file ({exc})") from None
-    if not isinstance(d, dict) or d.get("schema") != SCHEMA or not isinstance(d.get("splits"), dict):
-        raise UserError(f"{path}: not a cmr-audit split file (expected schema {SCHEMA})")
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON / not UTF-8
+        text = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise UserError(f"{path}: not a readable split file ({text})") from None
+    check_split_document(d, path)
     expected = cohort.data_hash if isinstance(cohort, Cohort) else cohort
     if expected is not None and d.get("data_hash") != expected:
         raise UserError(
@@ -217,7 +262,8 @@ def load_splits(path: str | Path, cohort: Cohort | str | None = None) -> Splits:
     for name, ids in assignments.items():
         for sid in ids:
             if sid in seen:
-                raise UserError(f"{path}: subject {sid} is in both {seen[sid]} and {name}")
+                where = f"twice in {name}" if seen[sid] == name else f"in both {seen[sid]} and {name}"
+                raise UserError(f"{path}: subject {sid!r} is {where}")
             seen[sid] = name
     if isinstance(cohort, Cohort):
         unknown = sorted(set(seen) - set(cohort.ids))
@@ -225,7 +271,7 @@ def load_splits(path: str | Path, cohort: Cohort | str | None = None) -> Splits:
             raise UserError(f"{path}: subject(s) {unknown[:5]} not in cohort {cohort.name}")
     return Splits(
         assignments=assignments,
-        data_hash=str(d.get("data_hash")),
+        data_hash=d["data_hash"],
         seed=int(d.get("seed", 0)),
         fractions={k: float(v) for k, v in d.get("fractions", {}).items()},
         kind=str(d.get("kind", "standard")),

@@ -153,10 +153,34 @@ def load_policy(path: str | Path | None = None) -> Policy:
         raise UserError(f"policy file {path}: cannot read: {exc.strerror or exc}") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"policy file {path}: not valid TOML: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, not UTF-8, an int too long, nesting too deep
+        raise UserError(f"policy file {path}: not valid TOML: {_short(str(exc) or type(exc).__name__, 200)}") from None
     policy = parse_policy(data, source=str(path), sha256=hashlib.sha256(raw).hexdigest())
     return Policy(policy.name, policy.version, policy.criteria, policy.path, policy.sha256, policy.description, shipped)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _show(value: Any) -> str:
+    """``repr(value)`` for a message, cut short (a policy value can be a long string, or an
+    integer too long for ``repr`` at all)."""
+    try:
+        return _short(repr(value))
+    except ValueError:  # int beyond sys.get_int_max_str_digits()
+        return f"<{_tname(value)} too large to print>"
+
+
+def _number(table: dict[str, Any], key: str, where: str) -> float:
+    """A finite threshold: TOML reads ``inf`` and ``nan``, and integers of any size."""
+    try:
+        value = float(table[key])
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise UserError(f"{where}: key '{key}' must be finite, not {_show(table[key])}")
+    return value
 
 
 def _type_ok(value: Any, kind: str) -> bool:
@@ -193,7 +217,7 @@ def _check_keys(table: dict[str, Any], allowed: dict[str, str], required: tuple[
             raise UserError(f"{where}: missing required key '{key}'")
     for key, value in table.items():
         if not _type_ok(value, allowed[key]):
-            raise UserError(f"{where}: key '{key}' must be {_a(allowed[key])}, not {_a(_tname(value))} ({value!r})")
+            raise UserError(f"{where}: key '{key}' must be {_a(allowed[key])}, not {_a(_tname(value))} ({_show(value)})")
 
 
 def _path(value: list[Any], where: str, key: str, *, wildcard: bool) -> tuple[str, ...]:
@@ -201,12 +225,12 @@ def _path(value: list[Any], where: str, key: str, *, wildcard: bool) -> tuple[st
         raise UserError(f"{where}: key '{key}' is an empty path")
     for item in value:
         if not isinstance(item, str):
-            raise UserError(f"{where}: key '{key}': path items must be strings, not {_a(_tname(item))} ({item!r})")
+            raise UserError(f"{where}: key '{key}': path items must be strings, not {_a(_tname(item))} ({_show(item)})")
         if item == WILDCARD:
             if not wildcard:
                 raise UserError(f"{where}: key '{key}': wildcard '*' is only allowed in 'metric'")
         elif not _KEY_RE.match(item):
-            raise UserError(f"{where}: key '{key}': path item {item!r} is not a results key "
+            raise UserError(f"{where}: key '{key}': path item {_show(item)} is not a results key "
                             "(letters, digits and _@.%+- only; use an array of keys, not a dotted string)")
     if value[0] not in SECTIONS:
         raise UserError(f"{where}: key '{key}': a path starts with a results section ({', '.join(SECTIONS)}), "
@@ -228,7 +252,7 @@ def _criterion(table: Any, index: int, source: str) -> Criterion:
     if not isinstance(table, dict):
         raise UserError(f"{where}: must be a table ([[criterion]]), not {_a(_tname(table))}")
     if isinstance(table.get("id"), str):
-        where += f" ({table['id']})"
+        where += f" ({_short(table['id'], 60)})"
     _check_keys(table, _CRITERION_KEYS, _REQUIRED_CRITERION, where)
     cid = table["id"]
     if not _ID_RE.match(cid):
@@ -239,14 +263,10 @@ def _criterion(table: Any, index: int, source: str) -> Criterion:
     op = table["op"]
     if op not in OPS:
         raise UserError(f"{where}: key 'op' {op!r} is not a comparison (use one of {', '.join(OPS)})")
-    threshold = float(table["threshold"])
-    if not math.isfinite(threshold):
-        raise UserError(f"{where}: key 'threshold' must be finite, not {threshold}")
+    threshold = _number(table, "threshold", where)
     warn = table.get("warn_threshold")
     if warn is not None:
-        warn = float(warn)
-        if not math.isfinite(warn):
-            raise UserError(f"{where}: key 'warn_threshold' must be finite, not {warn}")
+        warn = _number(table, "warn_threshold", where)
         if (op in ("<=", "<") and warn < threshold) or (op in (">=", ">") and warn > threshold):
             side = "at least" if op in ("<=", "<") else "at most"
             raise UserError(f"{where}: key 'warn_threshold' ({warn:g}) must be {side} 'threshold' ({threshold:g}) "
@@ -275,7 +295,7 @@ def parse_policy(data: Any, *, source: str = "<policy>", sha256: str = "") -> Po
         raise UserError(f"{where}: must be a TOML table")
     _check_keys(data, _TOP_KEYS, _REQUIRED_TOP, where)
     if data["policy_version"] != POLICY_VERSION:
-        raise UserError(f"{where}: policy_version {data['policy_version']} is not supported "
+        raise UserError(f"{where}: policy_version {_show(data['policy_version'])} is not supported "
                         f"(this cmr-audit reads policy_version {POLICY_VERSION})")
     name = _one_line(data["name"], where, "name")
     if not data["criterion"]:

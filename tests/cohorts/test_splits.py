@@ -139,3 +139,14 @@ def test_splits_on_loaded_cohort(acdc_dir: Path, tmp_path: Path, writers) -> Non
     c = load_cohort(root, progress=False)
     s = make_splits(c, seed=0)
     assert all(s[n] for n in SPLIT_NAMES) and s.data_hash == c.data_hash
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True, "3"])
+def test_seeds_outside_the_file_schema_are_refused_when_splits_are_made(seed) -> None:
+    """``audit data split --seed -1`` was a numpy ValueError (an internal error); a seed the split
+    file schema would refuse on loading is refused when the splits are made."""
+    with pytest.raises(UserError, match=r"splits: the seed must be an integer in \[0, 2\*\*32\)"):
+        make_splits(_cohort(BIG), seed=seed)
+    with pytest.raises(UserError, match=r"splits: the seed must be an integer in \[0, 2\*\*32\)"):
+        make_lovo_splits(_cohort(BIG), seed=seed)
+    assert make_splits(_cohort(BIG), seed=2**32 - 1).seed == 2**32 - 1

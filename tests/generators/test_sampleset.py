@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -151,3 +153,124 @@ def test_slice_index_violation_on_load_names_the_file(tmp_path):
     np.savez(path, **kw)
     with pytest.raises(UserError, match=r"dup\.npz: 'slice_index' 0 occurs twice"):
         SampleSet.load(path)
+
+
+# --------------------------------------------------------------------------- hostile files
+
+def _npy_header(shape, descr="<f4"):
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _zip(path, members):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _npy(a):
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+SPACING = _npy(np.ones(2, np.float32))
+
+
+def test_a_file_that_is_not_a_zip_is_not_called_pickled(tmp_path):
+    """np.load falls back to unpickling a non-zip file, which was reported as "pickled data"."""
+    path = tmp_path / "plain.npz"
+    path.write_bytes(b"\x80\x04 looks a bit like a pickle")
+    with pytest.raises(UserError, match=r"plain\.npz: not an \.npz sample set \(not a zip archive\)"):
+        SampleSet.load(path)
+    np.save(tmp_path / "single.npy", np.zeros((2, 8, 8), np.float32))
+    with pytest.raises(UserError, match=r"single\.npy: is a single \.npy array, not an \.npz"):
+        SampleSet.load(tmp_path / "single.npy")
+    with pytest.raises(UserError, match="is a directory"):
+        SampleSet.load(tmp_path)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_truncated_and_corrupted_archives(tmp_path, compressed):
+    s = SampleSet(**_ok())
+    (np.savez_compressed if compressed else np.savez)(tmp_path / "s.npz", **s.to_arrays())
+    raw = (tmp_path / "s.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(UserError, match=r"cut\.npz: truncated or corrupt \.npz \(zip\) archive"):
+        SampleSet.load(tmp_path / "cut.npz")
+    flipped = bytearray(raw)
+    flipped[raw.index(b"\x93NUMPY") + 300 if not compressed else 200] ^= 0xFF  # inside the first member's data
+    (tmp_path / "flip.npz").write_bytes(bytes(flipped))
+    with pytest.raises(UserError, match=r"flip\.npz: member '\w+\.npy' is corrupt or truncated"):
+        SampleSet.load(tmp_path / "flip.npz")
+
+
+def test_a_huge_header_is_refused_before_allocation(tmp_path, monkeypatch):
+    path = _zip(tmp_path / "huge.npz", {"images.npy": _npy_header((10**6, 10**3, 10**3)) + b"\0" * 64, "spacing.npy": SPACING})
+    with pytest.raises(UserError, match=r"huge\.npz: member 'images\.npy' declares shape \(1000000, 1000, 1000\) of "
+                                        r"float32 \(4000000000000 bytes\), more than the 17179869184 bytes"):
+        SampleSet.load(path)
+    # the limit is a module constant; the sum of all members counts
+    import generators.sampleset as sampleset
+
+    ok = SampleSet(**_ok())
+    ok.save(tmp_path / "ok.npz")
+    monkeypatch.setattr(sampleset, "MAX_LOAD_BYTES", ok.images.nbytes + 4)
+    with pytest.raises(UserError, match=r"ok\.npz: its arrays hold \d+ bytes, more than the \d+ bytes"):
+        SampleSet.load(tmp_path / "ok.npz")
+
+
+@pytest.mark.parametrize("header, data, message", [
+    (_npy_header((4, 8, 8)), b"\0" * 16, r"declares shape \(4, 8, 8\) of float32 \(1024 bytes\) but holds 16 bytes"),
+    (_npy_header((1, 2, 2)), b"\0" * 64, r"declares shape \(1, 2, 2\) of float32 \(16 bytes\) but holds 64 bytes"),
+    (_npy_header((-1, 8, 8)), b"", r"has shape \(-1, 8, 8\), not an array of the sample-set contract"),
+    (_npy_header((1, 1, 1, 1, 1, 1)), b"\0" * 4, r"has shape \(1, 1, 1, 1, 1, 1\), .*at most 4 dimensions"),
+    (_npy_header((2,), "|O"), b"\0" * 16, r"holds object arrays \(pickled data\)"),
+    (b"\x93NUMPY\x01\x00\x10\x00{'descr': 1}    \n", b"", r"is not a valid \.npy array"),
+    (b"not an npy header at all", b"", r"is not a valid \.npy array"),
+    (b"\x93NUMPY\x09\x00", b"", r"uses \.npy format version 9\.0; only 1\.0 and 2\.0 are read"),
+])
+def test_bad_members_are_named(tmp_path, header, data, message):
+    path = _zip(tmp_path / "m.npz", {"images.npy": header + data, "spacing.npy": SPACING})
+    with pytest.raises(UserError, match=r"m\.npz: member 'images\.npy' " + message):
+        SampleSet.load(path)
+
+
+def test_archive_level_problems_are_named(tmp_path):
+    images = _npy(np.zeros((1, 4, 4), np.float32))
+    with pytest.raises(UserError, match=r"unknown keys \['images\.txt'\]"):
+        SampleSet.load(_zip(tmp_path / "a.npz", {"images.npy": images, "spacing.npy": SPACING, "images.txt": b""}))
+    twice = _zip(tmp_path / "b.npz", {"spacing.npy": SPACING, "images.npy": images})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate it is asked to write
+        _append(twice, "images.npy", images)
+    with pytest.raises(UserError, match="holds 'images.npy' more than once"):
+        SampleSet.load(twice)
+    with pytest.raises(UserError, match="missing required key 'images'"):
+        SampleSet.load(_zip(tmp_path / "c.npz", {"spacing.npy": SPACING}))
+
+
+def _append(path, name, data):
+    import zipfile
+
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr(name, data)
+    return path
+
+
+def test_values_beyond_float32_are_not_finite():
+    """1e300 is finite in float64 but inf once stored as the contract's float32."""
+    with pytest.raises(UserError, match="'spacing' must be positive finite"):
+        SampleSet(**{**_ok(), "spacing": np.array([1e300, 1.0])})
+    with pytest.raises(UserError, match="'edv' must hold finite numbers"):
+        SampleSet(**{**_ok(), "edv": np.full(4, 1e300)})
+    with pytest.raises(UserError, match="'slice_index' holds 18446744073709551615, beyond int64"):
+        SampleSet(**{**_ok(), "slice_index": np.full(4, 2**64 - 1, np.uint64)})
