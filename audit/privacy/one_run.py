@@ -1,0 +1,133 @@
+"""Empirical epsilon lower bound from one training run with planted canaries.
+
+Steinke, Nasr and Jagielski, "Privacy Auditing with One (1) Training Run" (NeurIPS 2023):
+``m`` canaries are chosen before training and each is included in the training data
+independently with probability 1/2 (``S_i`` in {-1, +1}). After one training run an auditor
+scores every canary and guesses ``T_i`` in {-1, 0, +1} (+1 = included, -1 = left out, 0 =
+abstain); ``r`` guesses are made and ``v`` of them are right. If training is (eps, delta)-DP
+with respect to one canary (the privacy unit), then for every ``v``
+
+    P[W >= v] <= beta + 2 m delta alpha,
+
+    beta  = P[Binomial(r, q) >= v],   q = e^eps / (1 + e^eps),
+    alpha = max_{1 <= i <= v} P[v - i <= Binomial(r, q) < v] / i
+
+(their Theorem 3.1 for delta = 0 -- the guesses of an eps-DP algorithm are no better than
+eps-randomised response -- and its (eps, delta) extension, Section 5). Inverting this p-value at a
+confidence level gives a lower bound: every eps whose p-value for the observed ``v`` falls below
+``1 - confidence`` is rejected, and the largest rejected eps is the bound. A DP-SGD run whose claimed
+eps is correct produces a bound above it with probability at most ``1 - confidence``.
+
+Choosing how many guesses to make after seeing the scores would void that guarantee, so the
+auditor here fixes a small grid of guess counts in advance (guess "included" for the ``k`` highest
+scores and "left out" for the ``k`` lowest, for each ``k`` of the grid) and splits the error
+probability over the grid (Bonferroni): each candidate is tested at ``(1 - confidence) / len(grid)``
+and the largest bound of the grid is reported.
+
+Only numbers here: which canaries, how they are scored and where the figures go is the caller's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["p_value", "epsilon_lower_bound", "OneRunAudit", "audit_canaries", "default_guess_grid"]
+
+
+def _q(eps: float) -> float:
+    """Accuracy of eps-randomised response, e^eps / (1 + e^eps), stable for large eps."""
+    return float(1.0 / (1.0 + math.exp(-eps))) if eps < 700 else 1.0
+
+
+def p_value(m: int, r: int, v: int, eps: float, delta: float = 0.0) -> float:
+    """Upper bound on P[at least ``v`` of ``r`` guesses are right] for an (eps, delta)-DP run with
+    ``m`` canaries (Steinke et al. 2023; see the module docstring)."""
+    if not 0 <= v <= r <= m:
+        raise ValueError(f"need 0 <= v <= r <= m, got v={v}, r={r}, m={m}")
+    if eps < 0 or not 0 <= delta <= 1:
+        raise ValueError(f"need eps >= 0 and delta in [0, 1], got {eps}, {delta}")
+    q = _q(eps)
+    beta = float(stats.binom.sf(v - 1, r, q))  # P[Binomial(r, q) >= v]
+    if delta == 0 or v == 0:
+        return min(beta, 1.0)
+    pmf = stats.binom.pmf(np.arange(v - 1, -1, -1), r, q)  # P[B = v-1], P[B = v-2], ..., P[B = 0]
+    alpha = float(np.max(np.cumsum(pmf) / np.arange(1, v + 1)))
+    return min(beta + 2.0 * m * delta * alpha, 1.0)
+
+
+def epsilon_lower_bound(m: int, r: int, v: int, *, delta: float = 0.0, confidence: float = 0.95,
+                        eps_max: float = 100.0, tol: float = 1e-6) -> float:
+    """The largest eps that the observation (``v`` right out of ``r`` guesses, ``m`` canaries) rejects
+    at ``confidence``; 0 when it rejects none. Bisection on the p-value, which falls as eps falls."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    level = 1.0 - confidence
+    if r == 0 or p_value(m, r, v, 0.0, delta) >= level:
+        return 0.0
+    if p_value(m, r, v, eps_max, delta) < level:
+        return eps_max
+    lo, hi = 0.0, eps_max  # p(lo) < level <= p(hi)
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if p_value(m, r, v, mid, delta) < level:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def default_guess_grid(m: int) -> tuple[int, ...]:
+    """Guess counts per side tried by :func:`audit_canaries`: a few fractions of the canaries
+    (1/8, 1/4, 1/2 of them on each side, i.e. 25 %, 50 % and all canaries guessed)."""
+    ks = sorted({max(1, int(round(m * f / 2))) for f in (0.25, 0.5, 1.0)})
+    return tuple(k for k in ks if 2 * k <= m) or (max(1, m // 2),)
+
+
+@dataclass(frozen=True)
+class OneRunAudit:
+    """The bound and how it was reached (the guess count that gave it, and the grid)."""
+
+    epsilon_lb: float
+    confidence: float
+    delta: float
+    m: int
+    r: int
+    v: int
+    k: int
+    grid: tuple[int, ...]
+    n_included: int
+
+
+def audit_canaries(scores: Sequence[float], included: Sequence[bool], *, delta: float = 0.0,
+                   confidence: float = 0.95, grid: Sequence[int] | None = None) -> OneRunAudit:
+    """Epsilon lower bound from canary ``scores`` (higher = more likely trained on) and their true
+    inclusion. For each ``k`` of ``grid`` (default :func:`default_guess_grid`) the ``k`` highest-scored
+    canaries are guessed "included" and the ``k`` lowest "left out"; each ``k`` is tested at
+    ``(1 - confidence) / len(grid)`` and the largest bound is returned. Ties are broken by canary
+    order, which is fixed before training."""
+    s = np.asarray(scores, np.float64)
+    inc = np.asarray(included, bool)
+    if s.ndim != 1 or s.shape != inc.shape:
+        raise ValueError(f"scores and included must be 1-D of one length, got {s.shape} and {inc.shape}")
+    if not np.isfinite(s).all():
+        raise ValueError("canary scores contain NaN or Inf")
+    m = int(s.size)
+    grid = tuple(int(k) for k in (grid if grid is not None else default_guess_grid(m)))
+    if not grid or any(k < 1 or 2 * k > m for k in grid):
+        raise ValueError(f"each guess count k needs 1 <= 2k <= m = {m}, got {grid}")
+    per_test = 1.0 - (1.0 - confidence) / len(grid)
+    order = np.argsort(-s, kind="stable")  # highest score first
+    best = None
+    for k in grid:
+        v = int(inc[order[:k]].sum()) + int((~inc[order[m - k:]]).sum())
+        eps = epsilon_lower_bound(m, 2 * k, v, delta=delta, confidence=per_test)
+        if best is None or eps > best[0]:
+            best = (eps, k, v)
+    eps, k, v = best  # type: ignore[misc]
+    return OneRunAudit(epsilon_lb=eps, confidence=confidence, delta=delta, m=m, r=2 * k, v=v, k=k, grid=grid,
+                       n_included=int(inc.sum()))
