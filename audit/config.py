@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
+import re
 import tomllib
 import types
 import typing
@@ -173,6 +175,9 @@ class AuditConfig:
     feature_extractor: str = ""
     """A local TorchScript feature extractor (e.g. the FID Inception network) for a second fidelity
     feature space, labelled by its file (:mod:`audit.fidelity.external`); empty = judge features only."""
+    feature_extractor_sha256: str = ""
+    """The extractor file's sha256 (64 hex digits, ``sha256sum FILE``), required with ``feature_extractor``:
+    loading TorchScript runs its code, so a run refuses a file whose hash is not pinned or differs."""
     feature_extractor_size: int = 299
     """Square input size the extractor expects (299 for Inception-v3)."""
     include_real_images: bool = False
@@ -270,6 +275,16 @@ def flat_keys(cfg: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _brief(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to one short line for an error message (a hostile value can be a
+    megabyte string, or an integer too long for ``repr`` at all)."""
+    try:
+        text = repr(value)
+    except ValueError:  # int beyond sys.get_int_max_str_digits()
+        text = f"<{type(value).__name__} too large to print>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _coerce(value: Any, typ: Any, key: str) -> Any:
     """Convert ``value`` (often a CLI string) to the field type, or raise UserError."""
     origin = typing.get_origin(typ)
@@ -282,8 +297,9 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         if isinstance(value, str):
             try:
                 value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"config key '{key}' expects a JSON object, got {value!r} ({exc.msg})")
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError, an int too long, nesting too deep
+                raise UserError(f"config key '{key}' expects a JSON object, got {_brief(value)} "
+                                f"({getattr(exc, 'msg', None) or type(exc).__name__})") from None
         if not isinstance(value, Mapping):
             raise UserError(f"config key '{key}' expects an object, got {type(value).__name__}")
         return dict(value)
@@ -294,10 +310,10 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             return True
         if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
             return False
-        raise UserError(f"config key '{key}' expects true/false, got {value!r}")
+        raise UserError(f"config key '{key}' expects true/false, got {_brief(value)}")
     if typ is int:
         if isinstance(value, bool):
-            raise UserError(f"config key '{key}' expects an integer, got {value!r}")
+            raise UserError(f"config key '{key}' expects an integer, got {_brief(value)}")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -307,18 +323,18 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
                 return int(value)
             except ValueError:
                 pass
-        raise UserError(f"config key '{key}' expects an integer, got {value!r}")
+        raise UserError(f"config key '{key}' expects an integer, got {_brief(value)}")
     if typ is float:
         if isinstance(value, bool):
-            raise UserError(f"config key '{key}' expects a number, got {value!r}")
+            raise UserError(f"config key '{key}' expects a number, got {_brief(value)}")
         try:
             return float(value)
-        except (TypeError, ValueError):
-            raise UserError(f"config key '{key}' expects a number, got {value!r}") from None
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float range
+            raise UserError(f"config key '{key}' expects a number, got {_brief(value)}") from None
     if typ is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise UserError(f"config key '{key}' expects a string, got {value!r}")
+        raise UserError(f"config key '{key}' expects a string, got {_brief(value)}")
     return value
 
 
@@ -340,8 +356,10 @@ def apply_overrides(cfg: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
         parts = key.split(".")
         if parts[0] == "generator_options" and len(parts) >= 2:
             target = cfg.generator_options
-            for p in parts[1:-1]:
+            for i, p in enumerate(parts[1:-1], start=2):
                 target = target.setdefault(p, {})
+                if not isinstance(target, dict):  # e.g. generator_options.a=1 and then generator_options.a.b=2
+                    raise UserError(f"config key '{key}': '{'.'.join(parts[:i])}' is {_brief(target)}, not an object")
             target[parts[-1]] = _parse_scalar(value) if isinstance(value, str) else value
             continue
         if key == "generator_options":
@@ -365,9 +383,10 @@ def apply_overrides(cfg: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
 
 
 def _parse_scalar(text: str) -> Any:
+    """A ``--set generator_options.K=V`` value: JSON if it parses, else the string itself."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, an int too long to parse, nesting too deep
         return text
 
 
@@ -422,8 +441,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             data = tomllib.loads(raw.decode("utf-8"))
         else:
             data = json.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # TOML/JSON/UTF-8 decode errors, ints too long, nesting too deep
+        kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
+        raise UserError(f"config file {path} is not valid {kind}: {(str(exc) or type(exc).__name__)[:200]}") from None
     if not isinstance(data, Mapping):
         raise UserError(f"config file {path} must contain an object at the top level")
     return _flatten_mapping(data)
@@ -443,10 +463,53 @@ def parse_set_options(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+#: seeds lie in [0, SEED_LIMIT): what every RNG the run seeds accepts (``np.random.seed`` and
+#: ``RandomState`` stop at 2**32 - 1, ``default_rng`` refuses negative seeds)
+SEED_LIMIT = 2**32
+SEED_KEYS = ("seed", "data.phantom_seed", "data.split_seed")
+
+
+def _json_problem(value: Any, key: str) -> str | None:
+    """Why ``value`` (at dotted ``key``) cannot go into ``config.json``, or ``None``.
+
+    The resolved config is written as strict JSON (no NaN/Infinity, which JSON cannot hold)
+    and hashed, so every value must be JSON: a non-finite float from ``--set``, a ``--config``
+    file (TOML reads ``inf``/``nan``, Python's JSON reader ``Infinity``/``NaN``) or a flag is
+    refused here, in one place, before the run directory is touched; so is a TOML date in
+    ``generator_options``."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"config key '{key}' must be a finite number, got {value}"
+    if value is None or isinstance(value, (bool, int, str)):
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return f"config key '{key}' has a non-string key {_brief(k)}"
+            problem = _json_problem(v, f"{key}.{k}")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            problem = _json_problem(v, f"{key}[{i}]")
+            if problem:
+                return problem
+        return None
+    return f"config key '{key}' holds a {type(value).__name__} ({_brief(value)}), which a JSON config cannot hold"
+
+
 def _check(cfg: RunConfig) -> None:
     """Range checks that do not depend on the generator."""
     if cfg.preset not in PRESETS:
         raise UserError(f"unknown preset '{cfg.preset}'; choose one of: {', '.join(PRESETS)}")
+    # first: a NaN would otherwise fail a range check below with a misleading message
+    for key, value in flat_keys(cfg).items():
+        problem = _json_problem(value, key)
+        if problem:
+            raise UserError(problem)
+    for key, value in flat_keys(cfg).items():
+        if key in SEED_KEYS and not 0 <= value < SEED_LIMIT:
+            raise UserError(f"{key} must be in [0, 2**32), got {_brief(value)}")
     checks = [
         (cfg.data.size >= 16, "data.size must be >= 16 pixels"),
         (cfg.data.target_spacing > 0, "data.target_spacing must be > 0 mm"),
@@ -463,6 +526,9 @@ def _check(cfg: RunConfig) -> None:
         (cfg.audit.max_images > 0, "audit.max_images must be > 0"),
         (cfg.audit.clinical_subjects >= 0, "audit.clinical_subjects must be >= 0"),
         (cfg.audit.judge_precision in ("fp32", "int8"), "audit.judge_precision must be fp32 or int8"),
+        (not cfg.audit.feature_extractor_sha256 or re.fullmatch(r"[0-9a-fA-F]{64}", cfg.audit.feature_extractor_sha256),
+         f"audit.feature_extractor_sha256 must be 64 hexadecimal digits (the first field of `sha256sum FILE`), "
+         f"got {cfg.audit.feature_extractor_sha256!r}"),
         (cfg.dp.epsilon >= 0, "dp.epsilon must be > 0 (or 0 for no DP)"),
         (0 <= cfg.dp.delta < 1, "dp.delta must be in (0, 1)"),
         (cfg.dp.noise_multiplier >= 0, "dp.noise_multiplier must be >= 0"),

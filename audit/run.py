@@ -109,7 +109,7 @@ def prepare(req: RunRequest) -> RunContext:
             req.generator = DEFAULT_GENERATOR
         run_dir = RunDir.prepare(req.out, req.generator or DEFAULT_GENERATOR, resume=True)
         cfg, entry = _resolve_resume(req, run_dir)
-        _check_inputs(cfg)
+        _check_inputs(cfg, run_dir)
     else:
         cfg, entry = _resolve_fresh(req)
         _check_inputs(cfg)
@@ -119,16 +119,44 @@ def prepare(req: RunRequest) -> RunContext:
     return RunContext(cfg=cfg, run_dir=run_dir, entry=entry, use_cache=req.use_cache)
 
 
-def _check_inputs(cfg: C.RunConfig) -> None:
+def _check_inputs(cfg: C.RunConfig, run_dir: RunDir | None = None) -> None:
     """Files and devices the run will need, checked before any data work (``--device cuda`` on a
-    machine without a GPU fails here; the ``full`` preset asks for cuda: pass ``--device cpu``)."""
+    machine without a GPU fails here; the ``full`` preset asks for cuda: pass ``--device cpu``).
+
+    The cache folder must be writable, a ``--split-file`` must be a well-formed split file (its
+    data hash is checked against the cohort in the cohort stage) and an external ``--samples``
+    set is read and validated in full: otherwise each of them fails only after the cohort stage,
+    minutes in. On ``--resume`` (``run_dir`` given) an input a finished stage has already
+    consumed is not needed again and not checked.
+
+    A TorchScript ``audit.feature_extractor`` must match its pinned ``audit.feature_extractor_sha256``:
+    loading it runs its code (:mod:`audit.fidelity.external`; checked again on the bytes it loads)."""
+    from audit.paths import check_cache_writable
+
+    done = run_dir.stage_done if run_dir is not None else (lambda name: False)
+    check_cache_writable()
     if cfg.device != "cpu":
         from generators.device import resolve
 
         resolve(cfg.device)
     fx = cfg.audit.feature_extractor
-    if fx and not Path(fx).expanduser().is_file():
-        raise UserError(f"audit.feature_extractor: {fx}: no such file")
+    if fx and not done("fidelity"):
+        from audit.fidelity.external import read_pinned
+
+        read_pinned(fx, cfg.audit.feature_extractor_sha256)
+    if cfg.data.split_file and not done("cohort"):
+        from cohorts.splits import load_splits
+
+        load_splits(cfg.data.split_file)
+    if cfg.generator == "external" and not done("sample"):
+        samples = (cfg.generator_options or {}).get("samples")
+        if not samples:
+            raise UserError("generator 'external' needs --samples FILE.npz (generator_options.samples)")
+        if not isinstance(samples, str):
+            raise UserError(f"generator_options.samples must be the path of an .npz file, got {samples!r}")
+        from generators.sampleset import SampleSet
+
+        SampleSet.load(samples)
 
 
 # --------------------------------------------------------------------------- stages
@@ -227,6 +255,10 @@ def execute(req: RunRequest, stages: list[Stage] | None = None) -> Path | None:
     handler = add_file_handler(ctx.run_dir.log_path)
     try:
         state = ctx.run_dir.state()
+        if req.resume and state.get("status") == "running" and state.get("current_stage"):
+            # the last invocation died without a word (SIGKILL, out of memory, power loss)
+            log.warning("--resume: the previous invocation stopped inside stage %s without finishing or failing "
+                        "(killed?); continuing from its last finished stage", state["current_stage"])
         if "created_utc" not in state:
             ctx.run_dir.set_status("running", created_utc=utc_now())
         else:
@@ -242,6 +274,9 @@ def execute(req: RunRequest, stages: list[Stage] | None = None) -> Path | None:
                 if stage.name == "fit":
                     release_fit_workers(ctx)
                 continue
+            # state.json names the stage in progress, so a run killed mid-stage says where it died
+            ctx.run_dir.set_status("running", current_stage=stage.name)
+            log.info("stage %s: started", stage.name)
             t0 = time.perf_counter()
             info = stage.run(ctx) or {}
             ctx.timing[stage.name] = time.perf_counter() - t0
@@ -252,7 +287,7 @@ def execute(req: RunRequest, stages: list[Stage] | None = None) -> Path | None:
         release_fit_workers(ctx)
         _finish(ctx)
         _report(ctx)
-        ctx.run_dir.set_status("finished")
+        ctx.run_dir.set_status("finished", current_stage=None)
         log.info("results: %s", ctx.run_dir.results_path)
         return ctx.run_dir.path
     except BaseException as exc:

@@ -5,7 +5,8 @@ Layout (filled stage by stage; see ``../shared/README.md``)::
     config.json      fully resolved config (seed and preset included)
     env.json         versions, hardware, git commit, data hash (no hostname)
     run.log          the log of every invocation on this directory
-    state.json       which stages finished (what ``--resume`` skips)
+    state.json       which stages finished (what ``--resume`` skips), the status and
+                     ``current_stage`` (the stage in progress; a killed run keeps it)
     splits.json      subject-level splits with the data hash
     checkpoints/     config.json + *.safetensors (+ optimiser/EMA/RNG state)
     samples.npz      the synthetic sample set (NPZ contract)
@@ -53,6 +54,29 @@ def _check_writable(path: Path) -> None:
         os.unlink(probe)
     except OSError as exc:
         raise UserError(f"cannot write to run directory {path}: {exc.strerror or exc}") from None
+
+
+def _check_names(path: Path) -> None:
+    """Refuse a path with a component longer than its file system allows (``PC_NAME_MAX``, 255
+    bytes on most), before ``exists()`` raises ``ENAMETOOLONG`` from deep inside pathlib."""
+    probe = path.absolute()
+    while probe != probe.parent:  # the nearest existing ancestor tells the file system's limit
+        try:
+            if probe.is_dir():
+                break
+        except OSError:  # ENAMETOOLONG itself (Python 3.11's pathlib raises it)
+            pass
+        probe = probe.parent
+    try:
+        name_max = os.pathconf(probe, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > name_max:
+            shown = part if len(part) <= 40 else part[:37] + "..."
+            raise UserError(f"run directory: the name '{shown}' is {size} bytes, longer than the {name_max} "
+                            "the file system allows; choose a shorter --out")
 
 
 @dataclass
@@ -112,9 +136,13 @@ class RunDir:
             path = Path(runs_root) / f"{utc_stamp()}-{generator}"
         else:
             path = Path(out)
-        if path.exists() and not path.is_dir():
-            raise UserError(f"run directory {path} exists and is not a directory")
-        non_empty = path.is_dir() and any(path.iterdir())
+        _check_names(path)
+        try:
+            if path.exists() and not path.is_dir():
+                raise UserError(f"run directory {path} exists and is not a directory")
+            non_empty = path.is_dir() and any(path.iterdir())
+        except OSError as exc:  # a path too long in all (ENAMETOOLONG), a folder we may not list
+            raise UserError(f"run directory {path}: {exc.strerror or exc}") from None
         if resume:
             if not (path / "config.json").is_file():
                 raise UserError(f"--resume: {path} is not a cmr-audit run directory (no config.json)")
@@ -159,6 +187,8 @@ class RunDir:
     def mark_stage(self, name: str, **info: Any) -> None:
         state = self.state()
         state.setdefault("stages", {})[name] = {"finished_utc": utc_now(), **info}
+        if state.get("current_stage") == name:
+            state["current_stage"] = None  # between stages: nothing in progress
         atomic_write_json(self.state_path, state)
 
     def set_status(self, status: str, **info: Any) -> None:

@@ -7,7 +7,9 @@ error prints one line (the traceback goes to the log at ``--verbose``) and exits
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from pathlib import Path
 from typing import List, Optional
 
@@ -64,7 +66,8 @@ def run_cmd(
     split_file: Optional[Path] = typer.Option(None, "--split-file", help="Reuse a splits.json (its data hash must match)."),
     samples: Optional[Path] = typer.Option(None, "--samples", help="Audit an external sample set (.npz contract) instead of training."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON or TOML config file (dotted or nested keys)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override a config key: --set train.steps=500 (repeatable)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override a config key: --set train.steps=500 (repeatable). "
+                                                                   "audit.feature_extractor=FILE needs audit.feature_extractor_sha256=HASH: loading it runs its code."),
     dp_epsilon: Optional[float] = typer.Option(None, "--dp-epsilon", help="Train with DP-SGD (Opacus) to this end-to-end epsilon, per subject by default (dp.unit)."),
     dp_delta: Optional[float] = typer.Option(None, "--dp-delta", help="DP delta; must be < 1/N (default 1/(10 N), N = train subjects)."),
     dp_noise_multiplier: Optional[float] = typer.Option(None, "--dp-noise-multiplier", help="Fixed DP noise multiplier instead of a target epsilon (epsilon is then reported)."),
@@ -85,16 +88,28 @@ def run_cmd(
       audit run --samples synth.npz --cohort /data/ACDC --split-file splits.json
       audit run --generator ldm --resume             # continue the latest unfinished ldm run
       torchrun --standalone --nproc_per_node 2 -m audit run --generator ldm   # data-parallel training
+
+    A TorchScript feature extractor (standard Inception FID) is code: loading it runs it inside the
+    audit. Give its sha256 with it; a run without the hash, or with another file, is refused:
+
+    \b
+      sha256sum inception.pt                         # check it against the hash its maker published
+      audit run --samples synth.npz --set audit.feature_extractor=inception.pt \\
+          --set audit.feature_extractor_sha256=<the 64 hex digits sha256sum printed>
     """
     from audit.config import parse_set_options
     from audit.run import RunRequest, execute
 
-    if dp_epsilon is not None and dp_epsilon <= 0:
-        raise UserError(f"--dp-epsilon must be > 0, got {dp_epsilon:g}")
+    # written so that NaN fails too (every comparison with NaN is false); inf is no epsilon
+    # (and JSON, which config.json is, cannot hold it)
+    for flag, value in (("--dp-epsilon", dp_epsilon), ("--dp-noise-multiplier", dp_noise_multiplier),
+                        ("--dp-max-grad-norm", dp_max_grad_norm)):
+        if value is not None and not 0 < value < math.inf:
+            raise UserError(f"{flag} must be a finite number > 0, got {value:g}")
     if dp_delta is not None and not 0 < dp_delta < 1:
         raise UserError(f"--dp-delta must be in (0, 1), got {dp_delta:g}")
-    if dp_noise_multiplier is not None and dp_noise_multiplier <= 0:
-        raise UserError(f"--dp-noise-multiplier must be > 0, got {dp_noise_multiplier:g}")
+    if seed is not None and not 0 <= seed < 2**32:
+        raise UserError(f"--seed must be in [0, 2**32), got {seed}")
     overrides = parse_set_options(set_)
     flag_overrides = {
         "seed": seed,
@@ -109,7 +124,9 @@ def run_cmd(
     overrides.update({k: v for k, v in flag_overrides.items() if v is not None})
     if samples is not None:
         generator = "external"
-        overrides["generator_options.samples"] = str(samples)
+        # as a JSON string: --set values of generator_options are parsed as JSON, and a file
+        # named 123 or true must stay a path
+        overrides["generator_options.samples"] = json.dumps(str(samples))
     request = RunRequest(
         generator=generator, preset=preset, out=out, config_file=config, overrides=overrides,
         resume=resume, force=force, use_cache=not no_cache,

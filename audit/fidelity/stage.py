@@ -13,9 +13,10 @@ downloaded here). Features come from the memoised judge pass the anatomy stage a
 * ``judge.fid_ratio_to_floor``: synthetic FID / floor FID.
 * ``paired``: PSNR/SSIM/MS-SSIM of SDEdit outputs against their references (strength 0.3/0.5/0.7)
   and of the latent autoencoder's reconstructions of real ``test`` images (``ldm``/``flow``).
-* ``external`` (``audit.feature_extractor=FILE``): the same FID/KID/PRDC rows and ratio in a
-  feature space the user supplies as a TorchScript file, e.g. the standard FID Inception network
-  (:mod:`audit.fidelity.external`), labelled with the file's name and hash; features in
+* ``external`` (``audit.feature_extractor=FILE``, ``audit.feature_extractor_sha256=HASH``): the
+  same FID/KID/PRDC rows and ratio in a feature space the user supplies as a TorchScript file, e.g.
+  the standard FID Inception network (:mod:`audit.fidelity.external`; loading it runs its code,
+  hence the pinned hash), labelled with the file's name and hash; features in
   ``features_external.npz``. Without a file, ``inception`` says why standard Inception FID is
   not computed (no ImageNet weights can be downloaded here); the spaces are never mixed.
 
@@ -78,7 +79,8 @@ def run_fidelity(ctx: RunContext) -> dict[str, Any]:
     else:
         section["inception"] = unavailable(
             "standard Inception FID/KID need ImageNet weight files that cannot be downloaded here; give a local "
-            "TorchScript feature extractor with --set audit.feature_extractor=FILE to compute them")
+            "TorchScript feature extractor with --set audit.feature_extractor=FILE and its pinned hash "
+            "--set audit.feature_extractor_sha256=HASH (sha256sum FILE) to compute them")
     section["paired"] = _paired(ctx)
     store_section(ctx, "fidelity", section)
     return {}
@@ -99,7 +101,8 @@ def _external(ctx: RunContext, samples: SampleSet) -> dict[str, Any]:
 
     a = ctx.cfg.audit
     device = ctx.cfg.device if ctx.cfg.device.startswith("cuda") else "cpu"
-    extractor = ExternalFeatures(a.feature_extractor, a.feature_extractor_size, device=device)
+    extractor = ExternalFeatures(a.feature_extractor, a.feature_extractor_size, device=device,
+                                 sha256=a.feature_extractor_sha256)
     idx = audit_subset(ctx, len(samples))
     test, floor = real_judged(ctx, "test"), real_judged(ctx, "holdout")
     out = against_real(ctx, samples, idx, extractor(samples.images[idx]),

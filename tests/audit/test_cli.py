@@ -1,11 +1,14 @@
 """The CLI surface: help for every (sub)command, exit codes, one-line errors."""
 
+import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 from audit.cli.main import app, main
+from audit.errors import UserError
 
 COMMANDS = [[], ["run"], ["compare"], ["signoff"], ["generators"], ["data"], ["judge"]]
 
@@ -90,3 +93,141 @@ def test_generators_lists_builtins_and_planned(capsys, monkeypatch):
 def test_console_script_is_installed():
     proc = subprocess.run([sys.executable, "-m", "audit", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("cmr-audit ")
+
+
+# --------------------------------------------------------------------------- input checked before any stage
+
+def _hostile_inputs(d):
+    """``(args, needle)`` pairs for :func:`test_bad_run_input_is_one_line_before_any_stage`; ``d`` is
+    a scratch folder. Each was an ``internal error`` (exit 1), a misleading message, or an error
+    only after the cohort stage, before the inputs were checked at the boundary."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    (d / "a-file").write_text("x")
+    (d / "not-a-zip.npz").write_bytes(b"just some bytes, no zip")
+    good = d / "good.npz"
+    np.savez(good, images=np.zeros((2, 8, 8), np.float32), spacing=np.ones(2, np.float32))
+    (d / "truncated.npz").write_bytes(good.read_bytes()[:200])
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**3, 10**3)})
+    with zipfile.ZipFile(d / "huge.npz", "w") as zf:
+        zf.writestr("images.npy", header.getvalue() + b"\0" * 64)  # declares 4 TB, holds 64 bytes
+        zf.writestr("spacing.npy", b"")
+    (d / "splits.json").write_text(json.dumps({"schema": "cmr-audit/splits/v1", "data_hash": "abc",
+                                               "splits": {"train": 5, "holdout": [], "reference": [], "test": []}}))
+    (d / "nohash.json").write_text(json.dumps({"schema": "cmr-audit/splits/v1",
+                                               "splits": {"train": [], "holdout": [], "reference": [], "test": []}}))
+    (d / "inf.toml").write_text("[train]\nlr = inf\n")
+    (d / "nan.json").write_text('{"dp": {"delta": NaN}}')
+    return [
+        (["--dp-epsilon", "inf"], "--dp-epsilon must be a finite number > 0, got inf"),
+        (["--dp-epsilon", "nan"], "--dp-epsilon must be a finite number > 0, got nan"),
+        (["--dp-delta", "nan"], "--dp-delta must be in (0, 1), got nan"),
+        (["--dp-delta", "inf"], "--dp-delta must be in (0, 1), got inf"),
+        (["--dp-max-grad-norm", "inf"], "--dp-max-grad-norm must be a finite number > 0, got inf"),
+        (["--dp-noise-multiplier", "nan"], "--dp-noise-multiplier must be a finite number > 0, got nan"),
+        (["--set", "train.lr=inf"], "config key 'train.lr' must be a finite number, got inf"),
+        (["--set", "dp.epsilon=nan"], "config key 'dp.epsilon' must be a finite number, got nan"),
+        (["--set", "dp.max_grad_norm=-inf"], "config key 'dp.max_grad_norm' must be a finite number, got -inf"),
+        (["--set", "generator_options.width=NaN"], "config key 'generator_options.width' must be a finite number"),
+        (["--set", "train.lr=1" + "0" * 400], "config key 'train.lr' must be a finite number, got inf"),
+        (["--config", str(d / "inf.toml")], "config key 'train.lr' must be a finite number, got inf"),
+        (["--config", str(d / "nan.json")], "config key 'dp.delta' must be a finite number, got nan"),
+        (["--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
+        (["--seed", str(2**32)], f"--seed must be in [0, 2**32), got {2**32}"),
+        (["--set", "seed=-3"], "seed must be in [0, 2**32), got -3"),
+        (["--set", f"data.split_seed={2**32}"], "data.split_seed must be in [0, 2**32)"),
+        (["--split-file", str(d / "splits.json")], "splits.json: invalid split file at 'splits/train': 5 is not of type 'array'"),
+        (["--split-file", str(d / "nohash.json")], "nohash.json: invalid split file at '<top>': 'data_hash' is a required property"),
+        (["--split-file", str(d / "missing.json")], "missing.json: split file not found"),
+        (["--samples", str(d / "missing.npz")], "missing.npz: sample set not found"),
+        (["--samples", str(d / "not-a-zip.npz")], "not-a-zip.npz: not an .npz sample set (not a zip archive)"),
+        (["--samples", str(d / "truncated.npz")], "truncated.npz: truncated or corrupt .npz (zip) archive"),
+        (["--samples", str(d / "huge.npz")], "huge.npz: member 'images.npy' declares shape (1000000, 1000, 1000)"),
+        (["--out", str(d / "a-file" / "run")], "cannot write to run directory"),
+        (["--out", str(d / ("x" * 300))], "is 300 bytes, longer than the"),
+    ]
+
+
+def test_bad_run_input_is_one_line_before_any_stage(capsys, tmp_path, monkeypatch):
+    """Every hostile input of ``audit run`` is one line, exit 2, naming the input, and is found in
+    the preparation: no stage runs (a stage that runs is an internal error here) and no run
+    directory is made."""
+    from audit import run, stages
+
+    def no_stage(ctx):
+        raise AssertionError("a stage ran")
+
+    monkeypatch.setattr(stages, "PIPELINE", [run.Stage("cohort", no_stage)])
+    monkeypatch.chdir(tmp_path)
+    cases = _hostile_inputs(tmp_path)
+    for args, needle in cases:
+        out = tmp_path / "out"
+        argv = ["run", "--generator", "copycat", "--preset", "smoke", *(["--out", str(out)] if "--out" not in args else []), *args]
+        code, _, err = _run(argv, capsys)
+        assert code == 2, (args, err)
+        assert err.startswith("error: ") and needle in err, (args, err)
+        assert len(err.strip().splitlines()) == 1, err
+        assert not out.exists() and not (tmp_path / "runs").exists(), args
+
+
+def test_unwritable_cache_folder_is_one_line_naming_the_env_var(capsys, tmp_path, monkeypatch):
+    from audit import run, stages
+
+    monkeypatch.setattr(stages, "PIPELINE", [run.Stage("cohort", lambda ctx: (_ for _ in ()).throw(AssertionError("a stage ran")))])
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setenv("CMR_AUDIT_CACHE", str(tmp_path / "a-file" / "cache"))
+    code, _, err = _run(["run", "--generator", "copycat", "--preset", "smoke", "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"error: cache folder {tmp_path / 'a-file' / 'cache'} is not writable" in err and "$CMR_AUDIT_CACHE" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes to read-only folders")
+def test_read_only_cache_and_out_folders(capsys, tmp_path, monkeypatch):
+    from audit import run, stages
+
+    monkeypatch.setattr(stages, "PIPELINE", [run.Stage("cohort", lambda ctx: (_ for _ in ()).throw(AssertionError("a stage ran")))])
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        monkeypatch.setenv("CMR_AUDIT_CACHE", str(ro))
+        code, _, err = _run(["run", "--generator", "copycat", "--preset", "smoke", "--out", str(tmp_path / "out")], capsys)
+        assert code == 2 and f"cache folder {ro} is not writable" in err, err
+        monkeypatch.setenv("CMR_AUDIT_CACHE", str(tmp_path / "cache"))
+        code, _, err = _run(["run", "--generator", "copycat", "--preset", "smoke", "--out", str(ro / "run")], capsys)
+        assert code == 2 and f"cannot write to run directory {ro / 'run'}" in err, err
+    finally:
+        ro.chmod(0o700)
+
+
+def test_good_inputs_pass_the_preparation_and_resume_skips_consumed_ones(tmp_path):
+    """The checks above do not refuse good input, and ``--resume`` does not ask again for an input
+    that a finished stage has consumed (the sample set after ``sample``, the split file after
+    ``cohort``)."""
+    import numpy as np
+
+    from audit.run import RunRequest, prepare
+    from cohorts.splits import SCHEMA
+
+    samples, split_file = tmp_path / "s.npz", tmp_path / "splits.json"
+    np.savez(samples, images=np.zeros((2, 8, 8), np.float32), spacing=np.ones(2, np.float32))
+    split_file.write_text(json.dumps({"schema": SCHEMA, "data_hash": "abc",
+                                      "splits": {"train": ["a"], "holdout": ["b"], "reference": [], "test": []}}))
+    overrides = {"generator_options.samples": str(samples), "data.split_file": str(split_file)}
+    ctx = prepare(RunRequest(generator="external", preset="smoke", out=tmp_path / "run", overrides=overrides))
+    assert ctx.cfg.generator_options["samples"] == str(samples) and ctx.run_dir.config_path.is_file()
+    samples.unlink()
+    split_file.unlink()
+    with pytest.raises(UserError, match="split file not found"):
+        prepare(RunRequest(out=tmp_path / "run", resume=True))
+    ctx.run_dir.mark_stage("cohort")
+    with pytest.raises(UserError, match="s.npz: sample set not found"):
+        prepare(RunRequest(out=tmp_path / "run", resume=True))
+    ctx.run_dir.mark_stage("fit")
+    ctx.run_dir.mark_stage("sample")
+    assert prepare(RunRequest(out=tmp_path / "run", resume=True)).cfg.generator == "external"

@@ -105,11 +105,14 @@ def test_resume_skips_finished_stages(tmp_path, fake_generator):
         R.execute(R.RunRequest(generator="toy", preset="smoke", out=out), _stages(calls, fail_at="sample"))
     state = json.loads((out / "state.json").read_text())
     assert state["status"] == "failed" and set(state["stages"]) == {"cohort", "fit"}
+    assert state["current_stage"] == "sample"  # where it stopped
     assert not (out / "results.json").exists()
     calls.clear()
     R.execute(R.RunRequest(out=out, resume=True), _stages(calls))
     assert calls == ["load:cohort", "load:fit", "sample"]
     assert (out / "results.json").is_file()
+    state = json.loads((out / "state.json").read_text())
+    assert state["status"] == "finished" and state["current_stage"] is None
 
 
 def test_resume_with_other_config_is_refused(tmp_path, fake_generator):
