@@ -32,9 +32,14 @@ def entry_problem(e: Any) -> str:
     missing = _METRIC_KEYS - set(e)
     if missing:
         return f"metric entry without {', '.join(sorted(missing))}"
-    extra = set(e) - _METRIC_KEYS - {"notes"}
+    extra = set(e) - _METRIC_KEYS - {"notes", "params"}
     if extra:
         return f"metric entry with unknown key(s) {', '.join(sorted(extra))}"
+    params = e.get("params", {})
+    if not isinstance(params, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for k, v in params.items()):
+        return "params must map names to finite numbers"
     v = e["value"]
     if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
         return f"value {v!r} is not a finite number"

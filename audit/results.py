@@ -48,11 +48,19 @@ def metric(
     ci: tuple[float, float] | None = None,
     n: int | None = None,
     notes: str | None = None,
+    params: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """A metric entry. ``unit`` is mandatory (use ``"1"`` for dimensionless ratios)."""
+    """A metric entry. ``unit`` is mandatory (use ``"1"`` for dimensionless ratios).
+
+    ``params``: optional finite numbers that define the figure and vary between runs, e.g. the
+    FPR at which a TPR is read (``{"fpr": 0.0066}``); a policy criterion can scale its threshold
+    by one of them (``reference_param`` in :mod:`reports.policy`).
+    """
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"metric value must be finite, got {value} ({method}); record it as unavailable instead")
+    if params is not None and not all(math.isfinite(float(v)) for v in params.values()):
+        raise ValueError(f"metric params must be finite, got {dict(params)} ({method})")
     entry: dict[str, Any] = {
         "value": value,
         "unit": unit,
@@ -63,6 +71,8 @@ def metric(
     }
     if notes:
         entry["notes"] = notes
+    if params:
+        entry["params"] = {str(k): float(v) for k, v in params.items()}
     return entry
 
 

@@ -224,7 +224,7 @@ def roc_figure(
         if not panels:
             axes[0].set_visible(True)
             axes[0].text(0.5, 0.5, "no ROC curves", ha="center", va="center", transform=axes[0].transAxes)
-        fig.suptitle("Membership-inference ROC curves (members = train subjects, non-members = holdout)")
+        fig.suptitle("Membership-inference ROC curves (members = train subjects, non-members = never-seen subjects)")
     return fig
 
 

@@ -14,6 +14,8 @@ Format (``policy_version = 1``)::
     threshold = 0.60                        # PASS when  value op threshold
     warn_threshold = 0.65                   # optional; lenient side of threshold: WARN band
     reference = [...]                       # optional: compare value / reference instead
+    reference_param = "fpr"                 # optional: compare value / the entry's own params.fpr
+    fallback = [[...], ...]                 # optional: paths read, in order, where metric is unavailable
     applies_if = [...]                      # optional: N/A when that entry is unavailable
     use_ci = true                           # optional (false): CI bound crossing -> WARN
     missing = "incomplete"                  # optional: or "not_applicable" (for unavailable)
@@ -26,6 +28,17 @@ Metric paths are TOML arrays of keys into ``results.json`` (never dotted strings
 ``fidelity``, ``anatomy``, ``utility``, ``dp``); ``"*"`` matches every key at one level of
 ``metric`` (not in ``reference`` or ``applies_if``). Every problem -- unknown key, wrong type,
 unknown operator, bad path -- is a :class:`audit.errors.UserError` naming the file and the key.
+
+``fallback`` (issue 26) makes a criterion read the strictest figure a run could compute: for each
+match of ``metric`` that is unavailable or absent, the fallback paths are tried in order and the
+first one that is a figure is judged instead (the sign-off names the path it read and why).
+A fallback path must have ``"*"`` exactly where ``metric`` has it; those keys are bound to the
+match's (e.g. the same attack). ``reference_param`` scales by a number the figure carries
+(``params`` of a results entry, :func:`audit.results.metric`): the compared figure is
+``value / params[reference_param]`` and thresholds are factors of it -- e.g. TPR / FPR <= 10
+reads "TPR at most 10x the FPR it was read at", whichever FPR the run supported. An entry
+without that parameter cannot be judged (INCOMPLETE). ``reference`` and ``reference_param``
+exclude each other. Policies without these keys load and evaluate as before.
 """
 
 from __future__ import annotations
@@ -55,9 +68,11 @@ _TOP_KEYS = {"policy_version": "integer", "name": "string", "description": "stri
 _REQUIRED_TOP = ("policy_version", "name", "criterion")
 _CRITERION_KEYS = {
     "id": "string", "title": "string", "metric": "array of keys", "op": "string", "threshold": "number",
-    "warn_threshold": "number", "reference": "array of keys", "applies_if": "array of keys", "use_ci": "boolean",
+    "warn_threshold": "number", "reference": "array of keys", "reference_param": "string",
+    "fallback": "array of paths", "applies_if": "array of keys", "use_ci": "boolean",
     "missing": "string", "skip_unavailable_branches": "boolean", "severity": "string", "rationale": "string",
 }
+_PARAM_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _REQUIRED_CRITERION = ("id", "title", "metric", "op", "threshold", "rationale")
 
 __all__ = ["POLICY_VERSION", "OPS", "Criterion", "Policy", "default_policy_path", "load_policy", "parse_policy",
@@ -79,6 +94,8 @@ class Criterion:
     missing: str = "incomplete"
     skip_unavailable_branches: bool = False
     severity: str = "blocker"
+    reference_param: str | None = None
+    fallback: tuple[tuple[str, ...], ...] = ()
 
     @property
     def axis(self) -> str:
@@ -94,6 +111,7 @@ class Criterion:
             "id": self.id, "title": self.title, "axis": self.axis, "metric": list(self.metric), "op": self.op,
             "threshold": self.threshold, "warn_threshold": self.warn_threshold,
             "reference": None if self.reference is None else list(self.reference),
+            "reference_param": self.reference_param, "fallback": [list(p) for p in self.fallback],
             "applies_if": None if self.applies_if is None else list(self.applies_if),
             "use_ci": self.use_ci, "missing": self.missing,
             "skip_unavailable_branches": self.skip_unavailable_branches, "severity": self.severity,
@@ -192,7 +210,7 @@ def _type_ok(value: Any, kind: str) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "array of keys":
+    if kind in ("array of keys", "array of paths"):
         return isinstance(value, list)
     if kind == "array of tables":
         return isinstance(value, list)
@@ -259,6 +277,14 @@ def _criterion(table: Any, index: int, source: str) -> Criterion:
         raise UserError(f"{where}: key 'id' {cid!r} may contain only letters, digits and _.+-")
     metric_path = _path(table["metric"], where, "metric", wildcard=True)
     reference = _path(table["reference"], where, "reference", wildcard=False) if "reference" in table else None
+    reference_param = table.get("reference_param")
+    if reference_param is not None:
+        if not _PARAM_RE.match(reference_param):
+            raise UserError(f"{where}: key 'reference_param' {_show(reference_param)} must be a parameter name "
+                            "(letters, digits and _), e.g. \"fpr\"")
+        if reference is not None:
+            raise UserError(f"{where}: keys 'reference' and 'reference_param' exclude each other (one divisor per figure)")
+    fallback = _fallbacks(table["fallback"], metric_path, where) if "fallback" in table else ()
     applies_if = _path(table["applies_if"], where, "applies_if", wildcard=False) if "applies_if" in table else None
     op = table["op"]
     if op not in OPS:
@@ -284,8 +310,28 @@ def _criterion(table: Any, index: int, source: str) -> Criterion:
         id=cid, title=_one_line(table["title"], where, "title"), metric=metric_path, op=op, threshold=threshold,
         rationale=_one_line(table["rationale"], where, "rationale"), warn_threshold=warn, reference=reference,
         applies_if=applies_if, use_ci=table.get("use_ci", False), missing=missing, skip_unavailable_branches=skip,
-        severity=severity,
+        severity=severity, reference_param=reference_param, fallback=fallback,
     )
+
+
+def _fallbacks(value: list[Any], metric_path: tuple[str, ...], where: str) -> tuple[tuple[str, ...], ...]:
+    """Validate ``fallback``: a non-empty array of paths, each with ``"*"`` exactly where ``metric`` has it."""
+    if not value:
+        raise UserError(f"{where}: key 'fallback' is empty (give at least one path, or leave the key out)")
+    stars = [i for i, k in enumerate(metric_path) if k == WILDCARD]
+    out: list[tuple[str, ...]] = []
+    for j, item in enumerate(value):
+        if not isinstance(item, list):
+            raise UserError(f"{where}: key 'fallback': item {j} must be an array of keys (a path), "
+                            f"not {_a(_tname(item))} ({_show(item)})")
+        path = _path(item, where, f"fallback[{j}]", wildcard=True)
+        if [i for i, k in enumerate(path) if k == WILDCARD] != stars:
+            raise UserError(f"{where}: key 'fallback[{j}]': '*' must be at the same positions as in 'metric' "
+                            f"({format_path(metric_path)}), so that each match falls back on its own figure")
+        if path == metric_path or path in out:
+            raise UserError(f"{where}: key 'fallback[{j}]': path {format_path(path)} is already tried")
+        out.append(path)
+    return tuple(out)
 
 
 def parse_policy(data: Any, *, source: str = "<policy>", sha256: str = "") -> Policy:

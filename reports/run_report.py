@@ -114,7 +114,9 @@ GLOSSARY: dict[str, tuple[str, str]] = {
                     "the needed capability."),
     "attack": ("Membership-inference attack",
                "An attacker tries to tell whether a patient's images were in the generator's training set (members, "
-               "the train split) or not (non-members, the holdout split), using the synthetic images (black-box) or "
+               "the train split) or not (non-members: every patient the generator never trained on and whose masks "
+               "did not condition the samples, normally the holdout and test splits; the set-up table lists them), "
+               "using the synthetic images (black-box) or "
                "the trained generator itself (white-box, e.g. its loss on a candidate image). Each row names the "
                "attack; the description is under the table."),
     "attack_level": ("Image vs subject level",
@@ -132,7 +134,10 @@ GLOSSARY: dict[str, tuple[str, str]] = {
                    "Share of members the attack finds when it may wrongly flag only 1 % (or 0.1 %) of non-members. "
                    "This is the regime that matters for privacy (Carlini et al. 2022): an attack with a modest AUC can "
                    "still expose a few patients with confidence. Needs at least 100 (1000) non-members; otherwise n/a. "
-                   "The log-log ROC panel shows the same regime."),
+                   "TPR @ lowest FPR is read at the lowest FPR whose estimate rests on 10 flagged non-members "
+                   "(10 / number of non-members, stated beside it): always there with 10 or more non-members. Compare "
+                   "it with its FPR: a TPR well above the FPR (10x is the release policy's limit) singles patients "
+                   "out. The log-log ROC panel shows the same regime."),
     "roc": ("ROC curve",
             "True positive rate (members found) against false positive rate (non-members wrongly flagged) over all "
             "thresholds of the attack score. The dotted diagonal is guessing. A curve hugging the diagonal means no "
@@ -245,12 +250,14 @@ GLOSSARY: dict[str, tuple[str, str]] = {
                 "Synthetic images with the outline of the mask they were conditioned on (orange, solid) and of the "
                 "judge's segmentation (sky blue, dashed). Outlines that agree = the heart is where it was asked to be."),
     "setup": ("Attack set-up",
-              "Members are the train subjects' images, non-members the holdout subjects' images; the reference split "
-              "is population data the attacker may use. Counts bound how precise the attack figures can be."),
+              "Members are the train subjects' images, non-members the images of every subject the generator never "
+              "trained on and whose masks did not condition the samples (normally the holdout and test splits: the "
+              "notes name them); the reference split is population data the attacker may use. Counts bound how "
+              "precise the attack figures can be, e.g. the lowest FPR is 10 / non-members."),
 }
 
 _GLOSS_ALIASES = {
-    "tpr_at_fpr_1%": "tpr_at_fpr", "tpr_at_fpr_0.1%": "tpr_at_fpr",
+    "tpr_at_fpr_1%": "tpr_at_fpr", "tpr_at_fpr_0.1%": "tpr_at_fpr", "tpr_at_lowest_fpr": "tpr_at_fpr",
     "hd95_mm": "hd95", "holdout_copy_rate": "copy_rate",
     "nn_distance_to_train_median": "nn_distance", "holdout_nn_distance_to_train_median": "nn_distance",
     "epsilon_lb_image_level": "epsilon_lb", "violation": "epsilon_lb",
@@ -897,8 +904,8 @@ class _Builder:
 
     # ---------------------------------------------------------------- privacy
     def privacy(self) -> Section:
-        """Privacy: set-up, ROC curves, attack table (AUC, balanced accuracy, TPR@1 % / 0.1 % FPR
-        with CIs), memorisation (copy rate, DCR ratio, distances) with the distance histogram and the
+        """Privacy: set-up (members / non-members / attacker data and their splits), ROC curves, attack
+        table (AUC, balanced accuracy, TPR@1 % / 0.1 % / lowest supported FPR with CIs), memorisation (copy rate, DCR ratio, distances) with the distance histogram and the
         synthetic images closest to the training set, and DP (claimed epsilon vs empirical LB)."""
         sec = Section("privacy", "Privacy", gloss="attack",
                       intro="Can an attacker tell that a patient was in the training set, are there near-copies of "
@@ -925,8 +932,8 @@ class _Builder:
             if isinstance(setup, Mapping):
                 for key in setup:
                     e = r.entry("privacy", "setup", key)
-                    if e is not None:
-                        t.add(_label(key), [e], gloss="setup")
+                    if e is not None:  # the notes name the splits each role comes from
+                        t.add(_label(key), [e], gloss="setup", sub=str(e.get("notes") or ""))
             sec.table(t)
 
         # ROC curves and attack table
@@ -937,7 +944,8 @@ class _Builder:
             t = self._table("privacy_attacks", "Membership-inference attacks",
                             [("kind", "attack"), ("level", "attack_level"), ("AUC", "auc"),
                              ("balanced accuracy", "balanced_accuracy"), ("TPR @ 1 % FPR", "tpr_at_fpr"),
-                             ("TPR @ 0.1 % FPR", "tpr_at_fpr"), ("members / non-members", "setup")],
+                             ("TPR @ 0.1 % FPR", "tpr_at_fpr"), ("TPR @ lowest FPR", "tpr_at_fpr"),
+                             ("lowest FPR", "tpr_at_fpr"), ("members / non-members", "setup")],
                             row_header="attack", row_gloss="attack",
                             caption="95 % CIs: subject-level stratified bootstrap (members and non-members resampled "
                                     "separately). The highest AUC per level is marked.")
@@ -954,7 +962,7 @@ class _Builder:
                 if _is_entry(node):
                     r.entry("privacy", "attacks", a)
                     kind_text = kind or ("white-box" if "white-box" in str(node.get("reason", "")) else "")
-                    t.add(a, [kind_text, "", node, node, node, node, ""], gloss="attack")
+                    t.add(a, [kind_text, "", node, node, node, node, node, "", ""], gloss="attack")
                     continue
                 if not isinstance(node, Mapping):
                     continue
@@ -968,9 +976,12 @@ class _Builder:
                     counts = (f"{fmt_value(nm['value'], nm.get('unit'))} / {fmt_value(nn['value'], nn.get('unit'))}"
                               if _is_metric(nm) and _is_metric(nn) else "")
                     hi = _is_metric(auc) and float(auc["value"]) == best.get(lv)
+                    low = get("tpr_at_lowest_fpr")
+                    low_fpr = (low.get("params") or {}).get("fpr") if _is_metric(low) else None
                     t.add(a, [kind, _label(lv), auc, get("balanced_accuracy"), get("tpr_at_fpr_1%"),
-                              get("tpr_at_fpr_0.1%"), counts], gloss="attack",
-                          highlight=[False, False, hi, False, False, False, False])
+                              get("tpr_at_fpr_0.1%"), low, "" if low_fpr is None else f"{100 * low_fpr:.3g} %",
+                              counts], gloss="attack",
+                          highlight=[False, False, hi, False, False, False, False, False, False])
                     r.mark("privacy", "attacks", a, lv)
             roc = curves.get("roc") if isinstance(curves.get("roc"), Mapping) else None
             if roc:

@@ -16,6 +16,13 @@ worst match, except that one failing match is a definite FAIL even when other ma
 unavailable (the unknown ones cannot undo it); otherwise an unavailable match makes it INCOMPLETE.
 With a ``reference`` the compared figure is ``value / reference`` and its CI is the figure's CI
 divided by the reference's point estimate (the reference's own uncertainty is not propagated).
+With a ``reference_param`` it is ``value / params[reference_param]`` of the same entry (e.g. a TPR
+divided by the FPR it was read at; that FPR is a fixed design value, so the CI is divided too).
+An upper limit on a fraction that the scaling lifts to 1 or more (``threshold x param >= 1``, e.g.
+10x an FPR of 0.625 in a 16-image smoke audit) cannot fail: such a PASS is reported as WARN.
+With ``fallback`` paths, a match that is unavailable or absent is replaced by the first fallback
+figure that exists (wildcards bound to the match's keys); the record names the path read, the path
+it stands in for and why (``fallback_for``, ``fallback_reason``), and so does the reason line.
 
 Overall verdict: the worst criterion by ``FAIL > INCOMPLETE > WARN > PASS`` (N/A is ignored;
 when every criterion is N/A the overall verdict is INCOMPLETE). FAIL ranks above INCOMPLETE
@@ -63,6 +70,9 @@ class _Match:
     kind: str  # "metric" | "unavailable" | "absent" | "skipped"
     entry: Mapping[str, Any] | None = None
     reason: str = ""
+    #: the metric path this match stands in for (read through ``fallback``), and why
+    fallback_for: tuple[str, ...] | None = None
+    fallback_reason: str = ""
 
 
 def _is_entry(node: Any) -> bool:
@@ -123,6 +133,30 @@ def _resolve(doc: Mapping[str, Any], path: tuple[str, ...], *, skip_branches: bo
     return out
 
 
+def _with_fallbacks(doc: Mapping[str, Any], c: Criterion, matches: list[_Match]) -> list[_Match]:
+    """Replace each unavailable / absent match by the first fallback figure that exists (in order)."""
+    if not c.fallback:
+        return matches
+    stars = [i for i, k in enumerate(c.metric) if k == WILDCARD]
+    out = []
+    for m in matches:
+        if m.kind not in ("unavailable", "absent") or (stars and len(m.path) <= stars[-1]):
+            out.append(m)  # a figure, a skipped branch, or a failure above the wildcard keys
+            continue
+        tried = []
+        for fb in c.fallback:
+            path = tuple(m.path[i] if k == WILDCARD else k for i, k in enumerate(fb))
+            (f,) = _resolve(doc, path)
+            if f.kind == "metric":
+                why = f"{format_path(m.path)} is unavailable ({m.reason})" if m.kind == "unavailable" else m.reason
+                out.append(_Match(f.path, "metric", f.entry, "", m.path, why))
+                break
+            tried.append(f"{format_path(f.path)}: {f.reason}")
+        else:
+            out.append(_Match(m.path, m.kind, m.entry, f"{m.reason}; fallback {'; '.join(tried)}"))
+    return out
+
+
 # --------------------------------------------------------------------------- judging
 
 
@@ -156,9 +190,12 @@ def _entry_view(m: _Match) -> dict[str, Any]:
     e = dict(m.entry or {})
     view: dict[str, Any] = {"path": list(m.path), "path_display": format_path(m.path)}
     if m.kind == "metric":
-        for k in ("value", "unit", "ci_low", "ci_high", "n", "method", "notes"):
+        for k in ("value", "unit", "ci_low", "ci_high", "n", "method", "notes", "params"):
             if k in e:
                 view[k] = e[k]
+        if m.fallback_for is not None:
+            view["fallback_for"] = format_path(m.fallback_for)
+            view["fallback_reason"] = m.fallback_reason
     else:
         view["status"] = m.kind
         view["reason"] = m.reason
@@ -169,6 +206,7 @@ def _base(c: Criterion) -> dict[str, Any]:
     return {
         "id": c.id, "title": c.title, "axis": c.axis, "severity": c.severity, "rationale": c.rationale,
         "metric": list(c.metric), "metric_display": format_path(c.metric), "op": c.op, "threshold": c.threshold,
+        "fallback": [format_path(p) for p in c.fallback], "reference_param": c.reference_param,
         "warn_threshold": c.warn_threshold, "use_ci": c.use_ci, "missing": c.missing,
         "reference": None, "applies_if": None if c.applies_if is None else format_path(c.applies_if),
         "effective_threshold": c.threshold, "effective_warn_threshold": c.warn_threshold,
@@ -184,6 +222,15 @@ def _finish(res: dict[str, Any], verdict: str, reason: str) -> dict[str, Any]:
         contributes = WARN
     res["contributes"] = contributes
     return res
+
+
+def _param(entry: Mapping[str, Any] | None, name: str | None) -> float | None:
+    """``entry["params"][name]`` when it is a positive finite number, else None."""
+    params = (entry or {}).get("params")
+    v = params.get(name) if isinstance(params, Mapping) and name is not None else None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        return None
+    return float(v)
 
 
 def _missing(c: Criterion, m: _Match) -> str:
@@ -219,7 +266,7 @@ def evaluate_criterion(c: Criterion, doc: Mapping[str, Any]) -> dict[str, Any]:
         if c.warn_threshold is not None:
             res["effective_warn_threshold"] = c.warn_threshold * ref_value
 
-    matches = _resolve(doc, c.metric, skip_branches=c.skip_unavailable_branches)
+    matches = _with_fallbacks(doc, c, _resolve(doc, c.metric, skip_branches=c.skip_unavailable_branches))
     judged: list[tuple[_Match, str, str, dict[str, Any]]] = []
     unknown: list[_Match] = []
     not_applicable: list[_Match] = []
@@ -228,16 +275,35 @@ def evaluate_criterion(c: Criterion, doc: Mapping[str, Any]) -> dict[str, Any]:
             res["skipped"].append({"path": list(m.path), "path_display": format_path(m.path), "reason": m.reason})
             continue
         view = _entry_view(m)
+        if m.kind == "metric" and c.reference_param is not None and _param(m.entry, c.reference_param) is None:
+            view = {k: v for k, v in view.items() if k in ("path", "path_display", "fallback_for", "fallback_reason")}
+            m = _Match(m.path, "absent", m.entry,
+                       f"{format_path(m.path)} has no positive params.{c.reference_param} to scale by (results "
+                       "written before cmr-audit recorded it: re-run the audit)", m.fallback_for, m.fallback_reason)
+            view.update(status="absent", reason=m.reason)
         if m.kind == "metric":
             e = m.entry
             x, lo, hi = float(e["value"]), e.get("ci_low"), e.get("ci_high")
-            if ref_value is not None:
-                x = x / ref_value
-                lo = None if lo is None else lo / ref_value
-                hi = None if hi is None else hi / ref_value
+            divisor = ref_value if ref_value is not None else _param(e, c.reference_param)
+            if divisor is not None:
+                x = x / divisor
+                lo = None if lo is None else lo / divisor
+                hi = None if hi is None else hi / divisor
                 view.update(ratio=x, ratio_ci_low=lo, ratio_ci_high=hi)
-            what = f"{_f(float(e['value']))} / {_f(ref_value)} = ratio " if ref_value is not None else ""
+            what = ""
+            if ref_value is not None:
+                what = f"{_f(float(e['value']))} / {_f(ref_value)} = ratio "
+            elif divisor is not None:
+                what = f"{_f(float(e['value']))} / {c.reference_param} {_f(divisor)} = ratio "
+            if m.fallback_for is not None:
+                what = f"(read instead of {format_path(m.fallback_for)}: {m.fallback_reason}) {what}"
             verdict, reason = _judge(c, x, lo, hi, what)
+            if (verdict == PASS and c.reference_param is not None and c.upper and e.get("unit") == "fraction"
+                    and c.threshold * divisor >= 1):
+                verdict, reason = WARN, (f"{reason}, but at {c.reference_param} {_f(divisor)} the limit "
+                                         f"{_f(c.threshold)} x {_f(divisor)} >= 1: no fraction can exceed it, so this "
+                                         f"figure cannot show a leak (a lower {c.reference_param}, i.e. more data, is "
+                                         "needed)")
             view.update(verdict=verdict, reason=reason, compared=x)
             judged.append((m, verdict, reason, view))
         elif m.kind == "unavailable" and c.missing == "not_applicable":

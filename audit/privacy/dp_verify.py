@@ -19,6 +19,11 @@ independent trials, so the bound is computed from **subject-level** scores when 
 the subject (images of one subject are correlated); and auditing one trained model with many
 members is a one-run audit in the sense of Steinke et al. (2023), which gives a valid but
 typically loose lower bound -- a bound far below the claim does not prove the claim.
+
+The non-members are the privacy audit's whole pool (``holdout`` + ``test`` subjects,
+:mod:`audit.privacy.design`): at subject level ``FPR_hi`` is a Clopper-Pearson bound on a few
+dozen trials, so every valid non-member tightens it (with ``k = 0`` flagged non-members,
+``FPR_hi = 1 - a^(1/n)`` shrinks as ``1/n``) and with it the bound.
 """
 
 from __future__ import annotations

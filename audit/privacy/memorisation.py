@@ -1,7 +1,8 @@
 """Nearest-neighbour memorisation analysis of a synthetic sample set.
 
-For every synthetic image, its nearest training (member) image and nearest holdout
-(non-member) image are found in two spaces (:mod:`audit.privacy.space`): pixel space with the
+For every synthetic image, its nearest training (member) image and nearest non-member image
+(the privacy audit's non-members: ``holdout`` + ``test`` subjects, :mod:`audit.privacy.design`;
+"holdout" below and in the result keys) are found in two spaces (:mod:`audit.privacy.space`): pixel space with the
 correlation distance ``1 - r`` and the PCA embedding fitted on reference images.
 
 * **DCR ratio** (distance to closest record; Zhao et al. 2021 / Platzer & Reutterer 2021
@@ -91,26 +92,26 @@ def analyse_space(name: str, synthetic: np.ndarray, train: np.ndarray, holdout: 
         "dcr_ratio": metric(adjust_share(closer.mean(), q0), "1", n=m,
                             ci=_ci(dcr_ratio_ci(g_t, g_h, clusters, n_boot=n_boot, seed=seed)),
                             method=f"share q of synthetic images whose nearest real image ({unit_note}) is a train image "
-                                   f"rather than a holdout image (ties 1/2), odds-adjusted for the subject counts: "
-                                   f"q(1-q0)/(q(1-q0)+(1-q)q0) with q0 = n_train_subjects/(n_train+n_holdout subjects), "
+                                   f"rather than a non-member (holdout) image (ties 1/2), odds-adjusted for the subject counts: "
+                                   f"q(1-q0)/(q(1-q0)+(1-q)q0) with q0 = n_train_subjects/(n_train+n_nonmember subjects), "
                                    f"the share expected if samples were unrelated to both; 0.5 = ideal, 1 = all closer to "
                                    f"train; two-way bootstrap 95% CI resampling synthetic images (clustered by {by}) and "
-                                   f"train and holdout subjects",
+                                   f"train and non-member subjects",
                             notes=f"raw share {closer.mean():.4f}, q0 {q0:.4f}"),
         "copy_rate": metric(copies.mean(), "fraction", n=m,
                             ci=_ci(cluster_bootstrap(copies, clusters, n_boot=n_boot, seed=seed)),
                             method=f"share of synthetic images whose nearest train image is closer than the copy "
                                    f"threshold ({unit_note}); {boot}"),
         "copy_threshold": metric(tau, "1", n=len(d_ht),
-                                 method=f"{COPY_PERCENTILE:g}st percentile of holdout-to-train nearest distances "
+                                 method=f"{COPY_PERCENTILE:g}st percentile of non-member-to-train nearest distances "
                                         f"({unit_note}); a real unseen image is a 'copy' about 1% of the time"),
         "holdout_copy_rate": metric(float((d_ht < tau).mean()), "fraction", n=len(d_ht),
-                                    method="share of holdout images closer to a train image than the copy threshold "
+                                    method="share of non-member (holdout) images closer to a train image than the copy threshold "
                                            "(calibration check, about 0.01 by construction)"),
         "nn_distance_to_train_median": metric(float(np.median(d_st)), "1", n=m,
                                               method=f"median over synthetic images of the nearest train distance ({unit_note})"),
         "holdout_nn_distance_to_train_median": metric(float(np.median(d_ht)), "1", n=len(d_ht),
-                                                      method=f"median over holdout images of the nearest train distance ({unit_note})"),
+                                                      method=f"median over non-member (holdout) images of the nearest train distance ({unit_note})"),
     }
     order = np.argsort(d_st, kind="mergesort")[:top_k]
     top = [{"synthetic_index": int(j), "train_index": int(i_st[j]), "train_subject": str(train_subjects[i_st[j]]),

@@ -1,7 +1,9 @@
 """Shared evaluation of membership-inference scores (every attack goes through this code).
 
 Scores follow one convention: **higher = more member-like**. Members are labelled 1 (images of
-``train`` subjects), non-members 0 (images of ``holdout`` subjects).
+``train`` subjects), non-members 0 (images of every subject the generator never trained on and
+whose masks did not condition the samples: normally ``holdout`` + ``test``, see
+:mod:`audit.privacy.design`).
 
 * ROC AUC: the Mann-Whitney statistic, ties counted one half (identical to
   :func:`sklearn.metrics.roc_auc_score`; cross-checked in the tests).
@@ -10,7 +12,18 @@ Scores follow one convention: **higher = more member-like**. Members are labelle
   read at that point. Carlini et al. (2022), *Membership inference attacks from first
   principles*, argue that this low-FPR figure, not AUC, measures whether an attack can
   confidently identify *some* members. A target below ``1 / n_nonmembers`` cannot be resolved
-  and is reported as unavailable.
+  and is reported as unavailable: the ROC's FPR grid has steps of ``1 / n_nonmembers``, so the
+  only admissible point would be FPR 0, a different figure than the one named. At
+  ``n_nonmembers >= 1 / target`` the point exists but may rest on a single non-member (0.1 %
+  FPR with 1,000 non-members), hence also:
+* TPR at the lowest supported FPR: the same convention at the target
+  ``FPR_min = k / n_nonmembers`` with ``k = MIN_FLAGGED_NONMEMBERS = 10``, the lowest FPR whose
+  estimate rests on (at least, without ties exactly) 10 non-members on the attacker's positive
+  side (``score >= threshold``). Its FPR is stated in the entry (``params.fpr``). With fewer
+  than 10 non-members it is unavailable. A TPR well above that FPR (Carlini et al. 2022 read
+  TPR / FPR, e.g. 10x chance) means a few members are singled out with confidence; the
+  threshold read is of the ``score >= t`` family, so with ties at the boundary the achieved FPR
+  is below the target (stated in the notes) and the TPR conservative.
 * Balanced accuracy: ``(TPR + TNR) / 2`` at the threshold that maximises it on the evaluated
   data (an optimistic, attacker-favourable figure; 0.5 = chance).
 * Confidence intervals: percentile bootstrap that resamples **subjects** with replacement,
@@ -29,12 +42,21 @@ import numpy as np
 from audit.results import metric, unavailable
 
 FPR_TARGETS: tuple[float, ...] = (0.01, 0.001)
+#: non-members that must be flagged for the lowest supported FPR (``FPR_min = 10 / n_nonmembers``)
+MIN_FLAGGED_NONMEMBERS = 10
+LOWEST_KEY = "tpr_at_lowest_fpr"
 TPR_METHOD = ("TPR at the ROC point with the largest FPR <= {t:g} (lowest threshold whose FPR <= target; "
               "score >= threshold = member); subject-level stratified bootstrap 95% CI")
 
 
 def fpr_key(target: float) -> str:
     return f"tpr_at_fpr_{100 * target:g}%"
+
+
+def lowest_fpr(n_nonmembers: int, k: int = MIN_FLAGGED_NONMEMBERS) -> float | None:
+    """``k / n_nonmembers``: the lowest FPR whose estimate rests on ``k`` flagged non-members
+    (``None`` below ``k`` non-members)."""
+    return None if n_nonmembers < k else k / n_nonmembers
 
 
 # --------------------------------------------------------------------------- point statistics
@@ -154,6 +176,12 @@ class Evaluation:
     auc_ci: tuple[float, float]
     tpr: dict[float, float | None]
     tpr_ci: dict[float, tuple[float, float]]
+    #: TPR at the lowest supported FPR (None below MIN_FLAGGED_NONMEMBERS non-members), its
+    #: target FPR, CI and the FPR actually achieved on the data (lower with ties)
+    lowest_fpr: float | None
+    tpr_lowest: float | None
+    tpr_lowest_ci: tuple[float, float]
+    lowest_fpr_achieved: float | None
     balanced_accuracy: float
     balanced_accuracy_ci: tuple[float, float]
     ba_threshold: float
@@ -183,8 +211,15 @@ def evaluate(scores: np.ndarray, labels: np.ndarray, subjects: np.ndarray, *, le
     ba, thr = balanced_accuracy(scores, labels)
     ba_ci = _ci(_weighted_balanced_accuracy(scores, labels, weights), alpha)
     fpr, tp, _ = roc_curve(scores, labels)
+    low = lowest_fpr(n_neg)
+    low_tpr = low_achieved = None
+    low_ci: tuple[float, float] = (float("nan"), float("nan"))
+    if low is not None:
+        ok = fpr <= low + 1e-12
+        low_tpr, low_achieved = float(tp[ok].max()), float(fpr[ok].max())
+        low_ci = _ci(_weighted_tpr_at_fpr(scores, labels, weights, low), alpha)
     keep = _thin(len(fpr), 512)
-    return Evaluation(level, n_pos, n_neg, a, a_ci, tpr, tpr_ci, ba, ba_ci, thr,
+    return Evaluation(level, n_pos, n_neg, a, a_ci, tpr, tpr_ci, low, low_tpr, low_ci, low_achieved, ba, ba_ci, thr,
                       {"fpr": fpr[keep].round(6).tolist(), "tpr": tp[keep].round(6).tolist()})
 
 
@@ -199,8 +234,10 @@ def _ci_or_none(ci: tuple[float, float]) -> tuple[float, float] | None:
     return ci if np.all(np.isfinite(ci)) else None
 
 
-def entries(ev: Evaluation, unit_name: str) -> dict[str, Any]:
-    """Results entries of one :class:`Evaluation` (``unit_name``: ``images`` or ``subjects``)."""
+def entries(ev: Evaluation, unit_name: str, *, member_splits: str = "train",
+            nonmember_splits: str = "holdout") -> dict[str, Any]:
+    """Results entries of one :class:`Evaluation` (``unit_name``: ``images`` or ``subjects``;
+    ``member_splits`` / ``nonmember_splits``: the split names the counts' methods cite)."""
     n = ev.n_members + ev.n_nonmembers
     boot = "subject-level stratified bootstrap 95% CI (members and non-members resampled separately)"
     out: dict[str, Any] = {
@@ -214,13 +251,30 @@ def entries(ev: Evaluation, unit_name: str) -> dict[str, Any]:
                 f"only {ev.n_nonmembers} non-member {unit_name}: a FPR of {t:g} needs at least {int(np.ceil(1 / t))}")
         else:
             out[key] = metric(v, "fraction", method=TPR_METHOD.format(t=t) + f" over {unit_name}",
-                              ci=_ci_or_none(ev.tpr_ci[t]), n=n)
+                              ci=_ci_or_none(ev.tpr_ci[t]), n=n, params={"fpr": t})
+    k = MIN_FLAGGED_NONMEMBERS
+    if ev.lowest_fpr is None or ev.tpr_lowest is None:
+        out[LOWEST_KEY] = unavailable(
+            f"only {ev.n_nonmembers} non-member {unit_name}: the lowest supported FPR needs at least {k} "
+            f"(an FPR estimate resting on {k} flagged non-members)")
+    else:
+        achieved = ("" if abs(ev.lowest_fpr_achieved - ev.lowest_fpr) < 1e-12 else
+                    f"; achieved FPR {ev.lowest_fpr_achieved:.4g} (tied scores at the threshold)")
+        out[LOWEST_KEY] = metric(
+            ev.tpr_lowest, "fraction", n=n, ci=_ci_or_none(ev.tpr_lowest_ci), params={"fpr": ev.lowest_fpr},
+            method=(f"TPR at the lowest supported FPR, {k} / n_nonmembers = {k}/{ev.n_nonmembers} = "
+                    f"{ev.lowest_fpr:.4g} (the lowest FPR whose estimate rests on {k} flagged non-members): "
+                    + TPR_METHOD.format(t=ev.lowest_fpr) + f" over {unit_name}"),
+            notes=f"FPR {ev.lowest_fpr:.4g} ({100 * ev.lowest_fpr:.3g} %) = {k}/{ev.n_nonmembers} non-member "
+                  f"{unit_name}{achieved}")
     out["balanced_accuracy"] = metric(
         ev.balanced_accuracy, "1", n=n, ci=_ci_or_none(ev.balanced_accuracy_ci),
         method=f"max over thresholds of (TPR+TNR)/2 over {unit_name} (threshold chosen on the evaluated data: "
                f"optimistic for the attacker); {boot}",
         notes=f"threshold {ev.ba_threshold:.6g}")
-    out["n_members"] = metric(ev.n_members, unit_name, method=f"member {unit_name} (train split)", n=ev.n_members)
-    out["n_nonmembers"] = metric(ev.n_nonmembers, unit_name, method=f"non-member {unit_name} (holdout split)",
-                                 n=ev.n_nonmembers)
+    out["n_members"] = metric(ev.n_members, unit_name, method=f"member {unit_name} ({member_splits} split)",
+                              n=ev.n_members)
+    out["n_nonmembers"] = metric(ev.n_nonmembers, unit_name,
+                                 method=f"non-member {unit_name} ({nonmember_splits} split"
+                                        f"{'s' if '+' in nonmember_splits else ''})", n=ev.n_nonmembers)
     return out

@@ -1,7 +1,9 @@
 """The privacy audit entry point: :func:`privacy_section` and :func:`write_artifacts`.
 
-Setup (issue 9): members = images of ``train`` subjects, non-members = images of ``holdout``
-subjects (same distribution, never trained on), attacker population data = the ``reference``
+Setup (issue 9, issue 26): members = images of ``train`` subjects, non-members = images of every
+subject the generator never trained on and whose masks did not condition the samples (same
+distribution; normally the ``holdout`` and ``test`` splits, chosen by
+:func:`audit.privacy.design.membership_design`), attacker population data = the ``reference``
 split. Every attack scores every member and non-member image; scores are evaluated per image
 and per subject (the mean and the max of a subject's image scores), with subject-level
 bootstrap CIs (:mod:`audit.privacy.metrics`). Memorisation (:mod:`audit.privacy.memorisation`)
@@ -22,6 +24,7 @@ from audit.atomic import atomic_write_json, jsonable
 from audit.errors import UserError
 from audit.privacy import attacks as atk
 from audit.privacy import dp_verify, memorisation, metrics
+from audit.privacy.design import MembershipDesign
 from audit.results import metric, unavailable
 from audit.tables import write_csv
 from generators.data import SliceSet
@@ -39,35 +42,40 @@ LEVELS = ("image", "subject_mean", "subject_max")
 # --------------------------------------------------------------------------- validation
 
 
-def validate_inputs(train: SliceSet, holdout: SliceSet, reference: SliceSet, samples: SampleSet) -> None:
+def validate_inputs(train: SliceSet, nonmembers: SliceSet, reference: SliceSet, samples: SampleSet) -> None:
     """Refuse inputs that would make the audit meaningless; one-line :class:`UserError`."""
-    for name, s in (("train (members)", train), ("holdout (non-members)", holdout), ("reference (attacker data)", reference)):
+    for name, s in (("train (members)", train), ("non-member", nonmembers), ("reference (attacker data)", reference)):
         if s is None or len(s) == 0:
-            raise UserError(f"privacy audit: the {name} split is empty")
-    overlap = sorted(set(train.subject_ids.tolist()) & set(holdout.subject_ids.tolist()))
+            raise UserError(f"privacy audit: the {name} set is empty")
+    overlap = sorted(set(train.subject_ids.tolist()) & set(nonmembers.subject_ids.tolist()))
     if overlap:
-        raise UserError(f"privacy audit: {len(overlap)} subjects are both members (train) and non-members (holdout), "
+        raise UserError(f"privacy audit: {len(overlap)} subjects are both members (train) and non-members, "
                         f"e.g. {overlap[:3]}; membership inference would be meaningless")
-    for name, s in (("train", train), ("holdout", holdout)):
+    for name, s in (("train", train), ("non-member", nonmembers)):
         ref_overlap = sorted(set(reference.subject_ids.tolist()) & set(s.subject_ids.tolist()))
         if ref_overlap:
-            raise UserError(f"privacy audit: reference (attacker) subjects overlap the {name} split, e.g. {ref_overlap[:3]}")
-    for name, s, min_subj in (("train (members)", train, MIN_SUBJECTS), ("holdout (non-members)", holdout, MIN_SUBJECTS),
+            raise UserError(f"privacy audit: reference (attacker) subjects overlap the {name} set, e.g. {ref_overlap[:3]}")
+    for name, s, min_subj in (("train (members)", train, MIN_SUBJECTS), ("non-member", nonmembers, MIN_SUBJECTS),
                               ("reference (attacker data)", reference, 1)):
         n_subj = len(np.unique(s.subject_ids))
         if n_subj < min_subj or len(s) < MIN_IMAGES:
-            raise UserError(f"privacy audit: the {name} split has {n_subj} subjects / {len(s)} images; "
+            raise UserError(f"privacy audit: the {name} set has {n_subj} subjects / {len(s)} images; "
                             f"the minimum is {min_subj} subjects and {MIN_IMAGES} images")
     if samples is None or len(samples) < MIN_IMAGES:
         raise UserError(f"privacy audit: the sample set has {0 if samples is None else len(samples)} images; "
                         f"the minimum is {MIN_IMAGES}")
     if samples.is_cine:
         raise UserError("privacy audit: pass a cine sample set's frames (SampleSet.frames()) as 2D images")
+    if samples.subject_ids is not None:  # a subject whose mask conditioned samples is no non-member (design.py)
+        echo = sorted(set(np.asarray(samples.subject_ids).astype(str).tolist()) & set(nonmembers.subject_ids.tolist()))
+        if echo:
+            raise UserError(f"privacy audit: {len(echo)} non-member subjects conditioned the samples (named in their "
+                            f"subject_ids), e.g. {echo[:3]}; leave them out of the non-members")
     if not np.isfinite(samples.images).all():
         raise UserError(f"privacy audit: the sample set has {int((~np.isfinite(samples.images)).sum())} NaN/Inf values")
-    for name, s in (("holdout", holdout), ("reference", reference)):
+    for name, s in (("non-member", nonmembers), ("reference", reference)):
         if s.shape != train.shape or not np.allclose(s.spacing, train.spacing, rtol=SPACING_RTOL):
-            raise UserError(f"privacy audit: the {name} split is {s.shape} at {np.round(s.spacing, 4).tolist()} mm but "
+            raise UserError(f"privacy audit: the {name} set is {s.shape} at {np.round(s.spacing, 4).tolist()} mm but "
                             f"train is {train.shape} at {np.round(train.spacing, 4).tolist()} mm")
     if tuple(samples.images.shape[1:]) != tuple(train.shape):
         raise UserError(f"privacy audit: synthetic images are {samples.images.shape[1]}x{samples.images.shape[2]} but the "
@@ -104,12 +112,15 @@ def _rank(scores: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- the section
 
 
-def privacy_section(train: SliceSet, holdout: SliceSet, reference: SliceSet, samples: SampleSet, generator: Any = None,
+def privacy_section(train: SliceSet, nonmembers: SliceSet, reference: SliceSet, samples: SampleSet, generator: Any = None,
                     *, n_boot: int = 1000, seed: int = 0, max_images: int | None = None,
                     claimed_epsilon: float | None = None, delta: float = 0.0,
-                    attacks: list[atk.Attack] | None = None) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+                    attacks: list[atk.Attack] | None = None,
+                    design: MembershipDesign | None = None) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Run the privacy audit; return ``(section, per-image risk table, extras for the report)``.
 
+    ``nonmembers``: slices of the non-member subjects; ``design`` says which split each comes
+    from (:func:`audit.privacy.design.membership_design`; None = all from ``holdout``).
     ``max_images`` caps the member and the non-member images (each, seeded random subset).
     ``claimed_epsilon``/``delta``: the DP claim to check (None = no claim). ``attacks``
     replaces the default suite (black-box + whatever the generator's ``score`` supports).
@@ -118,9 +129,9 @@ def privacy_section(train: SliceSet, holdout: SliceSet, reference: SliceSet, sam
     cine = samples is not None and samples.is_cine
     if cine:  # cine frames are images like any other: every attack compares them with real frames
         samples = samples.frames()
-    validate_inputs(train, holdout, reference, samples)
+    validate_inputs(train, nonmembers, reference, samples)
     train = _cap(train, max_images, seed, 11)
-    holdout = _cap(holdout, max_images, seed, 12)
+    holdout = _cap(nonmembers, max_images, seed, 12)  # "holdout" below: the non-member images, whatever their split
     if len(train) < MIN_IMAGES or len(holdout) < MIN_IMAGES:
         raise UserError(f"privacy audit: max_images={max_images} leaves fewer than {MIN_IMAGES} member or non-member images")
     real = np.concatenate([train.images, holdout.images])
@@ -151,12 +162,17 @@ def privacy_section(train: SliceSet, holdout: SliceSet, reference: SliceSet, sam
     else:
         suite, wb_missing = list(attacks), {}
 
-    section: dict[str, Any] = {"setup": _setup_entries(train, holdout, reference, samples, cine)}
+    split_of = dict(design.nonmember_splits) if design is not None else {}
+    nonmember_split = np.array([split_of.get(str(s), "holdout") for s in holdout.subject_ids], dtype=object)
+    order = design.nonmember_split_names if design is not None else []
+    names = "+".join(n for n in dict.fromkeys(order + nonmember_split.tolist()) if n in set(nonmember_split.tolist()))
+    section: dict[str, Any] = {"setup": _setup_entries(train, holdout, reference, samples, cine, nonmember_split, design)}
     att_section: dict[str, Any] = {}
     extras: dict[str, Any] = {"roc": {}, "attacks": {}, "memorisation": {}}
     table = pd.DataFrame({
-        "row_id": [f"train:{i}" for i in range(len(train))] + [f"holdout:{i}" for i in range(len(holdout))],
-        "split": np.where(labels, "train", "holdout"), "member": labels, "subject_id": subjects,
+        "row_id": [f"train:{i}" for i in range(len(train))] + [f"nonmember:{i}" for i in range(len(holdout))],
+        "split": np.r_[np.full(len(train), "train", dtype=object), nonmember_split], "member": labels,
+        "subject_id": subjects,
         "image_index": np.r_[np.arange(len(train)), np.arange(len(holdout))],
     })
     image_scores: dict[str, np.ndarray] = {}
@@ -181,7 +197,7 @@ def privacy_section(train: SliceSet, holdout: SliceSet, reference: SliceSet, sam
         image_scores[attack.name] = s
         table[f"{attack.name}_score"] = s
         table[f"{attack.name}_rank"] = _rank(s)
-        node, roc = _evaluate_attack(attack, s, labels, subjects, n_boot=n_boot, seed=seed)
+        node, roc = _evaluate_attack(attack, s, labels, subjects, n_boot=n_boot, seed=seed, nonmember_splits=names)
         att_section[attack.name] = node
         extras["roc"][attack.name] = roc
         extras["attacks"][attack.name] = {"kind": attack.kind, "description": attack.description, **attack.info()}
@@ -215,32 +231,49 @@ def privacy_section(train: SliceSet, holdout: SliceSet, reference: SliceSet, sam
     return section, table.reset_index(drop=True), extras
 
 
-def _setup_entries(train, holdout, reference, samples, cine: bool = False) -> dict[str, Any]:
-    def count(v, unit, what):
-        return metric(v, unit, method=what, n=v)
+def _setup_entries(train, holdout, reference, samples, cine: bool = False, nonmember_split: np.ndarray | None = None,
+                   design: MembershipDesign | None = None) -> dict[str, Any]:
+    """Counts per role; the notes name the splits each role comes from (and why subjects were left out)."""
+    def count(v, unit, what, notes=None):
+        return metric(v, unit, method=what, n=v, notes=notes)
 
+    if nonmember_split is None:
+        nonmember_split = np.full(len(holdout), "holdout", dtype=object)
+    order = design.nonmember_split_names if design is not None else []
+    per_split = {name: (int((nonmember_split == name).sum()),
+                        len(np.unique(holdout.subject_ids[nonmember_split == name])))
+                 for name in dict.fromkeys(order + nonmember_split.tolist()) if (nonmember_split == name).any()}
+    names = " + ".join(per_split)
+    img_notes = "; ".join(f"{k}: {v[0]} images" for k, v in per_split.items())
+    subj_notes = "; ".join(f"{k}: {v[1]} subjects" for k, v in per_split.items())
+    if design is not None:
+        subj_notes = design.describe()["nonmembers"]
     return {
-        "member_images": count(len(train), "images", "images of train subjects (members)"),
-        "member_subjects": count(len(np.unique(train.subject_ids)), "subjects", "train subjects (members)"),
-        "nonmember_images": count(len(holdout), "images", "images of holdout subjects (non-members)"),
-        "nonmember_subjects": count(len(np.unique(holdout.subject_ids)), "subjects", "holdout subjects (non-members)"),
-        "reference_images": count(len(reference), "images", "reference split images (attacker population data)"),
+        "member_images": count(len(train), "images", "images of train subjects (members)", "split train"),
+        "member_subjects": count(len(np.unique(train.subject_ids)), "subjects", "train subjects (members)",
+                                 design.describe()["members"] if design is not None else "split train"),
+        "nonmember_images": count(len(holdout), "images", f"images of non-member subjects ({names})", img_notes),
+        "nonmember_subjects": count(len(np.unique(holdout.subject_ids)), "subjects",
+                                    f"non-member subjects ({names}): never trained on, masks never conditioned the "
+                                    "samples", subj_notes),
+        "reference_images": count(len(reference), "images", "reference split images (attacker population data)",
+                                  design.describe()["reference"] if design is not None else "split reference"),
         "synthetic_images": count(len(samples), "images", "synthetic images audited"
                                   + (" (every frame of the cine sample set, as a 2D image)" if cine else "")),
     }
 
 
 def _evaluate_attack(attack: atk.Attack, s: np.ndarray, labels: np.ndarray, subjects: np.ndarray, *, n_boot: int,
-                     seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+                     seed: int, nonmember_splits: str = "holdout") -> tuple[dict[str, Any], dict[str, Any]]:
     node: dict[str, Any] = {}
     roc: dict[str, Any] = {}
     ev = metrics.evaluate(s, labels, subjects, level="image", n_boot=n_boot, seed=seed)
-    node["image"] = metrics.entries(ev, "images")
+    node["image"] = metrics.entries(ev, "images", nonmember_splits=nonmember_splits)
     roc["image"] = ev.roc
     for how in ("mean", "max"):
         ss, yy, ids = subject_scores(s, labels, subjects, how)
         ev = metrics.evaluate(ss, yy, ids, level=f"subject_{how}", n_boot=n_boot, seed=seed)
-        node[f"subject_{how}"] = metrics.entries(ev, "subjects")
+        node[f"subject_{how}"] = metrics.entries(ev, "subjects", nonmember_splits=nonmember_splits)
         roc[f"subject_{how}"] = ev.roc
     if attack.kind == "white-box":
         ips = attack.info().get("images_per_s")

@@ -122,4 +122,6 @@ def test_entry_check_refuses_bare_and_malformed_figures():
     assert "without" in entry_problem({"value": 1.0})
     assert "finite" in entry_problem({**metric(0.3, "1", method="m"), "value": float("nan")})
     assert entry_problem({"status": "unavailable", "reason": "x"}) == ""
+    assert entry_problem(metric(0.3, "fraction", method="m", params={"fpr": 0.01})) == ""  # e.g. a TPR at an FPR
+    assert "params" in entry_problem({**metric(0.3, "1", method="m"), "params": {"fpr": "low"}})
     assert "malformed" in entry_problem({"status": "unavailable"})

@@ -77,3 +77,16 @@ def test_schema_file_ships_in_package():
     from importlib import resources
 
     assert resources.files("audit").joinpath("schema/results-v1.schema.json").is_file()
+
+
+def test_params_record_what_defines_a_figure_and_are_validated():
+    doc = _doc()
+    doc["privacy"]["attacks"]["dcr"]["tpr_at_lowest_fpr"] = metric(0.2, "fraction", method="m", params={"fpr": 10 / 296})
+    validate_results(doc)
+    assert doc["privacy"]["attacks"]["dcr"]["tpr_at_lowest_fpr"]["params"] == {"fpr": pytest.approx(0.033784, abs=1e-6)}
+    assert "params" not in metric(0.2, "1", method="m")  # optional: absent unless given
+    with pytest.raises(ValueError, match="params must be finite"):
+        metric(0.2, "fraction", method="m", params={"fpr": float("nan")})
+    doc["privacy"]["attacks"]["dcr"]["tpr_at_lowest_fpr"]["params"] = {"fpr": "low"}
+    with pytest.raises(UserError, match="tpr_at_lowest_fpr/params/fpr"):
+        validate_results(doc)

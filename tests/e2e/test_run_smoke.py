@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from audit.cli.main import main
@@ -68,6 +69,18 @@ def test_privacy_audit_catches_copycat(tmp_path):
     assert privacy["summary"]["best_black_box_auc"]["value"] >= 0.99
     assert privacy["memorisation"]["pixel_correlation"]["copy_rate"]["value"] >= 0.9
     assert (out / "privacy_per_sample.csv").is_file() and (out / "privacy_curves.json").is_file()
+    # non-members (issue 26): holdout + test subjects, never a train, reference or sample-conditioning subject
+    splits = json.loads((out / "splits.json").read_text())["splits"]
+    table = pd.read_csv(out / "privacy_per_sample.csv", dtype={"subject_id": str})
+    nonmembers = set(table.loc[~table["member"], "subject_id"])
+    conditioning = set(SampleSet.load(out / "samples.npz").subject_ids.tolist())
+    assert nonmembers <= set(splits["holdout"]) | set(splits["test"]) and nonmembers & set(splits["test"])
+    assert not nonmembers & (set(splits["train"]) | set(splits["reference"]) | conditioning)
+    assert set(table.loc[~table["member"], "split"]) == {"holdout", "test"}
+    assert "holdout" in privacy["setup"]["nonmember_subjects"]["notes"] and "test" in privacy["setup"]["nonmember_subjects"]["notes"]
+    low = [n["image"]["tpr_at_lowest_fpr"] for n in privacy["attacks"].values() if "image" in n]
+    assert all(e["params"]["fpr"] == 10 / privacy["setup"]["nonmember_images"]["value"] for e in low)
+    assert max(e["value"] for e in low) >= 0.9  # the copies are found at the lowest supported FPR too
 
 
 @pytest.mark.judge

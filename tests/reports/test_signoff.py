@@ -38,7 +38,9 @@ def test_shipped_default_policy_loads_with_the_issue_thresholds():
     assert set(by_id) == {"mia_auc", "mia_tpr_at_low_fpr", "copy_rate", "dp_epsilon_lower_bound", "dp_no_mixed_phases",
                           "plausible_rate", "judge_dice_vs_ceiling", "fid_vs_real_floor", "utility_vs_real"}
     assert (by_id["mia_auc"].op, by_id["mia_auc"].threshold, by_id["mia_auc"].warn_threshold) == ("<=", 0.60, 0.65)
-    assert (by_id["mia_tpr_at_low_fpr"].threshold, by_id["mia_tpr_at_low_fpr"].metric[-1]) == (0.01, "tpr_at_fpr_0.1%")
+    low = by_id["mia_tpr_at_low_fpr"]  # TPR <= 10x the FPR it is read at: 1 % at 0.1 % FPR, as before
+    assert (low.threshold, low.reference_param, low.metric[-1]) == (10.0, "fpr", "tpr_at_fpr_0.1%")
+    assert [f[-1] for f in low.fallback] == ["tpr_at_lowest_fpr"]
     assert by_id["copy_rate"].threshold == 0.01
     assert by_id["plausible_rate"].op == ">=" and by_id["plausible_rate"].threshold == 0.90
     assert by_id["judge_dice_vs_ceiling"].threshold == 0.90 and by_id["judge_dice_vs_ceiling"].reference
@@ -163,6 +165,7 @@ def test_low_fpr_tpr_unavailable_is_incomplete_but_a_failing_auc_still_fails():
     doc = fx.good_doc()
     for a in ("domias", "monte_carlo"):
         doc["privacy"]["attacks"][a]["image"]["tpr_at_fpr_0.1%"] = unavailable("only 16 non-member images")
+        doc["privacy"]["attacks"][a]["image"]["tpr_at_lowest_fpr"] = unavailable("only 9 non-member images")
     overall, cs = verdicts(doc)
     assert overall == INCOMPLETE and cs["mia_tpr_at_low_fpr"]["verdict"] == INCOMPLETE
     assert "(and 1 more)" in cs["mia_tpr_at_low_fpr"]["reason"]
@@ -404,7 +407,7 @@ def test_bad_input_writes_nothing(tmp_path):
 
 def test_keys_with_dots_are_navigated_not_split():
     doc = fx.good_doc()
-    doc["privacy"]["attacks"]["domias"]["image"]["tpr_at_fpr_0.1%"] = fx.m(0.2, (0.1, 0.3))
+    doc["privacy"]["attacks"]["domias"]["image"]["tpr_at_fpr_0.1%"] = fx.tpr(0.2, (0.1, 0.3), 0.001)
     c = verdicts(doc)[1]["mia_tpr_at_low_fpr"]
     assert c["verdict"] == FAIL
     assert c["observed"]["path"] == ["privacy", "attacks", "domias", "image", "tpr_at_fpr_0.1%"]
@@ -442,3 +445,115 @@ def test_ci_policy_checks_integrity_not_quality(tmp_path):
         assert not load_policy("ci").shipped
     finally:
         os.chdir(cwd)
+
+
+# --------------------------------------------------------------------------- strictest low-FPR point (issue 26)
+
+LOW = "mia_tpr_at_low_fpr"
+
+
+def _no_01(doc, attacks=("domias", "monte_carlo")):
+    for a in attacks:
+        doc["privacy"]["attacks"][a]["image"]["tpr_at_fpr_0.1%"] = unavailable(
+            "only 304 non-member images: a FPR of 0.001 needs at least 1000")
+    return doc
+
+
+def test_low_fpr_reads_0_1_percent_when_available():
+    c = verdicts(fx.good_doc())[1][LOW]
+    assert c["verdict"] == PASS and c["observed"]["path"][-1] == "tpr_at_fpr_0.1%"
+    assert "fallback_for" not in c["observed"] and c["observed"]["compared"] == pytest.approx(0.002 / 0.001)
+    assert "0.002 / fpr 0.001 = ratio 2 <= 10" in c["reason"]
+
+
+def test_low_fpr_falls_back_to_the_lowest_supported_fpr_and_says_so():
+    doc = _no_01(fx.good_doc())
+    c = verdicts(doc)[1][LOW]
+    assert c["verdict"] == PASS  # 0.05 at FPR 10/152 = 0.76x the FPR (CI upper 0.08 -> 1.2x)
+    obs = c["observed"]
+    assert obs["path"][-1] == "tpr_at_lowest_fpr" and obs["params"] == {"fpr": pytest.approx(10 / 152)}
+    assert obs["fallback_for"].endswith('["tpr_at_fpr_0.1%"]') and "needs at least 1000" in obs["fallback_reason"]
+    assert "tpr_at_lowest_fpr" in c["reason"] and "read instead of" in c["reason"] and "ratio 0.76 <= 10" in c["reason"]
+    assert all(m["path"][-1] == "tpr_at_lowest_fpr" for m in c["matches"])
+    # a leak at the lowest FPR: TPR 0.9 at FPR 0.066 is 13.7x the FPR
+    doc["privacy"]["attacks"]["monte_carlo"]["image"]["tpr_at_lowest_fpr"] = fx.tpr(0.9, (0.8, 0.95), 10 / 152)
+    overall, cs = verdicts(doc)
+    assert overall == FAIL and cs[LOW]["verdict"] == FAIL
+    assert cs[LOW]["reason"].startswith("privacy.attacks.monte_carlo.image.tpr_at_lowest_fpr: (read instead of")
+    # the threshold scales with the FPR: 0.5 at FPR 0.066 is 7.6x (PASS on the point), CI upper 0.7 is 10.6x -> WARN
+    doc["privacy"]["attacks"]["monte_carlo"]["image"]["tpr_at_lowest_fpr"] = fx.tpr(0.5, (0.3, 0.7), 10 / 152)
+    assert verdicts(doc)[1][LOW]["verdict"] == WARN
+
+
+def test_low_fpr_fallback_is_per_attack():
+    doc = _no_01(fx.good_doc(), attacks=("monte_carlo",))
+    doc["privacy"]["attacks"]["domias"]["image"]["tpr_at_fpr_0.1%"] = fx.tpr(0.02, (0.01, 0.03), 0.001)  # 20x
+    c = verdicts(doc)[1][LOW]
+    read = {m["path"][2]: m["path"][-1] for m in c["matches"]}
+    assert read == {"domias": "tpr_at_fpr_0.1%", "monte_carlo": "tpr_at_lowest_fpr"}
+    assert c["verdict"] == FAIL and c["reason"].startswith('privacy.attacks.domias.image["tpr_at_fpr_0.1%"]')
+    assert [s["path"][2] for s in c["skipped"]] == ["loss_threshold"]  # an unavailable branch stays skipped
+
+
+def test_low_fpr_without_a_recorded_fpr_or_any_figure_is_incomplete():
+    doc = _no_01(fx.good_doc())
+    doc["privacy"]["attacks"]["domias"]["image"]["tpr_at_lowest_fpr"] = fx.m(0.05, (0.02, 0.08))  # no params
+    c = verdicts(doc)[1][LOW]
+    assert c["verdict"] == INCOMPLETE and "no positive params.fpr" in c["reason"] and "re-run" in c["reason"]
+    del doc["privacy"]["attacks"]["domias"]["image"]["tpr_at_lowest_fpr"]
+    c = verdicts(doc)[1][LOW]
+    assert c["verdict"] == INCOMPLETE and "needs at least 1000" in c["reason"]
+    assert "fallback privacy.attacks.domias.image.tpr_at_lowest_fpr: " in c["reason"] and "not in results.json" in c["reason"]
+
+
+def test_fallback_and_reference_param_in_a_site_policy(tmp_path):
+    p = policy_from(POLICY_HEAD + crit(
+        metric='["privacy", "attacks", "*", "image", "tpr_at_fpr_0.1%"]',
+        fallback='[["privacy", "attacks", "*", "image", "tpr_at_fpr_1%"], ["privacy", "attacks", "*", "image", "tpr_at_lowest_fpr"]]',
+        reference_param='"fpr"', op='"<="', threshold="5.0", skip_unavailable_branches="true"), tmp_path)
+    (c,) = p.criteria
+    assert c.fallback[0][-1] == "tpr_at_fpr_1%" and c.to_dict()["reference_param"] == "fpr"
+    doc = _no_01(fx.good_doc())
+    overall, cs = verdicts(doc, p)
+    assert cs["c1"]["observed"]["path"][-1] == "tpr_at_fpr_1%"  # the first fallback that exists is read
+    assert cs["c1"]["verdict"] == PASS  # 0.012 / 0.01 = 1.2 <= 5 (CI upper 2 <= 5)
+    for a in ("domias", "monte_carlo"):
+        del doc["privacy"]["attacks"][a]["image"]["tpr_at_fpr_1%"]
+    assert verdicts(doc, p)[1]["c1"]["observed"]["path"][-1] == "tpr_at_lowest_fpr"
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"fallback": '[["privacy", "attacks", "domias", "image", "x"]]',
+      "metric": '["privacy", "attacks", "*", "image", "auc"]'}, "same positions as in 'metric'"),
+    ({"fallback": "[]"}, "'fallback' is empty"),
+    ({"fallback": '["privacy", "x"]'}, "item 0 must be an array of keys"),
+    ({"fallback": '[["anatomy", "plausibility", "synthetic", "plausible_rate"]]'}, "already tried"),
+    ({"fallback": '[["nowhere", "x"]]'}, "starts with a results section"),
+    ({"reference_param": '"f p r"'}, "must be a parameter name"),
+    ({"reference_param": "3"}, "'reference_param' must be a string"),
+    ({"reference_param": '"fpr"', "reference": '["anatomy", "x", "y"]'}, "exclude each other"),
+])
+def test_fallback_and_reference_param_are_validated(tmp_path, kw, match):
+    with pytest.raises(UserError, match=match) as err:
+        policy_from(POLICY_HEAD + crit(**kw), tmp_path)
+    assert "\n" not in str(err.value) and "p.toml" in str(err.value)
+
+
+def test_sign_off_html_names_the_fallback_read(tmp_path):
+    run = fx.write_run(tmp_path / "run", _no_01(fx.good_doc()))
+    res = sign_off(run)
+    c = {x["id"]: x for x in res.signoff["criteria"]}[LOW]
+    assert c["fallback"] == ["privacy.attacks.*.image.tpr_at_lowest_fpr"] and c["reference_param"] == "fpr"
+    text = html.unescape((run / "signoff.html").read_text())
+    assert "instead of" in text and "tpr_at_lowest_fpr" in text and "fallback 1" in text
+
+
+def test_low_fpr_point_that_cannot_fail_is_a_warning_not_a_pass():
+    # 16 non-member images: FPR_min = 10/16 = 0.625 and 10 x 0.625 > 1, so no TPR could exceed the limit
+    doc = _no_01(fx.good_doc())
+    for a in ("domias", "monte_carlo"):
+        doc["privacy"]["attacks"][a]["image"]["tpr_at_lowest_fpr"] = fx.tpr(0.5, (0.3, 0.7), 10 / 16)
+    c = verdicts(doc)[1][LOW]
+    assert c["verdict"] == WARN and "cannot show a leak" in c["reason"] and "10 x 0.625 >= 1" in c["reason"]
+    # at 0.1 % or at 10/152 the same rule can fail, so a pass is a pass
+    assert verdicts(_no_01(fx.good_doc()))[1][LOW]["verdict"] == PASS

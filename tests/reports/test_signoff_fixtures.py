@@ -25,12 +25,19 @@ def m(value: float, ci: tuple[float, float] | None = None, unit: str = "1", n: i
     return metric(value, unit, method="test figure", ci=ci, n=n)
 
 
-def attack_node(auc: float, auc_ci: tuple[float, float], tpr01: float | None = 0.002) -> dict[str, Any]:
+def tpr(value: float, ci: tuple[float, float] | None, fpr: float, n: int = 200) -> dict[str, Any]:
+    """A TPR read at ``fpr`` (the FPR recorded in ``params``, as the privacy audit writes it)."""
+    return metric(value, "fraction", method="test figure", ci=ci, n=n, params={"fpr": fpr})
+
+
+def attack_node(auc: float, auc_ci: tuple[float, float], tpr01: float | None = 0.002,
+                lowest: tuple[float, tuple[float, float], float] = (0.05, (0.02, 0.08), 10 / 152)) -> dict[str, Any]:
     image = {
         "auc": m(auc, auc_ci),
-        "tpr_at_fpr_1%": m(0.012, (0.005, 0.02)),
-        "tpr_at_fpr_0.1%": m(tpr01, (0.0, 0.005)) if tpr01 is not None
+        "tpr_at_fpr_1%": tpr(0.012, (0.005, 0.02), 0.01),
+        "tpr_at_fpr_0.1%": tpr(tpr01, (0.0, 0.005), 0.001) if tpr01 is not None
         else unavailable("only 16 non-member images: a FPR of 0.001 needs at least 1000"),
+        "tpr_at_lowest_fpr": tpr(lowest[0], lowest[1], lowest[2]),
     }
     return {"image": image, "subject_mean": {"auc": m(0.5, (0.3, 0.7), n=20)}}
 

@@ -1,6 +1,6 @@
 """Planted-effect acceptance on the built-in phantom (issue 9, requirement 7) with the real
 ``copycat`` and ``holdout`` reference generators: 40 phantom subjects at 3 mm / 64 x 64
-(16 train, 8 holdout, 8 reference subjects). Slow: the phantom is generated once (about 2 min,
+(16 train, 8 reference subjects; non-members as in a run: 8 holdout + 8 test subjects). Slow: the phantom is generated once (about 2 min,
 then cached)."""
 
 
@@ -16,14 +16,17 @@ def phantom_sets():
     from cohorts import source
     from cohorts.cache import load_prepared
     from cohorts.preprocess import PreprocessConfig
+    from audit.privacy.design import membership_design
     from cohorts.splits import make_splits
     from generators.data import SliceSet
 
     root = source.resolve("phantom", phantom_subjects=40, phantom_seed=0)
     prepared = load_prepared(root, PreprocessConfig(target_spacing=3.0, size=64), progress=False)
     splits = make_splits(prepared, seed=0)
-    return {k: SliceSet.from_prepared(prepared, splits.assignments[k], frames="ed_es")
-            for k in ("train", "holdout", "reference")}
+    sets = {k: SliceSet.from_prepared(prepared, splits.assignments[k], frames="ed_es") for k in ("train", "reference")}
+    sets["design"] = membership_design(splits.assignments)  # samples replay train / reference images
+    sets["nonmembers"] = SliceSet.from_prepared(prepared, list(sets["design"].nonmembers), frames="ed_es")
+    return sets
 
 
 def _run(name, sets):
@@ -35,7 +38,8 @@ def _run(name, sets):
     gen.fit(sets["train"], None, FitContext(reference=sets["reference"]))
     # 5 samples per pool image so that (almost) every training image has a near-copy
     samples = gen.sample(5 * len(gen.pool), seed=0)
-    return privacy_section(sets["train"], sets["holdout"], sets["reference"], samples, gen, n_boot=300, seed=0)[0]
+    return privacy_section(sets["train"], sets["nonmembers"], sets["reference"], samples, gen, n_boot=300, seed=0,
+                           design=sets["design"])[0]
 
 
 def test_copycat_is_caught(phantom_sets):
@@ -43,6 +47,12 @@ def test_copycat_is_caught(phantom_sets):
     assert max(section["attacks"][a]["image"]["auc"]["value"] for a in BLACK_BOX) >= 0.99
     assert section["memorisation"]["pixel_correlation"]["copy_rate"]["value"] >= 0.9
     assert section["attacks"]["loss_threshold"]["status"] == "unavailable"  # replay generators offer no score
+    # the pooled non-members (holdout + test) resolve a low FPR, and the copies are found there too
+    assert section["setup"]["nonmember_subjects"]["notes"].startswith("splits holdout (8 subjects), test (8 subjects)")
+    assert section["setup"]["nonmember_subjects"]["value"] == 16
+    low = [section["attacks"][a]["image"]["tpr_at_lowest_fpr"] for a in BLACK_BOX]
+    assert all(e["params"]["fpr"] == 10 / section["setup"]["nonmember_images"]["value"] for e in low)
+    assert max(e["value"] for e in low) >= 0.9
 
 
 def test_holdout_generator_is_clean(phantom_sets):
@@ -50,5 +60,8 @@ def test_holdout_generator_is_clean(phantom_sets):
     for a in BLACK_BOX:
         auc = section["attacks"][a]["image"]["auc"]
         assert auc["ci_low"] <= 0.5 <= auc["ci_high"], (a, auc)
+        low = section["attacks"][a]["image"]["tpr_at_lowest_fpr"]
+        assert low["ci_low"] <= 10 * low["params"]["fpr"], (a, low)  # not singled out at the lowest FPR
     for space in ("pixel_correlation", "pca"):
         assert section["memorisation"][space]["copy_rate"]["value"] <= 0.02, space
+

@@ -214,3 +214,41 @@ def test_claimed_epsilon_is_checked(cohort, make):
     dp = section["dp_verification"]
     assert dp["claimed_epsilon"]["value"] == 0.01
     assert dp["violation"]["value"] == (1.0 if dp["epsilon_lb"]["value"] > 0.01 else 0.0)
+
+
+# --------------------------------------------------------------------------- pooled non-members (issue 26)
+
+
+def test_pooled_nonmembers_holdout_and_test_feed_every_figure(cohort, make):
+    from audit.privacy.design import membership_design
+    from generators.data import SliceSet
+
+    h, u = cohort["holdout"], cohort["unseen"]
+    pooled = SliceSet(*(np.concatenate([getattr(h, k), getattr(u, k)]) for k in
+                        ("images", "masks", "labelled", "subject_ids", "vendor", "group")), h.spacing)
+    ids = lambda s: sorted(set(s.subject_ids.tolist()))  # noqa: E731
+    design = membership_design({"train": ids(cohort["train"]), "holdout": ids(h), "reference": ids(cohort["reference"]),
+                                "test": ids(u)})
+    assert set(design.nonmembers) == set(ids(h)) | set(ids(u))
+    section, table, _ = privacy_section(cohort["train"], pooled, cohort["reference"], make.replay(cohort["reference"], 100),
+                                        n_boot=30, design=design)
+    setup = section["setup"]
+    assert setup["nonmember_subjects"]["value"] == 80 and setup["nonmember_images"]["value"] == 400
+    assert setup["nonmember_subjects"]["notes"].startswith("splits holdout (40 subjects), test (40 subjects)")
+    assert setup["nonmember_images"]["notes"] == "holdout: 200 images; test: 200 images"
+    assert setup["member_subjects"]["notes"].startswith("split train (40 subjects)")
+    assert table.groupby("split").size().to_dict() == {"holdout": 200, "test": 200, "train": 200}
+    assert not table.loc[table["split"] != "train", "member"].any()
+    img = section["attacks"]["domias"]["image"]
+    assert img["n_nonmembers"]["value"] == 400 and "(holdout+test splits)" in img["n_nonmembers"]["method"]
+    assert img["tpr_at_fpr_1%"]["params"] == {"fpr": 0.01} and img["tpr_at_fpr_0.1%"]["status"] == "unavailable"
+    assert img["tpr_at_lowest_fpr"]["params"]["fpr"] == pytest.approx(10 / 400)
+    subj = section["attacks"]["domias"]["subject_mean"]["tpr_at_lowest_fpr"]
+    assert subj["params"]["fpr"] == pytest.approx(10 / 80)
+    # the DP lower bound reads the same, larger non-member pool (subject level: 80 non-members)
+    assert "40 members / 80 non-members" in section["dp_verification"]["epsilon_lb"]["notes"]
+
+
+def test_refuses_nonmembers_that_conditioned_the_samples(cohort, make):
+    with pytest.raises(UserError, match="non-member subjects conditioned the samples"):
+        privacy_section(cohort["train"], cohort["holdout"], cohort["reference"], make.replay(cohort["holdout"], 50))
