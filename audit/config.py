@@ -137,6 +137,9 @@ class DPConfig:
     """Slices drawn from each Poisson-sampled subject per step (``unit = subject``)."""
     grad_sample_mode: str = "hooks"
     """Opacus per-sample gradient mode: ``hooks`` (fastest for these conv nets) or ``functorch``."""
+    audit_canaries: int = 0
+    """One-run DP audit: training images planted as canaries, each trained on with probability 1/2
+    (``--dp-audit-canaries``; 0 = off, else >= 10; :mod:`audit.privacy.canaries`)."""
 
     @property
     def enabled(self) -> bool:
@@ -537,6 +540,7 @@ def _check(cfg: RunConfig) -> None:
         (cfg.dp.slices_per_unit >= 1, "dp.slices_per_unit must be >= 1"),
         (cfg.dp.grad_sample_mode in ("hooks", "functorch"), "dp.grad_sample_mode must be hooks or functorch"),
         (cfg.dp.accountant in ("rdp", "prv"), "dp.accountant must be rdp or prv"),
+        (cfg.dp.audit_canaries >= 0, "dp.audit_canaries must be >= 0 (0 = no one-run audit)"),
         (not (cfg.dp.epsilon > 0 and cfg.dp.noise_multiplier > 0),
          "give either dp.epsilon (--dp-epsilon) or dp.noise_multiplier (--dp-noise-multiplier), not both"),
         (cfg.device in ("cpu", "cuda") or cfg.device.startswith("cuda:"), "device must be cpu, cuda or cuda:N"),

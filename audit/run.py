@@ -135,6 +135,11 @@ def _check_inputs(cfg: C.RunConfig, run_dir: RunDir | None = None) -> None:
 
     done = run_dir.stage_done if run_dir is not None else (lambda name: False)
     check_cache_writable()
+    if cfg.dp.audit_canaries:
+        from audit.privacy.canaries import check_request
+
+        check_request(cfg.dp.audit_canaries, dp_enabled=cfg.dp.enabled,
+                      generator_data=getattr(registry.get(cfg.generator).cls, "data", "slices"))
     if cfg.device != "cpu":
         from generators.device import resolve
 

@@ -8,6 +8,7 @@ resumed run reloads a finished audit instead of recomputing it.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +25,27 @@ def split_slices(ctx: RunContext, split: str) -> SliceSet | None:
     if not ids:
         return None
     return SliceSet.from_prepared(ctx.artefacts["prepared"], ids, frames=ctx.cfg.data.frames)
+
+
+def canary_plan(ctx: RunContext, train: SliceSet | None):
+    """The run's canary plan (``canaries.json``): drawn from the run seed and written before the
+    first training step, read back on ``--resume`` and by the privacy stage; ``None`` without
+    ``--dp-audit-canaries``."""
+    k = ctx.cfg.dp.audit_canaries
+    if not k or train is None:
+        return None
+    from audit.privacy.canaries import CanaryPlan, plan_canaries
+
+    path = ctx.run_dir.path / "canaries.json"
+    if path.is_file():
+        return CanaryPlan.load(path, len(train))
+    plan = plan_canaries(train.subject_ids, k, ctx.cfg.seed)
+    from generators import distributed
+
+    if distributed.is_main():  # under torchrun every rank draws the same plan; rank 0 records it
+        plan.save(path)
+    logging.getLogger(__name__).info("one-run DP audit: %d canary images, %d of them trained on (canaries.json)", plan.k, int(plan.included.sum()))
+    return plan
 
 
 def audit_subset(ctx: RunContext, n: int, stream: int = 2) -> np.ndarray:

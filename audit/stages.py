@@ -34,7 +34,7 @@ from audit.plugin_stage import run_plugin_metrics
 from audit.privacy.stage import run_privacy
 from audit.utility import run_utility
 from audit.run import RunContext, Stage
-from audit.stagekit import section_loader, split_slices
+from audit.stagekit import canary_plan, section_loader, split_slices
 from generators.base import FitContext
 from generators.data import SliceSet
 from generators.sampleset import SampleSet
@@ -96,13 +96,16 @@ def _uses_subjects(ctx: RunContext) -> bool:
 
 
 def train_data(ctx: RunContext):
-    """What ``fit`` gets: the train split's slices, or its whole subjects for a 4D generator."""
+    """What ``fit`` gets: the train split's slices (less the canaries whose coin left them out,
+    under ``--dp-audit-canaries``), or its whole subjects for a 4D generator."""
     if _uses_subjects(ctx):
         from generators.data import StackSet
 
         ids = ctx.artefacts["splits"].assignments.get("train") or []
         return StackSet.from_prepared(ctx.artefacts["prepared"], ids) if ids else None
-    return split_slices(ctx, "train")
+    train = split_slices(ctx, "train")
+    plan = canary_plan(ctx, train)
+    return train if plan is None else train.subset(plan.training_indices())
 
 
 def _train_size(train) -> dict[str, int]:

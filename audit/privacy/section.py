@@ -23,7 +23,7 @@ import pandas as pd
 from audit.atomic import atomic_write_json, jsonable
 from audit.errors import UserError
 from audit.privacy import attacks as atk
-from audit.privacy import dp_verify, memorisation, metrics
+from audit.privacy import dp_verify, memorisation, metrics, one_run
 from audit.privacy.design import MembershipDesign
 from audit.results import metric, unavailable
 from audit.tables import write_csv
@@ -116,7 +116,8 @@ def privacy_section(train: SliceSet, nonmembers: SliceSet, reference: SliceSet, 
                     *, n_boot: int = 1000, seed: int = 0, max_images: int | None = None,
                     claimed_epsilon: float | None = None, delta: float = 0.0,
                     attacks: list[atk.Attack] | None = None,
-                    design: MembershipDesign | None = None) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+                    design: MembershipDesign | None = None,
+                    canaries: tuple[SliceSet, np.ndarray] | None = None) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Run the privacy audit; return ``(section, per-image risk table, extras for the report)``.
 
     ``nonmembers``: slices of the non-member subjects; ``design`` says which split each comes
@@ -124,6 +125,8 @@ def privacy_section(train: SliceSet, nonmembers: SliceSet, reference: SliceSet, 
     ``max_images`` caps the member and the non-member images (each, seeded random subset).
     ``claimed_epsilon``/``delta``: the DP claim to check (None = no claim). ``attacks``
     replaces the default suite (black-box + whatever the generator's ``score`` supports).
+    ``canaries``: the planted canary images and whether each was trained on (one-run DP audit,
+    :mod:`audit.privacy.canaries`); they are scored with the strongest white-box attack.
     """
     t_start = time.perf_counter()
     cine = samples is not None and samples.is_cine
@@ -225,6 +228,8 @@ def privacy_section(train: SliceSet, nonmembers: SliceSet, reference: SliceSet, 
     section["memorisation"] = mem
 
     section["dp_verification"] = _dp_entries(image_scores, labels, subjects, claimed_epsilon, delta)
+    section["dp_verification"]["one_run_epsilon_lb"] = _one_run_entry(suite, att_section, canaries, delta,
+                                                                      claimed_epsilon, extras)
     timing["total"] = time.perf_counter() - t_start
     extras["timing_s"] = {k: round(v, 4) for k, v in timing.items()}
     table = table.sort_values([c for c in table.columns if c.endswith("_rank")][:1] or ["row_id"], kind="mergesort")
@@ -340,6 +345,48 @@ def _dp_entries(image_scores: dict[str, np.ndarray], labels: np.ndarray, subject
     out["epsilon_lb_image_level"] = img
     out.update(dp_verify.compare_with_claim(best_subj[1], claimed_epsilon))
     return out
+
+
+def _one_run_entry(suite: list[atk.Attack], att_section: dict[str, Any], canaries: tuple[SliceSet, np.ndarray] | None,
+                   delta: float, claimed_epsilon: float | None, extras: dict[str, Any]) -> dict[str, Any]:
+    """The one-run epsilon lower bound (Steinke, Nasr, Jagielski 2023) from the planted canaries,
+    scored with the white-box attack of the highest image-level AUC on members vs non-members, or,
+    when none could be evaluated there (e.g. non-members of a vendor the generator cannot
+    condition on), the first white-box attack of the suite: either choice never sees a canary's
+    coin, so the bound keeps its confidence. Every white-box attack was fitted by then (its fit
+    reads synthetic and reference data only)."""
+    if canaries is None:
+        return unavailable("no canaries were planted (audit run --dp-audit-canaries K)")
+    images, included = canaries
+    white = [a for a in suite if a.kind == "white-box"]
+    if not white:
+        return unavailable("the generator offers no white-box attack, so the canaries cannot be scored")
+
+    def auc_of(a: atk.Attack) -> float:
+        node = att_section.get(a.name)
+        return node["image"]["auc"]["value"] if isinstance(node, dict) and "image" in node else float("-inf")
+
+    attack = max(white, key=auc_of)  # the first of equals: suite order
+    chosen = (f"image AUC {auc_of(attack):.3f} on members vs non-members" if np.isfinite(auc_of(attack))
+              else "no member/non-member AUC to rank by: the suite's first white-box attack")
+    try:
+        scores = np.asarray(attack.score(images.images, images.masks, vendor=images.vendor, group=images.group),
+                            np.float64)
+    except UserError as exc:
+        return unavailable(f"white-box attack '{attack.name}' could not score the canaries: {exc}")
+    if scores.shape != (len(included),) or not np.isfinite(scores).all():
+        return unavailable(f"white-box attack '{attack.name}' returned non-finite or mis-shaped canary scores")
+    res = one_run.audit_canaries(scores, included, delta=delta)
+    extras["one_run"] = {"attack": attack.name, "scores": scores.round(6).tolist(), "included": included.tolist()}
+    claim = "" if claimed_epsilon is None else f"; claimed epsilon {claimed_epsilon:.4g}"
+    return metric(
+        res.epsilon_lb, "1", n=res.m, params={"k": res.k, "guesses": res.r, "correct": res.v, "delta": delta},
+        method=(f"one-run DP audit (Steinke, Nasr, Jagielski 2023): {res.m} canary images, each trained on with "
+                f"probability 1/2 ({res.n_included} were); white-box attack '{attack.name}' ({chosen}) scores "
+                f"them; the k highest are guessed 'trained on' and "
+                f"the k lowest 'left out' for k in {list(res.grid)} fixed in advance (Bonferroni over the grid); "
+                f"largest epsilon rejected at {res.confidence:.0%} confidence"),
+        notes=f"{res.v} of {res.r} guesses right at k = {res.k}{claim}")
 
 
 # --------------------------------------------------------------------------- artefacts

@@ -10,7 +10,7 @@ from typing import Any
 from audit.errors import UserError
 from audit.results import unavailable
 from audit.run import RunContext
-from audit.stagekit import split_slices, store_section
+from audit.stagekit import canary_plan, split_slices, store_section
 from generators.data import SliceSet
 from generators.sampleset import SampleSet
 
@@ -30,6 +30,12 @@ def run_privacy(ctx: RunContext) -> dict[str, Any]:
         design = membership_design(ctx.artefacts["splits"].assignments, condition_split=cfg.sample.condition_split,
                                    sample_subject_ids=samples.subject_ids, cohort_ids=prepared.ids)
         sets = {name: split_slices(ctx, name) for name in ("train", "reference")}
+        plan = canary_plan(ctx, sets["train"])
+        canaries = None
+        if plan is not None:  # canaries' membership is a coin flip: out of the member set, into the one-run audit
+            canaries = (sets["train"].subset(plan.indices), plan.included)
+            sets["train"] = sets["train"].subset(plan.member_indices())
+            info["canaries"] = plan.k
         sets["non-member"] = (SliceSet.from_prepared(prepared, list(design.nonmembers), frames=cfg.data.frames)
                               if design.nonmembers else None)
         empty = [name for name, s in sets.items() if s is None]
@@ -43,7 +49,7 @@ def run_privacy(ctx: RunContext) -> dict[str, Any]:
                     n_boot=cfg.audit.bootstrap, seed=cfg.seed, max_images=cfg.audit.max_images,
                     claimed_epsilon=ctx.artefacts["dp_claim"][0] if "dp_claim" in ctx.artefacts else None,
                     delta=ctx.artefacts["dp_claim"][1] if "dp_claim" in ctx.artefacts else 0.0,
-                    design=design,
+                    design=design, canaries=canaries,
                 )
             except UserError as exc:
                 section = {"audit": unavailable(f"privacy audit not possible: {exc}")}

@@ -124,8 +124,15 @@ def test_interrupted_run_resumes(tmp_path, monkeypatch):
 def test_dp_run_records_the_ledger_and_signs_off_on_it(tmp_path, capsys):
     out = tmp_path / "dp"
     assert main(["--quiet", "run", "--generator", "ldm", "--preset", "smoke", "--out", str(out), "--dp-epsilon", "8",
+                 "--dp-audit-canaries", "10",
                  "--set", "audit.anatomy=false", "--set", "audit.fidelity=false", "--set", "audit.utility=false"]) == 0
     results = load_results(out / "results.json")
+    # one-run audit: 10 canary images planted before training, scored after it, bound below the claim
+    plan = json.loads((out / "canaries.json").read_text())
+    assert len(plan["indices"]) == 10 and plan["n_train_slices"] > 20
+    one_run = results["privacy"]["dp_verification"]["one_run_epsilon_lb"]
+    assert one_run["n"] == 10 and 0 <= one_run["value"] <= 8.0 and "Steinke" in one_run["method"]
+    assert json.loads((out / "state.json").read_text())["stages"]["privacy"]["canaries"] == 10  # taken out of the members
     dp = results["dp"]
     assert 7.8 <= dp["epsilon"]["value"] <= 8.0 and dp["epsilon_prv"]["value"] <= dp["epsilon"]["value"]
     assert set(dp["phases"]) == {"autoencoder", "latent_scale", "train"} and dp["mixed_phases"]["value"] == 0
@@ -146,6 +153,7 @@ def test_dp_run_records_the_ledger_and_signs_off_on_it(tmp_path, capsys):
     crit = {c["id"]: c for c in signoff["criteria"]}
     assert crit["dp_no_mixed_phases"]["verdict"] == "PASS"
     assert crit["dp_epsilon_lower_bound"]["verdict"] in ("PASS", "WARN")
+    assert crit["dp_one_run_bound"]["verdict"] == "PASS"
 
 
 def test_dp_flags_are_refused_before_training(tmp_path, capsys):

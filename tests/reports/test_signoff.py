@@ -35,8 +35,11 @@ def test_shipped_default_policy_loads_with_the_issue_thresholds():
     assert p.version == 1 and p.shipped and p.path == str(default_policy_path())
     assert p.sha256 == hashlib.sha256(default_policy_path().read_bytes()).hexdigest()
     by_id = {c.id: c for c in p.criteria}
-    assert set(by_id) == {"mia_auc", "mia_tpr_at_low_fpr", "copy_rate", "dp_epsilon_lower_bound", "dp_no_mixed_phases",
-                          "plausible_rate", "judge_dice_vs_ceiling", "fid_vs_real_floor", "utility_vs_real"}
+    assert set(by_id) == {"mia_auc", "mia_tpr_at_low_fpr", "copy_rate", "dp_epsilon_lower_bound", "dp_one_run_bound",
+                          "dp_no_mixed_phases", "plausible_rate", "judge_dice_vs_ceiling", "fid_vs_real_floor",
+                          "utility_vs_real"}
+    one_run = by_id["dp_one_run_bound"]  # the canaries' bound may not exceed the claim; N/A without them
+    assert (one_run.metric[-1], one_run.reference[-1], one_run.threshold) == ("one_run_epsilon_lb", "claimed_epsilon", 1.0)
     assert (by_id["mia_auc"].op, by_id["mia_auc"].threshold, by_id["mia_auc"].warn_threshold) == ("<=", 0.60, 0.65)
     low = by_id["mia_tpr_at_low_fpr"]  # TPR <= 10x the FPR it is read at: 1 % at 0.1 % FPR, as before
     assert (low.threshold, low.reference_param, low.metric[-1]) == (10.0, "fpr", "tpr_at_fpr_0.1%")

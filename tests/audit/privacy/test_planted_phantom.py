@@ -65,3 +65,34 @@ def test_holdout_generator_is_clean(phantom_sets):
     for space in ("pixel_correlation", "pca"):
         assert section["memorisation"][space]["copy_rate"]["value"] <= 0.02, space
 
+
+def test_one_run_audit_proves_a_large_epsilon_for_a_copying_generator(phantom_sets):
+    """DP off, a generator that memorises (the copycat, whose white-box score is minus the distance
+    to its nearest training image): the canaries it was trained on are found, and the one-run
+    bound is far above any epsilon a DP claim would make at this scale."""
+    import numpy as np
+
+    from audit.privacy import privacy_section
+    from audit.privacy.canaries import plan_canaries
+    from generators.base import FitContext
+    from generators.reference import CopycatGenerator
+
+    class Memoriser(CopycatGenerator):
+        def score(self, images, masks=None, *, seed=0, **_):
+            pool = self.pool.images.reshape(len(self.pool), -1)
+            x = np.asarray(images, np.float32).reshape(len(images), -1)
+            d2 = (x ** 2).sum(1)[:, None] - 2 * x @ pool.T + (pool ** 2).sum(1)[None, :]
+            return -np.sqrt(np.maximum(d2.min(1), 0))
+
+    train = phantom_sets["train"]
+    plan = plan_canaries(train.subject_ids, 100, seed=0)
+    gen = Memoriser()
+    gen.fit(train.subset(plan.training_indices()), None, FitContext(reference=phantom_sets["reference"]))
+    samples = gen.sample(2 * len(gen.pool), seed=0)
+    section = privacy_section(train.subset(plan.member_indices()), phantom_sets["nonmembers"], phantom_sets["reference"],
+                              samples, gen, n_boot=100, seed=0, design=phantom_sets["design"],
+                              canaries=(train.subset(plan.indices), plan.included))[0]
+    entry = section["dp_verification"]["one_run_epsilon_lb"]
+    # (nearly) every guess right: a left-out canary can still lie close to another slice of its subject
+    assert entry["n"] == 100 and entry["params"]["correct"] >= 0.95 * entry["params"]["guesses"], entry
+    assert entry["value"] > 2.5, entry
