@@ -19,6 +19,18 @@ at the CPU budgets it cost Dice and stability (smoke phantom, 60 steps, 3 seeds:
 the real net 0.58 with flips, one seed with a collapsed LV, vs 0.74 without). No geometric
 resampling either: it would blur the masks and cost CPU time.
 
+Recipe options (:class:`TrainSpec`; the defaults above are the code's quick recipe): ``arch``
+``dynunet`` (MONAI DynUNet in the nnU-Net 2D layout for 128x128 -- 3x3 convolutions, five 2x
+down-samplings, filters ``w .. 16w``; needs inputs of at least 64x64), ``optimizer`` ``adamw`` or
+``sgd`` (Nesterov, momentum 0.99, as nnU-Net), ``schedule`` ``poly`` (nnU-Net's
+``lr * (1 - step / steps) ** 0.9``), ``spatial_p`` (probability of a random affine per image:
+rotation within +-15 degrees, isotropic scale in [0.85, 1.15], translation within +-10 % of the
+field of view -- also what makes the net tolerate a crop that is not centred on the heart by its
+mask, see ``cohorts.preprocess`` ``centre="motion"``) and ``bf16`` (bfloat16 autocast of the
+forward pass, for CPUs with AMX / AVX512-BF16 and GPUs). On real ACDC the constant-rate recipe
+stays far from a converged net at the quick budget; the measured trials are in BENCHMARKS.md
+("Utility segmenter on real ACDC").
+
 Early stopping: every ``eval_every`` steps the mean foreground Dice (RV, MYO, LV pooled over the
 validation images) is measured on the validation pool; the best weights are kept and training
 stops after ``patience`` evaluations without improvement (or at ``steps``).
@@ -57,6 +69,17 @@ class TrainSpec:
     patience: int = 3
     """Validations without improvement before stopping."""
     device: str = "cpu"
+    arch: str = "basicunet"
+    """``basicunet`` (MONAI BasicUNet) or ``dynunet`` (MONAI DynUNet, nnU-Net-style)."""
+    optimizer: str = "adam"
+    """``adam``, ``adamw`` or ``sgd`` (Nesterov, momentum 0.99 as nnU-Net)."""
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    """``constant`` or ``poly`` (nnU-Net: ``lr * (1 - step / steps) ** 0.9``)."""
+    spatial_p: float = 0.0
+    """Probability per image of a random affine (rotation, isotropic scale, translation)."""
+    bf16: bool = False
+    """bfloat16 autocast of the forward pass (CPUs with AMX/AVX512-BF16; CUDA)."""
 
     @property
     def every(self) -> int:
@@ -74,13 +97,44 @@ class Pool:
         return int(self.images.shape[0])
 
 
-def build_net(width: int) -> torch.nn.Module:
-    from monai.networks.nets import BasicUNet
-
+def build_net(width: int, arch: str = "basicunet") -> torch.nn.Module:
     w = int(width)
     if w < 1:
         raise ValueError(f"network width must be >= 1, got {w}")
-    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=N_CLASSES, features=(w, w, 2 * w, 4 * w, 8 * w, w))
+    if arch == "basicunet":
+        from monai.networks.nets import BasicUNet
+
+        return BasicUNet(spatial_dims=2, in_channels=1, out_channels=N_CLASSES, features=(w, w, 2 * w, 4 * w, 8 * w, w))
+    if arch == "dynunet":
+        from monai.networks.nets import DynUNet
+
+        # nnU-Net 2D plan for 128x128: 3x3 convolutions, five 2x down-samplings (to 4x4), filters doubling
+        # from w up to 16w; instance norm, LeakyReLU (DynUNet's defaults)
+        strides = [[1, 1]] + [[2, 2]] * 5
+        return DynUNet(spatial_dims=2, in_channels=1, out_channels=N_CLASSES, kernel_size=[[3, 3]] * 6, strides=strides,
+                       upsample_kernel_size=strides[1:], filters=[w * min(2 ** i, 16) for i in range(6)],
+                       norm_name="instance", res_block=False)
+    raise ValueError(f"unknown utility network {arch!r} (basicunet, dynunet)")
+
+
+def spatial_augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, p: float,
+                    *, rotate: float = 15.0, scale: tuple[float, float] = (0.85, 1.15), shift: float = 0.1
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random affine per image with probability ``p``: rotation within +-``rotate`` degrees,
+    isotropic scale in ``scale``, translation within +-``shift`` of the field of view; bilinear
+    for images, nearest for masks, zero padding. No mirroring (see the module docstring)."""
+    b = x.shape[0]
+    u = torch.rand(b, 5, generator=gen)
+    on = (u[:, 0] < p).float()
+    ang = torch.deg2rad((u[:, 1] * 2 - 1) * rotate) * on
+    sc = 1.0 + (scale[0] + (scale[1] - scale[0]) * u[:, 2] - 1.0) * on
+    tx, ty = (u[:, 3] * 2 - 1) * 2 * shift * on, (u[:, 4] * 2 - 1) * 2 * shift * on
+    cos, sin = torch.cos(ang) / sc, torch.sin(ang) / sc
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    x = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    y = torch.nn.functional.grid_sample(y.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return x, y.long()
 
 
 def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,14 +150,25 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[tor
     return x, y
 
 
+def _autocast(device: str, enabled: bool):
+    kind = torch.device(device).type
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=bool(enabled))
+
+
 @torch.inference_mode()
-def predict(net: torch.nn.Module, images: np.ndarray, *, batch_size: int = 32, device: str = "cpu") -> np.ndarray:
-    """Arg-max label maps ``(N,H,W)`` uint8 of ``images`` ``(N,H,W)``."""
+def predict(net: torch.nn.Module, images: np.ndarray, *, batch_size: int = 32, device: str = "cpu",
+            bf16: bool | None = None) -> np.ndarray:
+    """Arg-max label maps ``(N,H,W)`` uint8 of ``images`` ``(N,H,W)`` (``bf16``: autocast; default:
+    as the net was trained, ``net.utility_bf16``)."""
     net.eval()
+    if bf16 is None:
+        bf16 = bool(getattr(net, "utility_bf16", False))
     out = np.empty(images.shape, np.uint8)
     for lo in range(0, len(images), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[lo:lo + batch_size], np.float32)).unsqueeze(1).to(device)
-        out[lo:lo + batch_size] = net(x).argmax(1).to(torch.uint8).cpu().numpy()
+        with _autocast(device, bf16):
+            logits = net(x)
+        out[lo:lo + batch_size] = logits.argmax(1).to(torch.uint8).cpu().numpy()
     return out
 
 
@@ -130,8 +195,18 @@ def train_segmenter(train: Pool, val: Pool, spec: TrainSpec, seed: int,
         raise ValueError("empty validation pool")
     device = torch.device(spec.device)
     torch.manual_seed(int(seed))
-    net = build_net(spec.width).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=spec.lr)
+    net = build_net(spec.width, spec.arch).to(device)
+    net.utility_bf16 = bool(spec.bf16)
+    if spec.optimizer == "adam":
+        opt = torch.optim.Adam(net.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    elif spec.optimizer == "adamw":
+        opt = torch.optim.AdamW(net.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    elif spec.optimizer == "sgd":
+        opt = torch.optim.SGD(net.parameters(), lr=spec.lr, momentum=0.99, nesterov=True, weight_decay=spec.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {spec.optimizer!r} (adam, adamw, sgd)")
+    if spec.schedule not in ("constant", "poly"):
+        raise ValueError(f"unknown learning-rate schedule {spec.schedule!r} (constant, poly)")
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     gen = torch.Generator().manual_seed(int(seed))
     rng = np.random.default_rng(int(seed))
@@ -150,17 +225,25 @@ def train_segmenter(train: Pool, val: Pool, spec: TrainSpec, seed: int,
             order, pos = rng.permutation(len(train)), 0
         idx = torch.from_numpy(order[pos:pos + bs])
         pos += bs
-        x, y = augment(images[idx], masks[idx], gen)
+        x, y = images[idx], masks[idx]
+        if spec.spatial_p > 0:
+            x, y = spatial_augment(x, y, gen, spec.spatial_p)
+        x, y = augment(x, y, gen)
+        if spec.schedule == "poly":
+            for g in opt.param_groups:
+                g["lr"] = spec.lr * (1.0 - (step - 1) / spec.steps) ** 0.9
         net.train()
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(net(x.to(device)), y.to(device))
+        with _autocast(str(device), spec.bf16):
+            logits = net(x.to(device))
+        loss = loss_fn(logits.float(), y.to(device))
         loss.backward()
         opt.step()
         train_s += time.perf_counter() - ts
         if on_step is not None:
             on_step(1)
         if step % spec.every == 0 or step == spec.steps:
-            score = foreground_dice(predict(net, val.images, device=str(device)), val.masks)
+            score = foreground_dice(predict(net, val.images, device=str(device), bf16=spec.bf16), val.masks)
             if score > best + 1e-4:
                 best, best_step, bad = score, step, 0
                 best_state = copy.deepcopy(net.state_dict())
