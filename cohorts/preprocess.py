@@ -11,7 +11,10 @@ Steps, per subject (:func:`prepare_subject`):
    1.2-1.9 mm, so going to 1.5 mm is at most a 1.3x down-sampling.
 2. **Crop/pad around the heart** to ``size x size``: the centre is the centroid of the
    union of all mask labels over the labelled frames and all slices (a 2D footprint of
-   the resampled mask), rounded to a pixel; without a mask, the image centre. Only the
+   the resampled mask), rounded to a pixel; without a mask, the image centre. With
+   ``centre="motion"`` the ground truth never places the window: the centre is where the
+   image changes over the cardiac cycle (:func:`motion_centre`; for evaluation subjects,
+   whose masks must not help the net), the image centre if it cannot be found. Only the
    image pixels inside the window are interpolated (about 3x less work than resampling
    the whole field of view). Padding uses 0 (after normalisation, the darkest value). The
    crop origin is recorded in the metadata and the affine is updated, so prepared pixels
@@ -54,6 +57,7 @@ __all__ = [
     "resample_inplane",
     "resampled_size",
     "heart_centre",
+    "motion_centre",
     "crop_or_pad",
     "normalise_intensity",
     "prepare_subject",
@@ -75,6 +79,9 @@ class PreprocessConfig:
     size: int = 128
     intensity: Literal["percentile", "zscore", "none"] = "percentile"
     percentiles: tuple[float, float] = (0.5, 99.5)
+    centre: Literal["mask", "motion"] = "mask"
+    """Crop centre: ``mask`` = centroid of the labelled masks (needs the ground truth);
+    ``motion`` = label-free, where the image changes over the cardiac cycle (:func:`motion_centre`)."""
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.target_spacing) and self.target_spacing > 0):
@@ -83,6 +90,8 @@ class PreprocessConfig:
             raise UserError(f"preprocessing: size must be an integer >= 8, got {self.size}")
         if self.intensity not in ("percentile", "zscore", "none"):
             raise UserError(f"preprocessing: intensity must be percentile, zscore or none, not {self.intensity!r}")
+        if self.centre not in ("mask", "motion"):
+            raise UserError(f"preprocessing: centre must be mask or motion, not {self.centre!r}")
         lo, hi = self.percentiles
         if not 0 <= lo < hi <= 100:
             raise UserError(f"preprocessing: percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
@@ -93,6 +102,8 @@ class PreprocessConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["percentiles"] = list(self.percentiles)
+        if d["centre"] == "mask":  # the default: left out, so configs and cache keys from before the option stay valid
+            del d["centre"]
         return d
 
     @classmethod
@@ -191,6 +202,31 @@ def heart_centre(subject: Subject) -> tuple[float, float]:
     return (h - 1) / 2.0, (w - 1) / 2.0
 
 
+def motion_centre(image: np.ndarray, *, sigma_px: tuple[float, float] = (10.0, 10.0)) -> tuple[float, float] | None:
+    """Label-free heart centre (h, w) in the pixels of ``image`` ``(T, Z, H, W)``: the heart is what
+    moves. The temporal standard deviation of every pixel over the frames, averaged over the
+    slices, is smoothed with a Gaussian of ``sigma_px`` pixels; the centre is the weighted centroid
+    of the connected region above half the peak that holds the peak. ``None`` with fewer than two
+    frames or no change at all. (On ACDC, 100 subjects: 17 mm mean, 16 mm median, 50 mm worst
+    distance to the mask centroid with sigma 15 mm -- ``benchmarks/utility_segmenter.py``; restricting
+    to the central slices, a centre prior or the first temporal harmonic did no better.)"""
+    from scipy import ndimage
+
+    t, _, h, w = image.shape
+    if t < 2:
+        return None
+    sd = image.astype(np.float32, copy=False).std(axis=0).mean(axis=0)
+    sm = ndimage.gaussian_filter(sd, sigma_px, mode="constant")
+    peak = float(sm.max())
+    if not np.isfinite(peak) or peak <= 0:
+        return None
+    labels, _ = ndimage.label(sm >= 0.5 * peak)
+    region = labels == labels[np.unravel_index(int(np.argmax(sm)), sm.shape)]
+    hh, ww = np.nonzero(region)
+    wts = sm[hh, ww].astype(np.float64)
+    return float((hh * wts).sum() / wts.sum()), float((ww * wts).sum() / wts.sum())
+
+
 def _crop_origin(centre: float, size: int) -> int:
     # The rounded centroid lands on output pixel size // 2, so the centroid itself ends up
     # within half a pixel of size // 2 (the centre pixel for odd sizes, the one just past
@@ -239,10 +275,14 @@ def prepare_subject(subject: Subject, config: PreprocessConfig = PreprocessConfi
     n_h, n_w = resampled_size(h, sx, t), resampled_size(w, sy, t)
     # The mask is cheap to resample in full (uint8 gather); it fixes the crop window.
     mask = None if subject.mask is None else resample_inplane(subject.mask, (sx, sy), t, order=0)
-    if mask is not None:
+    ch, cw = (n_h - 1) / 2.0, (n_w - 1) / 2.0  # fallback: the image centre
+    if config.centre == "motion":
+        # label-free; in the original pixels (smoothing sigma 15 mm), mapped to the resampled grid
+        found = motion_centre(subject.image, sigma_px=(15.0 / sx, 15.0 / sy))
+        if found is not None:
+            ch, cw = (found[0] + 0.5) * sx / t - 0.5, (found[1] + 0.5) * sy / t - 0.5
+    elif mask is not None:
         ch, cw = heart_centre(subject.with_arrays(image=np.empty((0, 0, n_h, n_w), np.float32), mask=mask))
-    else:
-        ch, cw = (n_h - 1) / 2.0, (n_w - 1) / 2.0
     origin = (_crop_origin(ch, size), _crop_origin(cw, size))
     # Interpolate only the image pixels that land inside the window.
     rh = (max(origin[0], 0), min(origin[0] + size, n_h))

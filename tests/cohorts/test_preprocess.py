@@ -188,3 +188,41 @@ def test_windowed_resample_equals_full_then_crop(h, w, sx, sy, target, a, b, ord
     h1, w1 = min(nh, h0 + 7), min(nw, w0 + 5)
     win = resample_inplane(arr, (sx, sy), target, order=order, out_range=((h0, h1), (w0, w1)))
     np.testing.assert_array_equal(win, full[:, h0:h1, w0:w1])
+
+
+def _phantom_subject(seed: int) -> Subject:
+    from cohorts.phantom.generator import generate_subject
+
+    p = generate_subject(f"p{seed}", seed)
+    image = np.ascontiguousarray(np.transpose(p.image, (3, 2, 0, 1)), np.float32)  # (X,Y,Z,T) -> (T,Z,H,W)
+    mask = np.ascontiguousarray(np.transpose(p.mask, (3, 2, 0, 1)), np.uint8)
+    labelled = np.zeros(image.shape[0], bool)
+    labelled[[p.ed, p.es]] = True
+    return Subject(p.subject_id, p.vendor, "1", p.group, p.spacing, p.ed, p.es, image, mask, labelled, "x")
+
+
+def test_motion_centre_is_label_free_and_near_the_heart() -> None:
+    cfg = PreprocessConfig(size=64, target_spacing=1.5, centre="motion")
+    for seed in (0, 1, 2):
+        subj = _phantom_subject(seed)
+        by_mask = prepare_subject(subj, PreprocessConfig(size=64, target_spacing=1.5))
+        out = prepare_subject(subj, cfg)
+        err_mm = 1.5 * np.hypot(*np.subtract(out.metadata["heart_centre"], by_mask.metadata["heart_centre"]))
+        assert err_mm < 20.0, (seed, err_mm)
+        # the masks are cropped with the same window and never place it
+        blind = prepare_subject(subj.with_arrays(mask=None, labelled=np.zeros_like(subj.labelled)), cfg)
+        assert blind.metadata["heart_centre"] == out.metadata["heart_centre"]
+        assert out.mask is not None and out.mask.shape == out.image.shape
+
+
+def test_centre_option_is_part_of_the_key() -> None:
+    mask, motion = PreprocessConfig(), PreprocessConfig(centre="motion")
+    assert mask.key() != motion.key()
+    assert "centre" not in mask.to_dict()  # the default keeps the keys of configs written before the option
+    assert PreprocessConfig.from_dict(motion.to_dict()) == motion
+    with pytest.raises(UserError, match="centre"):
+        PreprocessConfig(centre="oracle")
+    one_frame = np.zeros((1, 2, 8, 8), np.float32)
+    from cohorts.preprocess import motion_centre
+
+    assert motion_centre(one_frame) is None and motion_centre(np.zeros((3, 2, 8, 8), np.float32)) is None
