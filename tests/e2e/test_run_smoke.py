@@ -157,7 +157,7 @@ def test_dp_run_records_the_ledger_and_signs_off_on_it(tmp_path, capsys):
 
 
 def test_dp_flags_are_refused_before_training(tmp_path, capsys):
-    for flags, match in ((["--dp-epsilon", "0"], "--dp-epsilon must be > 0"),
+    for flags, match in ((["--dp-epsilon", "0"], "--dp-epsilon must be a finite number > 0"),
                          (["--dp-epsilon", "8", "--dp-delta", "1.5"], "--dp-delta must be in"),
                          (["--dp-epsilon", "8", "--dp-delta", "0.4"], "must be below 1/N")):
         out = tmp_path / "x"

@@ -1,6 +1,7 @@
 """DP training of every family at smoke scale: epsilon as planned, the ledger in the checkpoint
 and through resume, refusals before training."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -80,6 +81,11 @@ def test_resume_without_accountant_state_is_refused(rings, tmp_path):
     doc = json.loads(state.read_text())
     del doc["dp_ledger"]
     state.write_text(json.dumps(doc))
+    # a checkpoint *written* without the ledger (not one corrupted after the fact): its digest matches
+    config = state.parent / "config.json"
+    meta = json.loads(config.read_text())
+    meta["sha256"]["state.json"] = hashlib.sha256(state.read_bytes()).hexdigest()
+    config.write_text(json.dumps(meta))
     with pytest.raises(DPGuaranteeError, match="no DP accountant state"):
         cls().fit(rings, cfg, FitContext(checkpoint_root=tmp_path / "c", resume=True))
 
