@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from audit.config import resolve_config
     from audit.utility.metrics import per_image
-    from audit.utility.net import Pool, predict, train_segmenter
-    from audit.utility.stage import options_from_config
+    from audit.utility.net import Pool, predict
+    from audit.utility.stage import options_from_config, train_one_and_score
 
     torch.set_num_threads(args.threads)
     cfg = resolve_config(preset="quick", generator="holdout")
@@ -197,14 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     per_seed, per_centre = [], {}
     for k in range(args.seeds):
-        train_seed = int(np.random.SeedSequence([0, 16, k]).generate_state(1)[0])  # the stage's seed rule
-        net, info = train_segmenter(Pool(train.images, train.masks), Pool(val.images, val.masks), spec, train_seed)
-        t1 = time.perf_counter()
-        pred = predict(net, evaluation.images, device=spec.device)
-        info["predict_s"] = time.perf_counter() - t1
-        t1 = time.perf_counter()
-        table = per_image(pred, evaluation.masks, evaluation.spacing)
-        info["metrics_s"] = time.perf_counter() - t1
+        net, table, info = train_one_and_score(Pool(train.images, train.masks), Pool(val.images, val.masks), evaluation,
+                                               spec, seed=0, k=k)  # the stage's own step, run seed 0
         subj = per_subject(table, evaluation)
         per_seed.append(subj)
         for name, ev in evals.items():

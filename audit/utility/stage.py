@@ -396,6 +396,22 @@ def build_settings(real: SliceSet, val: SliceSet, samples: SampleSet, generator,
 # --------------------------------------------------------------------------- trainings
 
 
+def train_one_and_score(train: Pool, val: Pool, evaluation: SliceSet, spec: TrainSpec, *, seed: int, k: int,
+                        on_step=None) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
+    """Train the ``k``-th net of a setting (its seed derived from the run ``seed``) and score the
+    evaluation slices: the net, the per-image metrics table and the training summary with the
+    prediction and metric times (``predict_s``, ``metrics_s``)."""
+    train_seed = int(np.random.SeedSequence([seed, 16, k]).generate_state(1)[0])
+    net, info = train_segmenter(train, val, spec, train_seed, on_step=on_step)
+    t0 = time.perf_counter()
+    pred = predict(net, evaluation.images, device=spec.device)
+    info["predict_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    table = per_image(pred, evaluation.masks, evaluation.spacing)
+    info["metrics_s"] = time.perf_counter() - t0
+    return net, table, info
+
+
 def train_and_score(settings: dict[str, SettingData | str], evaluation: SliceSet, opts: UtilityOptions, *, seed: int
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train every available setting with every seed; score the evaluation slices.
@@ -417,15 +433,9 @@ def train_and_score(settings: dict[str, SettingData | str], evaluation: SliceSet
                 data = settings[setting]
                 assert isinstance(data, SettingData)
                 bar.set_postfix_str(f"{setting} seed {k}")
-                train_seed = int(np.random.SeedSequence([seed, 16, k]).generate_state(1)[0])
-                net, info = train_segmenter(data.train, data.val, spec, train_seed, on_step=bar.update)
+                _, table, info = train_one_and_score(data.train, data.val, evaluation, spec, seed=seed, k=k,
+                                                  on_step=bar.update)
                 bar.update(spec.steps - info["steps"])
-                t0 = time.perf_counter()
-                pred = predict(net, evaluation.images, device=spec.device)
-                info["predict_s"] = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                table = per_image(pred, evaluation.masks, evaluation.spacing)
-                info["metrics_s"] = time.perf_counter() - t0
                 table.insert(0, "vendor", evaluation.vendor)
                 table.insert(0, "subject_id", evaluation.subject_ids)
                 table.insert(0, "seed", k)

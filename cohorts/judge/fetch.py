@@ -28,6 +28,7 @@ from audit.atomic import atomic_write_bytes
 from audit.errors import UserError
 from audit.locks import exclusive
 from audit.paths import cache_dir
+from audit.provenance import sha256_file  # re-exported: cohorts.judge.sha256_file
 
 __all__ = [
     "JUDGE_SHA256",
@@ -55,15 +56,6 @@ class JudgeUnavailable(UserError):
 
     def __init__(self, reason: str):
         super().__init__(f"judge unavailable: {reason}")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_hash(path: Path, expected: str) -> None:
