@@ -99,9 +99,11 @@ def _publish_dir(staging: Path, path: Path, attempts: int = 5) -> None:
         try:
             os.rename(staging, path)
         except OSError:
-            if aside is not None and not path.exists():
+            if aside is not None:
                 with contextlib.suppress(OSError):
                     os.rename(aside, path)  # put the old tree back; nothing was published
+                if aside.exists():  # another publisher's tree is in place: ours is stale
+                    shutil.rmtree(aside, ignore_errors=True)
             if attempt == attempts - 1:
                 raise
             continue
