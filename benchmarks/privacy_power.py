@@ -1,0 +1,208 @@
+"""Statistical power of the privacy audit and one-run DP auditing (BENCHMARKS.md "Privacy power").
+
+Usage:
+
+    python benchmarks/privacy_power.py main                   # README command 1: audit run --generator ldm
+    python benchmarks/privacy_power.py acdc --data DATA_DIR   # the same on a real ACDC folder
+    python benchmarks/privacy_power.py one-run                # ldm, quick preset, eps 1 / 8 / inf, K canaries
+    python benchmarks/privacy_power.py collect                # re-read finished runs, rewrite the JSON + tables
+
+Every run is one ``audit run`` into ``benchmarks/runs-privacy/<name>`` (git-ignored; an unfinished
+run is resumed, a finished one only read), followed by ``audit signoff`` with the default policy.
+``one-run`` switches the utility, anatomy and fidelity stages off (it reads only the privacy section). Its ``inf`` row is
+DP-SGD without meaningful noise (noise multiplier 0.001: clipping and subject-level sampling as in
+the DP rows, an accountant epsilon far beyond any claim): ``--dp-audit-canaries`` audits a DP run,
+so the non-private reference has to go through the same DP-SGD training loop.
+
+Per run the script records the member / non-member counts and the splits they come from, per attack
+the subject-level (mean score) AUC with its bootstrap CI and half-width, TPR at 1 %, 0.1 % and at
+the lowest supported FPR (with that FPR), the one-run epsilon lower bound, the sign-off criterion
+by criterion, and the stage times. Output: ``benchmarks/results/privacy_power.json`` and markdown
+tables on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from audit.atomic import atomic_write_json  # noqa: E402
+
+log = logging.getLogger("privacy_power")
+RUNS = ROOT / "benchmarks" / "runs-privacy"
+OUT = ROOT / "benchmarks" / "results" / "privacy_power.json"
+#: noise multiplier of the "epsilon = infinity" one-run row (see the module docstring)
+NO_NOISE = 0.001
+
+
+def plans(args: argparse.Namespace) -> dict[str, list[str]]:
+    """``{run name: audit run arguments}`` for the requested group."""
+    if args.group == "main":
+        return {"main-ldm": ["--generator", "ldm"]}
+    if args.group == "acdc":
+        if not args.data:
+            raise SystemExit("acdc: give --data DATA_DIR (an ACDC folder, see ../shared/tools/acdc_from_h5.py)")
+        return {"acdc-ldm": ["--generator", "ldm", "--data", str(args.data)]}
+    if args.group == "one-run":
+        base = ["--generator", "ldm", "--preset", "quick", "--dp-audit-canaries", str(args.canaries)]
+        base += [a for k in ("utility", "anatomy", "fidelity") for a in ("--set", f"audit.{k}=false")]
+        out = {}
+        for eps in args.eps:
+            dp = ["--dp-noise-multiplier", f"{NO_NOISE:g}"] if eps == "inf" else ["--dp-epsilon", eps]
+            out[f"one-run-ldm-eps{eps}"] = base + dp
+        return out
+    return {}
+
+
+def _state(run: Path) -> dict:
+    p = run / "state.json"
+    return json.loads(p.read_text("utf-8")) if p.is_file() else {}
+
+
+def run_one(name: str, argv: list[str]) -> Path:
+    out = RUNS / name
+    st = _state(out)
+    if st.get("status") != "finished":
+        cmd = ["audit", "run", *argv, "--out", str(out)] + (["--resume"] if st else [])
+        log.info("%s", " ".join(cmd))
+        env = {**os.environ, "CI": "true"}  # no progress bars in the captured log
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise SystemExit(f"{name}: audit run failed: {msg}")
+    subprocess.run(["audit", "signoff", str(out)], cwd=ROOT, env={**os.environ, "CI": "true"},
+                   capture_output=True, text=True)  # exit code = the verdict; signoff.json is what we read
+    return out
+
+
+def _entry(node: Any, *path: str) -> dict | None:
+    for k in path:
+        if not isinstance(node, dict) or k not in node:
+            return None
+        node = node[k]
+    return node if isinstance(node, dict) and "value" in node else None
+
+
+def _num(e: dict | None) -> float | None:
+    return None if e is None else e.get("value")
+
+
+def collect(run: Path) -> dict[str, Any]:
+    doc = json.loads((run / "results.json").read_text("utf-8"))
+    cfg = json.loads((run / "config.json").read_text("utf-8"))
+    priv = doc.get("privacy", {})
+    setup = priv.get("setup", {})
+    row: dict[str, Any] = {
+        "run": str(run.relative_to(ROOT)), "generator": cfg.get("generator"), "preset": cfg.get("preset"),
+        "data": cfg["data"]["source"] if cfg["data"]["source"] == "phantom" else "real folder",
+        "phantom_subjects": cfg["data"]["phantom_subjects"] if cfg["data"]["source"] == "phantom" else None,
+        "dp": {k: cfg["dp"][k] for k in ("epsilon", "noise_multiplier", "audit_canaries")},
+        "member_subjects": _num(_entry(setup, "member_subjects")),
+        "member_images": _num(_entry(setup, "member_images")),
+        "nonmember_subjects": _num(_entry(setup, "nonmember_subjects")),
+        "nonmember_images": _num(_entry(setup, "nonmember_images")),
+        "nonmember_splits": (_entry(setup, "nonmember_subjects") or {}).get("notes"),
+        "attacks": {},
+    }
+    for name, node in (priv.get("attacks") or {}).items():
+        a: dict[str, Any] = {}
+        for level in ("image", "subject_mean"):
+            auc = _entry(node, level, "auc")
+            if auc is None:
+                a[level] = {"unavailable": (node.get("reason") if isinstance(node, dict) else None)}
+                continue
+            lo, hi = auc.get("ci_low"), auc.get("ci_high")
+            low = _entry(node, level, "tpr_at_lowest_fpr")
+            a[level] = {
+                "auc": auc["value"], "ci": [lo, hi],
+                "ci_half_width": None if lo is None or hi is None else (hi - lo) / 2,
+                "tpr_at_1%": _num(_entry(node, level, "tpr_at_fpr_1%")),
+                "tpr_at_0.1%": _num(_entry(node, level, "tpr_at_fpr_0.1%")),
+                "tpr_at_lowest_fpr": _num(low), "lowest_fpr": (low or {}).get("params", {}).get("fpr"),
+            }
+        row["attacks"][name] = a
+    one = _entry(priv, "dp_verification", "one_run_epsilon_lb")
+    row["one_run"] = None if one is None else {"epsilon_lb": one["value"], **(one.get("params") or {}),
+                                               "notes": one.get("notes")}
+    row["epsilon_claimed"] = _num(_entry(doc, "dp", "epsilon"))
+    row["noise_multiplier"] = _num(_entry(doc, "dp", "noise_multiplier"))
+    so = run / "signoff.json"
+    if so.is_file():
+        s = json.loads(so.read_text("utf-8"))
+        row["signoff"] = {"overall": s.get("verdict"),
+                          "criteria": [{"id": c.get("id"), "verdict": c.get("verdict"), "observed": c.get("observed"),
+                                        "reason": c.get("reason")}
+                                       for c in s.get("criteria", [])]}
+    row["stage_seconds"] = {k: v.get("seconds") for k, v in (_state(run).get("stages") or {}).items()}
+    return row
+
+
+def _f(v: Any, nd: int = 3) -> str:
+    return "n/a" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
+
+
+def tables(rows: list[dict]) -> str:
+    out = []
+    for r in rows:
+        out.append(f"\n### {r['run']}  (members {r['member_subjects']} subjects / {r['member_images']} images; "
+                   f"non-members {r['nonmember_subjects']} / {r['nonmember_images']}: {r['nonmember_splits']})\n")
+        out.append("| attack | subject AUC [95 % CI] | half-width | TPR@1 % | TPR@0.1 % | TPR @ lowest FPR (FPR) | image AUC [CI] |")
+        out.append("|---|---|---|---|---|---|---|")
+        for name, a in r["attacks"].items():
+            s, i = a.get("subject_mean", {}), a.get("image", {})
+            if "auc" not in s:
+                out.append(f"| {name} | unavailable: {s.get('unavailable')} ||||||")
+                continue
+            out.append(f"| {name} | {_f(s['auc'])} [{_f(s['ci'][0])}, {_f(s['ci'][1])}] | {_f(s['ci_half_width'])} | "
+                       f"{_f(s['tpr_at_1%'])} | {_f(s['tpr_at_0.1%'])} | {_f(s['tpr_at_lowest_fpr'])} "
+                       f"({_f(s['lowest_fpr'], 4)}) | {_f(i.get('auc'))} [{_f(i.get('ci', [None])[0])}, "
+                       f"{_f(i.get('ci', [None, None])[1])}] |")
+        if r.get("one_run"):
+            o = r["one_run"]
+            out.append(f"\none-run epsilon lower bound {_f(o['epsilon_lb'], 2)} (claimed {_f(r['epsilon_claimed'], 2)}, "
+                       f"noise multiplier {_f(r['noise_multiplier'], 3)}): {o.get('notes')}")
+        if r.get("signoff"):
+            out.append(f"\nsign-off {r['signoff']['overall']}: "
+                       + "; ".join(f"{c['id']} {c['verdict']}" for c in r["signoff"]["criteria"]))
+        out.append(f"\nstage seconds: {r['stage_seconds']}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("group", choices=["main", "acdc", "one-run", "collect"])
+    ap.add_argument("--data", type=Path, help="ACDC folder for 'acdc'")
+    ap.add_argument("--eps", nargs="+", default=["1", "8", "inf"], help="one-run: target epsilons ('inf' = no noise)")
+    ap.add_argument("--canaries", type=int, default=200, help="one-run: canary images K")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra audit run --set for every run (e.g. train.num_threads=1 when two run side by side)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for name, run_args in plans(args).items():
+        run_one(name, run_args + [a for kv in args.sets for a in ("--set", kv)])
+    doc = json.loads(OUT.read_text("utf-8")) if OUT.is_file() else {"benchmark": "privacy_power", "rows": {}}
+    for run in sorted(RUNS.glob("*")) if RUNS.is_dir() else []:
+        if _state(run).get("status") == "finished" and (run / "results.json").is_file():
+            doc["rows"][run.name] = collect(run)
+    doc.update({"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                            "python": platform.python_version(), "load_avg_1m": os.getloadavg()[0]}})
+    atomic_write_json(OUT, doc)
+    print(tables(list(doc["rows"].values())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
