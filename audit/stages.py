@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from audit.atomic import atomic_write_json
+from audit.cohort_check import check_cohort_for_run
 from audit.errors import UserError
 from audit.logs import progress_disabled
 from audit.anatomy.stage import run_anatomy
@@ -64,7 +65,12 @@ def run_cohort(ctx: RunContext) -> dict[str, Any]:
     if d.split_file:
         splits = load_splits(d.split_file, prepared)
     else:
-        splits = make_splits(prepared, seed=d.split_seed)
+        try:
+            splits = make_splits(prepared, seed=d.split_seed)
+        except UserError as exc:  # name the folder: the user has to add subjects there
+            raise UserError(f"{prepared.root or d.source}: {exc}") from None
+    cls = ctx.entry.cls
+    check_cohort_for_run(prepared, splits, ctx.cfg, getattr(cls, "data", "slices"), getattr(cls, "trainable", True))
     save_splits(splits, ctx.run_dir.path / "splits.json")
     info: dict[str, Any] = {"subjects": len(prepared), "data_hash": prepared.data_hash}
     if len(prepared.vendors) >= 2:

@@ -73,6 +73,14 @@ def run_one(generator: str, preset: str, out: Path, extra: list[str], reaudit: b
     if proc.returncode != 0:
         return {"generator": generator, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     rss = [ln for ln in proc.stderr.splitlines() if ln.startswith("MAXRSS_KB")]
+    row = collect_row(generator, out)
+    row.update(peak_rss_mb=int(rss[-1].split()[1]) / 1024 if rss else None, wall_s=wall, reaudit=bool(resume))
+    return row
+
+
+def collect_row(generator: str, out: Path) -> dict:
+    """The benchmark row of a finished run directory (``peak_rss_mb`` / ``wall_s`` are known only to
+    :func:`run_one`, which measured the process)."""
     state = json.loads((out / "state.json").read_text())["stages"]
     results = json.loads((out / "results.json").read_text())
     cfg = json.loads((out / "config.json").read_text())
@@ -87,8 +95,8 @@ def run_one(generator: str, preset: str, out: Path, extra: list[str], reaudit: b
         "fit_s": state["fit"]["seconds"],
         "sample_s": state["sample"]["seconds"],
         "sample_images_per_s": n / max(state["sample"]["seconds"], 1e-9),
-        "peak_rss_mb": int(rss[-1].split()[1]) / 1024 if rss else None,
-        "wall_s": wall,
+        "peak_rss_mb": None,
+        "wall_s": None,
         "judge_dice": dice,
         "judge_precision": cfg["audit"]["judge_precision"],
         "fid_judge": _value(results, "fidelity", "judge", "synthetic_vs_test", "fid"),
@@ -105,7 +113,7 @@ def run_one(generator: str, preset: str, out: Path, extra: list[str], reaudit: b
         "ef_mae_pct": _value(results, "anatomy", "clinical", "lv_ef_pct", "mae"),
         "audit_s": {k: state[k]["seconds"] for k in AUDIT_STAGES if k in state},
         "run_dir": str(out),
-        "reaudit": bool(resume),
+        "reaudit": False,
     }
 
 
