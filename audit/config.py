@@ -159,7 +159,11 @@ class AuditConfig:
     anatomy: bool = True
     utility: bool = True
     max_images: int = 400
-    """Cap on real images per split that enter the audits (the judge is the bottleneck)."""
+    """Cap on real images per split that enter the judge-based audits (the judge is the bottleneck)."""
+    privacy_max_images: int = 5000
+    """Cap on the member and on the non-member images of the privacy audit (each). No judge runs
+    there and the attacks are cheap, so it uses every image up to this bound: TPR at 0.1 % FPR
+    needs at least 1,000 non-member images."""
     bootstrap: int = 1000
     judge_precision: str = "int8"
     sdedit_images: int = 32
@@ -223,6 +227,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sample.sampler_steps": 4,
         "sample.batch_size": 16,
         "audit.max_images": 16,
+        "audit.privacy_max_images": 16,
         "audit.bootstrap": 50,
         "audit.judge_precision": "fp32",  # no one-off int8 quantisation in seconds-long runs
         "audit.sdedit_images": 4,
@@ -531,6 +536,7 @@ def _check(cfg: RunConfig) -> None:
         (cfg.sample.sampler in SAMPLERS, f"sample.sampler must be one of {', '.join(SAMPLERS)}"),
         (cfg.sample.condition_split in ("train", "holdout", "reference", "test"), "sample.condition_split must be train, holdout, reference or test"),
         (cfg.audit.max_images > 0, "audit.max_images must be > 0"),
+        (cfg.audit.privacy_max_images > 0, "audit.privacy_max_images must be > 0"),
         (cfg.audit.clinical_subjects >= 0, "audit.clinical_subjects must be >= 0"),
         (cfg.audit.judge_precision in ("fp32", "int8"), "audit.judge_precision must be fp32 or int8"),
         (not cfg.audit.feature_extractor_sha256 or re.fullmatch(r"[0-9a-fA-F]{64}", cfg.audit.feature_extractor_sha256),

@@ -46,7 +46,7 @@ def run_privacy(ctx: RunContext) -> dict[str, Any]:
             try:
                 section, table, extras = privacy_section(
                     sets["train"], sets["non-member"], sets["reference"], samples, ctx.artefacts.get("generator"),
-                    n_boot=cfg.audit.bootstrap, seed=cfg.seed, max_images=cfg.audit.max_images,
+                    n_boot=cfg.audit.bootstrap, seed=cfg.seed, max_images=cfg.audit.privacy_max_images,
                     claimed_epsilon=ctx.artefacts["dp_claim"][0] if "dp_claim" in ctx.artefacts else None,
                     delta=ctx.artefacts["dp_claim"][1] if "dp_claim" in ctx.artefacts else 0.0,
                     design=design, canaries=canaries,

@@ -64,7 +64,7 @@ def test_privacy_audit_catches_copycat(tmp_path):
     out = tmp_path / "copycat"
     assert main(["--quiet", "run", "--generator", "copycat", "--preset", "smoke", "--out", str(out),
                  "--set", "audit.anatomy=false", "--set", "audit.fidelity=false",
-                 "--set", "sample.n_samples=200", "--set", "audit.max_images=200"]) == 0
+                 "--set", "sample.n_samples=200", "--set", "audit.privacy_max_images=200"]) == 0
     privacy = load_results(out / "results.json")["privacy"]
     assert privacy["summary"]["best_black_box_auc"]["value"] >= 0.99
     assert privacy["memorisation"]["pixel_correlation"]["copy_rate"]["value"] >= 0.9
