@@ -12,8 +12,9 @@ the fidelity audit compares synthetic images (judge features, FID / precision / 
 density / coverage with subject-level bootstrap CIs, beside the real floor holdout vs test),
 plus the paired PSNR / SSIM of each reconstruction against its original.
 
-Variants: the run's own autoencoder options (``as_run``) and the same options with the
-adversarial term switched off (``pixel_losses``). Each comes from the autoencoder cache
+Variants: the run's own autoencoder options (``as_run``), the same options with the
+adversarial term switched off (``pixel_losses``, when the run had one) and any ``--variant
+NAME=JSON`` (the run's options updated with the JSON object). Each comes from the autoencoder cache
 (``$CMR_AUDIT_CACHE/autoencoders``, keyed by training images, options and seed) or is trained
 here on the run's training split with the run's seed; training time is reported when it
 happens here.
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "autoencoder_fidelity.json")
     ap.add_argument("--boot", type=int, default=200, help="bootstrap replicates")
     ap.add_argument("--compare", action="store_true", help="print ratios against the recorded result")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
+                    help='another autoencoder: the run\'s options updated with JSON, e.g. '
+                         '\'adversarial={"adv_weight": 0.1, "fm_weight": 3.0}\' (repeatable)')
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -70,7 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         common = dict(n_boot=args.boot, seed=ctx.cfg.seed, feature_label="judge")
         floor_row = compare(floor_f, fs.subject_ids, test_f, ts.subject_ids, **common)
         as_run = dict(gen.ae.options)
-        variants = {"as_run": as_run, "pixel_losses": without_adversarial(as_run)}
+        variants = {"as_run": as_run}
+        if float(as_run.get("adv_weight") or 0) or float(as_run.get("fm_weight") or 0):
+            variants["pixel_losses"] = without_adversarial(as_run)
+        for v in args.variant:
+            name, _, spec = v.partition("=")
+            try:
+                variants[name] = {**as_run, **json.loads(spec)}
+            except json.JSONDecodeError as exc:
+                raise SystemExit(f"--variant {v!r}: not NAME=JSON ({exc})") from None
         rows = {}
         for name, options in variants.items():
             t0 = time.perf_counter()
@@ -94,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": platform.platform(),
-        "command": "python benchmarks/autoencoder_fidelity.py --run " + str(args.run),
+        "command": "python benchmarks/autoencoder_fidelity.py --run " + str(args.run)
+                   + "".join(f" --variant '{v}'" for v in args.variant),
         "run": str(args.run),
         "n_reconstructed": int(len(fs)),
         "n_test": int(len(ts)),

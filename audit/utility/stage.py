@@ -67,7 +67,8 @@ Results (``results.json`` ``utility`` section)
   seeds;
 * ``vs_real.<setting>.<vendor>``: ``dice_diff`` (mean Dice over RV/MYO/LV, setting minus
   ``real``, paired by subject; the sign-off criterion ``utility_vs_real`` reads
-  ``vs_real.real+synthetic.<vendor>.dice_diff``), ``dice_diff_by_structure``, ``hd95_diff_mm``,
+  ``vs_real.real+synthetic.<vendor>.dice_diff``, ``utility_hd95_vs_real`` its
+  ``hd95_diff_mm.mean``), ``dice_diff_by_structure``, ``hd95_diff_mm``,
   ``assd_diff_mm`` (with the verdict ``improves`` / ``no evidence`` / ``worsens`` -- the 95 %
   CI of the difference above 0, across 0, below 0; lower is better for distances -- in
   ``notes``) and ``wilcoxon_p`` (paired signed-rank test per structure);

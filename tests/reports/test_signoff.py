@@ -37,7 +37,7 @@ def test_shipped_default_policy_loads_with_the_issue_thresholds():
     by_id = {c.id: c for c in p.criteria}
     assert set(by_id) == {"mia_auc", "mia_tpr_at_low_fpr", "copy_rate", "dp_epsilon_lower_bound", "dp_one_run_bound",
                           "dp_no_mixed_phases", "plausible_rate", "judge_dice_vs_ceiling", "fid_vs_real_floor",
-                          "utility_vs_real"}
+                          "utility_vs_real", "utility_hd95_vs_real"}
     one_run = by_id["dp_one_run_bound"]  # the canaries' bound may not exceed the claim; N/A without them
     assert (one_run.metric[-1], one_run.reference[-1], one_run.threshold) == ("one_run_epsilon_lb", "claimed_epsilon", 1.0)
     assert (by_id["mia_auc"].op, by_id["mia_auc"].threshold, by_id["mia_auc"].warn_threshold) == ("<=", 0.60, 0.65)
@@ -49,6 +49,8 @@ def test_shipped_default_policy_loads_with_the_issue_thresholds():
     assert by_id["judge_dice_vs_ceiling"].threshold == 0.90 and by_id["judge_dice_vs_ceiling"].reference
     assert by_id["fid_vs_real_floor"].threshold == 3.0 and by_id["fid_vs_real_floor"].reference
     assert by_id["utility_vs_real"].metric == ("utility", "vs_real", "real+synthetic", "*", "dice_diff")
+    hd = by_id["utility_hd95_vs_real"]  # one pixel at 1.5 mm, read on the CI's unfavourable bound
+    assert (hd.metric[-2:], hd.op, hd.threshold, hd.use_ci) == (("hd95_diff_mm", "mean"), "<=", 1.5, True)
     for c in p.criteria:
         assert c.rationale and "\n" not in c.rationale
 
@@ -92,6 +94,17 @@ def test_one_vendor_unavailable_is_incomplete_and_one_vendor_worse_fails():
     doc["utility"]["vs_real"]["real+synthetic"]["B"]["dice_diff"] = fx.m(-0.05, (-0.07, -0.03))
     overall, cs = verdicts(doc)  # a measured failure is definite even with vendor D unknown
     assert overall == FAIL and cs["utility_vs_real"]["observed"]["path"][-2] == "B"
+
+
+def test_a_setting_that_worsens_hd95_is_a_finding_even_when_dice_holds():
+    doc = fx.good_doc()
+    doc["utility"]["vs_real"]["real+synthetic"]["C"]["hd95_diff_mm"]["mean"] = fx.m(3.2, (1.9, 4.6), unit="mm")
+    overall, cs = verdicts(doc)
+    assert cs["utility_vs_real"]["verdict"] == PASS  # Dice is unchanged
+    assert overall == FAIL and cs["utility_hd95_vs_real"]["verdict"] == FAIL
+    assert cs["utility_hd95_vs_real"]["observed"]["path"][-3] == "C"
+    doc["utility"]["vs_real"]["real+synthetic"]["C"]["hd95_diff_mm"]["mean"] = fx.m(0.8, (-0.6, 2.2), unit="mm")
+    assert verdicts(doc)[1]["utility_hd95_vs_real"]["verdict"] == WARN  # the point holds, the CI does not
 
 
 def test_warn_band():

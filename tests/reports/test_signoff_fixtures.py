@@ -76,7 +76,8 @@ def good_doc(*, run_id: str = "good-run", generator: str = "ldm") -> dict[str, A
         "fid_ratio_to_floor": m(1.6),
     }}
     doc["utility"] = {"vs_real": {"real+synthetic": {
-        v: {"dice_diff": m(0.01, (0.0, 0.02), n=20)} for v in VENDORS
+        v: {"dice_diff": m(0.01, (0.0, 0.02), n=20), "hd95_diff_mm": {"mean": m(-0.3, (-0.9, 0.4), unit="mm", n=20)}}
+        for v in VENDORS
     }}}
     doc["dp"] = {"accounting": unavailable("trained without differential privacy")}
     return doc
