@@ -69,7 +69,7 @@ def run_cohort(ctx: RunContext) -> dict[str, Any]:
             splits = make_splits(prepared, seed=d.split_seed)
         except UserError as exc:  # name the folder: the user has to add subjects there
             raise UserError(f"{prepared.root or d.source}: {exc}") from None
-    cls = ctx.entry.cls
+    cls = getattr(ctx.entry, "cls", None)  # None: a context built without a registered generator
     check_cohort_for_run(prepared, splits, ctx.cfg, getattr(cls, "data", "slices"), getattr(cls, "trainable", True))
     save_splits(splits, ctx.run_dir.path / "splits.json")
     info: dict[str, Any] = {"subjects": len(prepared), "data_hash": prepared.data_hash}

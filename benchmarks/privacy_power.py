@@ -82,9 +82,14 @@ def run_one(name: str, argv: list[str]) -> Path:
         if proc.returncode != 0:
             msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
             raise SystemExit(f"{name}: audit run failed: {msg}")
-    subprocess.run(["audit", "signoff", str(out)], cwd=ROOT, env={**os.environ, "CI": "true"},
-                   capture_output=True, text=True)  # exit code = the verdict; signoff.json is what we read
+    sign_off(out)
     return out
+
+
+def sign_off(run: Path) -> None:
+    """``audit signoff`` with the default policy (its exit code is the verdict; signoff.json is what we read)."""
+    subprocess.run(["audit", "signoff", str(run)], cwd=ROOT, env={**os.environ, "CI": "true"},
+                   capture_output=True, text=True)
 
 
 def _entry(node: Any, *path: str) -> dict | None:
@@ -128,10 +133,13 @@ def collect(run: Path) -> dict[str, Any]:
             a[level] = {
                 "auc": auc["value"], "ci": [lo, hi],
                 "ci_half_width": None if lo is None or hi is None else (hi - lo) / 2,
-                "tpr_at_1%": _num(_entry(node, level, "tpr_at_fpr_1%")),
-                "tpr_at_0.1%": _num(_entry(node, level, "tpr_at_fpr_0.1%")),
-                "tpr_at_lowest_fpr": _num(low), "lowest_fpr": (low or {}).get("params", {}).get("fpr"),
+                "lowest_fpr": (low or {}).get("params", {}).get("fpr"),
             }
+            for key, rkey in (("tpr_at_1%", "tpr_at_fpr_1%"), ("tpr_at_0.1%", "tpr_at_fpr_0.1%"),
+                              ("tpr_at_lowest_fpr", "tpr_at_lowest_fpr")):
+                e = _entry(node, level, rkey)
+                a[level][key] = _num(e)
+                a[level][key + "_ci"] = None if e is None else [e.get("ci_low"), e.get("ci_high")]
         row["attacks"][name] = a
     one = _entry(priv, "dp_verification", "one_run_epsilon_lb")
     row["one_run"] = None if one is None else {"epsilon_lb": one["value"], **(one.get("params") or {}),
@@ -158,17 +166,23 @@ def tables(rows: list[dict]) -> str:
     for r in rows:
         out.append(f"\n### {r['run']}  (members {r['member_subjects']} subjects / {r['member_images']} images; "
                    f"non-members {r['nonmember_subjects']} / {r['nonmember_images']}: {r['nonmember_splits']})\n")
-        out.append("| attack | subject AUC [95 % CI] | half-width | TPR@1 % | TPR@0.1 % | TPR @ lowest FPR (FPR) | image AUC [CI] |")
-        out.append("|---|---|---|---|---|---|---|")
+        out.append("| attack | subject AUC [95 % CI] | half-width | subject TPR @ lowest FPR (FPR) | image AUC [CI] "
+                   "| image TPR @ 1 % FPR [CI] | image TPR @ 0.1 % FPR [CI] | image TPR @ lowest FPR (FPR) |")
+        out.append("|---|---|---|---|---|---|---|---|")
+
+        def ci(d: dict, key: str) -> str:
+            c = d.get(key + "_ci") or [None, None]
+            return f"{_f(d.get(key))} [{_f(c[0])}, {_f(c[1])}]"
+
         for name, a in r["attacks"].items():
             s, i = a.get("subject_mean", {}), a.get("image", {})
-            if "auc" not in s:
-                out.append(f"| {name} | unavailable: {s.get('unavailable')} ||||||")
+            if "auc" not in s or "auc" not in i:
+                out.append(f"| {name} | unavailable: {s.get('unavailable')} |||||||")
                 continue
             out.append(f"| {name} | {_f(s['auc'])} [{_f(s['ci'][0])}, {_f(s['ci'][1])}] | {_f(s['ci_half_width'])} | "
-                       f"{_f(s['tpr_at_1%'])} | {_f(s['tpr_at_0.1%'])} | {_f(s['tpr_at_lowest_fpr'])} "
-                       f"({_f(s['lowest_fpr'], 4)}) | {_f(i.get('auc'))} [{_f(i.get('ci', [None])[0])}, "
-                       f"{_f(i.get('ci', [None, None])[1])}] |")
+                       f"{_f(s['tpr_at_lowest_fpr'])} ({_f(s['lowest_fpr'], 4)}) | {_f(i['auc'])} [{_f(i['ci'][0])}, "
+                       f"{_f(i['ci'][1])}] | {ci(i, 'tpr_at_1%')} | {ci(i, 'tpr_at_0.1%')} | "
+                       f"{_f(i['tpr_at_lowest_fpr'])} ({_f(i['lowest_fpr'], 4)}) |")
         if r.get("one_run"):
             o = r["one_run"]
             out.append(f"\none-run epsilon lower bound {_f(o['epsilon_lb'], 2)} (claimed {_f(r['epsilon_claimed'], 2)}, "
@@ -195,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = json.loads(OUT.read_text("utf-8")) if OUT.is_file() else {"benchmark": "privacy_power", "rows": {}}
     for run in sorted(RUNS.glob("*")) if RUNS.is_dir() else []:
         if _state(run).get("status") == "finished" and (run / "results.json").is_file():
+            sign_off(run)  # with the policy of this checkout
             doc["rows"][run.name] = collect(run)
     doc.update({"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
