@@ -40,6 +40,9 @@ if str(ROOT) not in sys.path:
 
 from audit.atomic import atomic_write_json  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from runkit import run_state as _state  # noqa: E402
+
 log = logging.getLogger("privacy_power")
 RUNS = ROOT / "benchmarks" / "runs-privacy"
 OUT = ROOT / "benchmarks" / "results" / "privacy_power.json"
@@ -64,11 +67,6 @@ def plans(args: argparse.Namespace) -> dict[str, list[str]]:
             out[f"one-run-ldm-eps{eps}"] = base + dp
         return out
     return {}
-
-
-def _state(run: Path) -> dict:
-    p = run / "state.json"
-    return json.loads(p.read_text("utf-8")) if p.is_file() else {}
 
 
 def run_one(name: str, argv: list[str]) -> Path:

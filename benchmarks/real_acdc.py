@@ -40,7 +40,9 @@ for p in (ROOT, ROOT / "benchmarks"):
         sys.path.insert(0, str(p))
 
 from audit.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from generators_quality import _value as _v  # noqa: E402
 from generators_quality import collect_row, run_one  # noqa: E402
+from runkit import run_state  # noqa: E402
 
 FAMILIES = ["ldm", "flow", "gan", "vae", "ddpm"]
 REFERENCES = ["holdout", "noise"]
@@ -48,17 +50,6 @@ RUNS = ROOT / "benchmarks" / "runs-acdc"
 OUT = ROOT / "benchmarks" / "results" / "real_acdc.json"
 FIGURE = ROOT / "docs" / "real_acdc_samples.png"
 BEGIN, END = "<!-- real_acdc:begin -->", "<!-- real_acdc:end -->"
-
-
-def _v(doc: dict, *keys: str):
-    for k in keys:
-        doc = doc.get(k, {}) if isinstance(doc, dict) else {}
-    return doc.get("value") if isinstance(doc, dict) else None
-
-
-def _finished(run_dir: Path) -> bool:
-    st = run_dir / "state.json"
-    return st.is_file() and json.loads(st.read_text("utf-8")).get("status") == "finished"
 
 
 def extra_figures(run_dir: Path) -> dict:
@@ -164,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {r["generator"]: r for r in old}
     for g in gens:
         out = RUNS / f"quick-{g}"
-        if _finished(out) and not (args.force or args.reaudit):
+        if run_state(out).get("status") == "finished" and not (args.force or args.reaudit):
             row = {**rows.get(g, {}), **collect_row(g, out)}  # keep the measured wall time / memory
         else:
             row = run_one(g, "quick", out, extra, args.reaudit)

@@ -34,6 +34,12 @@ def scratch_context(src: Path, work: Path):
     return ctx
 
 
+def run_state(run: Path) -> dict:
+    """A run directory's ``state.json`` (``{}`` before the run started)."""
+    p = run / "state.json"
+    return json.loads(p.read_text("utf-8")) if p.is_file() else {}
+
+
 def _numeric_leaves(node, prefix: str = ""):
     if isinstance(node, dict):
         for k, v in node.items():
