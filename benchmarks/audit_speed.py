@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from audit.atomic import atomic_write_json  # noqa: E402
+from audit.core.atomic import atomic_write_json  # noqa: E402
 
 log = logging.getLogger("audit_speed")
 

@@ -53,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from audit.anatomy.stage import real_judged
-    from audit.atomic import atomic_write_json
+    from audit.pipeline.anatomy_stage import real_judged
+    from audit.core.atomic import atomic_write_json
     from audit.fidelity.distribution import compare
     from audit.fidelity.paired import paired_metrics
-    from audit.stagekit import judge_memo, split_slices
+    from audit.pipeline.stagekit import judge_memo, split_slices
     from generators.autoencoder import shared_autoencoder, without_adversarial
     from runkit import scratch_context  # benchmarks/runkit.py; this directory is sys.path[0]
 

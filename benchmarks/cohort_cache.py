@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "warm_s_all": [round(v, 3) for v in warm_times],
         "speedup": round(t_cold / t_warm, 1),
     }
-    from audit.atomic import atomic_write_json
+    from audit.core.atomic import atomic_write_json
 
     atomic_write_json(args.out, result)
     print(json.dumps(result, indent=2))

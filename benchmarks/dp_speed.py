@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from audit.atomic import atomic_write_json  # noqa: E402
+from audit.core.atomic import atomic_write_json  # noqa: E402
 
 log = logging.getLogger("dp_speed")
 GOAL = 3.0
@@ -65,7 +65,7 @@ def _sync() -> None:
 def _family(name: str, preset: str = "quick", dp: bool = False):
     import torch
 
-    from audit.config import resolve_config
+    from audit.pipeline.config import resolve_config
     from generators.conditioning import Vocab
     from generators.registry import discover
 
@@ -209,7 +209,7 @@ def measure_cine(steps: int, mode: str, preset: str = "quick", n_slices: int = 1
     static stack has ``n_slices`` slices (the phantom's 8-11)."""
     import torch
 
-    from audit.config import resolve_config
+    from audit.pipeline.config import resolve_config
     from generators.autoencoder import LatentAutoencoder
     from generators.cine import CineGenerator, _unet, ldm_loss
     from generators.cine_vae import DualDecoderVAE

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from audit.atomic import atomic_write_json  # noqa: E402
+from audit.core.atomic import atomic_write_json  # noqa: E402
 
 log = logging.getLogger("dp_tradeoff")
 RUNS = ROOT / "benchmarks" / "runs-dp"

@@ -25,7 +25,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from audit.atomic import atomic_write_json
+from audit.core.atomic import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = (

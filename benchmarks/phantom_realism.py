@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from audit.atomic import atomic_write_json  # noqa: E402
+from audit.core.atomic import atomic_write_json  # noqa: E402
 from cohorts.phantom import GROUPS, PHANTOM_VERSION, VENDORS, generate_subject  # noqa: E402
 from cohorts.phantom.realism import STRUCTURES, subject_dice, summarise  # noqa: E402
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from audit.atomic import atomic_write_json  # noqa: E402
+from audit.core.atomic import atomic_write_json  # noqa: E402
 from runkit import scratch_context  # noqa: E402  (benchmarks/runkit.py; this directory is sys.path[0])
 
 log = logging.getLogger("privacy_trained")
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "privacy_trained.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    from audit.privacy.stage import run_privacy
+    from audit.pipeline.privacy_stage import run_privacy
 
     runs = [Path(r) for r in args.runs] or [ROOT / "benchmarks" / r for r in DEFAULT]
     out: dict = {"benchmark": "privacy_trained", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -39,7 +39,7 @@ for p in (ROOT, ROOT / "benchmarks"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from audit.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from audit.core.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from generators_quality import _value as _v  # noqa: E402
 from generators_quality import collect_row, run_one  # noqa: E402
 from runkit import run_state  # noqa: E402

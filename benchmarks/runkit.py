@@ -9,10 +9,10 @@ from pathlib import Path
 
 def scratch_context(src: Path, work: Path):
     """A RunContext that reads the finished run ``src`` and writes into ``work`` (the source is never written)."""
-    from audit import config as C
-    from audit.rundir import RunDir
-    from audit.run import RunContext
-    from audit.stages import load_cohort
+    from audit.pipeline import config as C
+    from audit.pipeline.rundir import RunDir
+    from audit.pipeline.context import RunContext
+    from audit.pipeline.stages import load_cohort
     from generators import registry
     from generators.sampleset import SampleSet
 

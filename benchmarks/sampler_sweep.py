@@ -9,7 +9,7 @@ Each ``--setting STEPS:GUIDANCE[:SAMPLER]`` (``SAMPLER``: a ``sample.sampler`` v
 flow family's ODE solver ``euler`` / ``heun`` / ``midpoint``; default the run's) draws the run's
 ``sample.n_samples`` images from the run's generator on the run's conditions and seed, judges
 the run's audit subset of them and compares it with the ``test`` split through the fidelity
-stage's own comparison (:func:`audit.fidelity.stage.against_real`: same subsets, same n as the
+stage's own comparison (:func:`audit.pipeline.fidelity_stage.against_real`: same subsets, same n as the
 real floor, judge features): FID and its ratio to the floor, precision / recall / density / coverage (Naeem et al.
 2020), plus sampling speed. For the setting the run used the figures equal the audit's. Results
 go to ``benchmarks/results/sampler_sweep_<run>.json`` (point estimates; the CIs are in the
@@ -38,12 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from audit.anatomy.stage import real_judged
-    from audit.atomic import atomic_write_json
-    from audit.fidelity.stage import FEATURE_DESCRIPTION, against_real
-    from audit.provenance import environment
-    from audit.stagekit import audit_subset, judge_memo
-    from audit.stages import conditions_for
+    from audit.pipeline.anatomy_stage import real_judged
+    from audit.core.atomic import atomic_write_json
+    from audit.pipeline.fidelity_stage import FEATURE_DESCRIPTION, against_real
+    from audit.core.provenance import environment
+    from audit.pipeline.stagekit import audit_subset, judge_memo
+    from audit.pipeline.stages import conditions_for
     from runkit import scratch_context  # benchmarks/runkit.py; this directory is sys.path[0]
 
     settings = []

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from audit.anatomy import agreement
-    from audit.atomic import atomic_write_json
+    from audit.core.atomic import atomic_write_json
     from audit.utility.metrics import per_image
     from cohorts.parallel import default_workers
 

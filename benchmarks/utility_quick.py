@@ -9,7 +9,7 @@ Usage (record the result in BENCHMARKS.md, "## Utility audit"):
 
 For every run directory given (default: the ``quick-*`` runs under ``benchmarks/runs`` that the
 generator benchmark wrote), the run must be *finished* (``state.json``); it is only read: its
-config, cohort splits, generator and ``samples.npz`` are loaded and :func:`audit.utility.run_utility`
+config, cohort splits, generator and ``samples.npz`` are loaded and :func:`audit.pipeline.utility_stage.run_utility`
 runs in a scratch run directory ``benchmarks/runs/utility-quick/<run>/`` (git-ignored; the
 per-subject and per-training CSVs and the section land there). A probe first times training steps of the
 quick network (BasicUNet width 8, batch 8) at 128x128 on random data.
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from audit.atomic import atomic_write_json  # noqa: E402
+from audit.core.atomic import atomic_write_json  # noqa: E402
 from runkit import scratch_context  # noqa: E402  (benchmarks/runkit.py; this directory is sys.path[0])
 
 log = logging.getLogger("utility_quick")
@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     result["probe"] = probe(threads=args.threads)
     log.info("probe: %s", result["probe"])
     if not args.probe_only:
-        from audit.utility import run_utility
-        from audit.utility.stage import options_from_config
+        from audit.pipeline.utility_stage import run_utility
+        from audit.pipeline.utility_stage import options_from_config
 
         runs = [Path(r) for r in args.runs] or [ROOT / "benchmarks" / "runs" / r for r in DEFAULT_RUNS]
         result["runs"] = {}
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             section = ctx.artefacts["results.utility"]
             import pandas as pd
 
-            from audit.tables import read_csv  # strips the spreadsheet guards of the run-dir table
+            from audit.core.tables import read_csv  # strips the spreadsheet guards of the run-dir table
 
             runs_csv = Path(args.work) / src.name / "utility_training.csv"
             trainings = read_csv(runs_csv) if runs_csv.is_file() and runs_csv.stat().st_size > 1 else pd.DataFrame()

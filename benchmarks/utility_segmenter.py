@@ -6,7 +6,7 @@ Usage (record the result in BENCHMARKS.md, "## Utility segmenter on real ACDC"):
     python benchmarks/utility_segmenter.py /path/to/ACDC --steps 400 --width 16 --seeds 1 --set arch=dynunet
     python benchmarks/utility_segmenter.py /path/to/ACDC --centre motion        # label-free crop of the test subjects
 
-It rebuilds the utility stage's data design without a generator (:func:`audit.utility.stage.plan_subjects`
+It rebuilds the utility stage's data design without a generator (:func:`audit.pipeline.utility_stage.plan_subjects`
 on the standard splits of ``data.split_seed`` 0: real training = ``train`` minus the validation
 subjects, validation = ``audit.utility_val_fraction`` of ``train``, evaluation = every annotated
 subject the generator never sees, i.e. ``holdout`` + ``test``), trains the ``real`` setting's net
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from audit.atomic import atomic_write_json  # noqa: E402
+from audit.core.atomic import atomic_write_json  # noqa: E402
 
 log = logging.getLogger("utility_segmenter")
 NAMES = ("RV", "MYO", "LV")
@@ -66,7 +66,7 @@ def load_design(data: str, *, centre: str = "mask", frames: str = "ed_es", val_f
     from cohorts.cache import load_prepared
     from cohorts.preprocess import PreprocessConfig
     from cohorts.splits import make_splits
-    from audit.utility.stage import cap_per_vendor, labelled_slices, plan_subjects
+    from audit.pipeline.utility_stage import cap_per_vendor, labelled_slices, plan_subjects
 
     cfg = PreprocessConfig(target_spacing=1.5, size=128)
     prepared = load_prepared(data, cfg, progress=False)
@@ -153,10 +153,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from audit.config import resolve_config
+    from audit.pipeline.config import resolve_config
     from audit.utility.metrics import per_image
     from audit.utility.net import Pool, predict
-    from audit.utility.stage import options_from_config, train_one_and_score
+    from audit.pipeline.utility_stage import options_from_config, train_one_and_score
 
     torch.set_num_threads(args.threads)
     cfg = resolve_config(preset="quick", generator="holdout")

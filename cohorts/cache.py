@@ -10,7 +10,7 @@ Entry layout, in ``cache_dir("cohorts", key)`` with ``key = cache_key(data_hash,
 
 The entry is written into a staging folder (``arrays.npz`` first, ``meta.json`` last as the
 commit marker) that is renamed into place when complete; a cold load prepares the cohort under
-the entry's lock (:mod:`audit.locks`), so concurrent runs wait for one builder and reuse its
+the entry's lock (:mod:`audit.core.locks`), so concurrent runs wait for one builder and reuse its
 entry. On reading, everything is checked (format, key, hash, config, file size, every array's
 presence, shape and dtype; the zip CRC-32 of each array is verified by ``zipfile`` as it is
 read). Any failure means the entry is corrupt: it is logged, deleted (under the lock) and
@@ -27,11 +27,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from audit.atomic import atomic_dir, atomic_save_npz, atomic_write_json, jsonable
-from audit.errors import UserError
-from audit.locks import exclusive
-from audit.paths import cache_dir
+from audit.core.atomic import atomic_dir, atomic_save_npz, atomic_write_json, jsonable
+from audit.core.errors import UserError
+from audit.core.locks import exclusive
+from audit.core.logs import progress_disabled
+from audit.core.paths import cache_dir
 
 from .hashing import data_hash as compute_data_hash
 from .loaders import _raise_first, scan_dataset
@@ -63,8 +65,8 @@ def entry_dir(key: str, *, create: bool = False) -> Path:
 
 def store(prepared: PreparedCohort, key: str | None = None) -> Path:
     """Write ``prepared`` to its cache entry: both files into a staging folder that is renamed into
-    place when complete (:func:`audit.atomic.atomic_dir`), so a reader never sees a partial entry.
-    Callers that may race with other processes hold :func:`audit.locks.exclusive` on the entry."""
+    place when complete (:func:`audit.core.atomic.atomic_dir`), so a reader never sees a partial entry.
+    Callers that may race with other processes hold :func:`audit.core.locks.exclusive` on the entry."""
     key = key or cache_key(prepared.data_hash, prepared.config)
     d = entry_dir(key, create=False)
     with atomic_dir(d) as staging:
@@ -238,9 +240,6 @@ def load_prepared(
 
 def _prepare(manifest, digest: str, config: PreprocessConfig, progress: bool) -> PreparedCohort:
     """Read and prepare every subject of ``manifest`` (no cache)."""
-    from tqdm.auto import tqdm
-
-    from audit.logs import progress_disabled
 
     # read + prepare each subject in worker processes (cohorts.parallel), gathered in manifest order
     work = ordered_map(_read_and_prepare, [(rec, config) for rec in manifest.records])

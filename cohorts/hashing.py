@@ -28,8 +28,8 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from audit.atomic import atomic_write_json
-from audit.paths import cache_dir
+from audit.core.atomic import atomic_write_json
+from audit.core.paths import cache_dir
 
 __all__ = ["FORMAT", "file_digest", "data_hash"]
 

@@ -3,7 +3,7 @@
 Real downloads are messy (truncated gzip streams, NaN voxels, empty pixdim, masks with
 stray labels). Each reader here returns ``(volume_or_None, problems)`` instead of
 raising, so :func:`cohorts.validate.validate` can list *every* problem in a dataset while
-the loaders raise the first one as a one-line :class:`~audit.errors.UserError`.
+the loaders raise the first one as a one-line :class:`~audit.core.errors.UserError`.
 
 Geometry rules:
 
@@ -18,6 +18,7 @@ Geometry rules:
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,6 @@ def _raw_header(path: Path) -> nib.Nifti1Header:
         raw = fobj.read(540)
     if len(raw) < 348:
         raise ValueError(f"header is {len(raw)} bytes, a NIfTI header needs 348")
-    import io
 
     for klass in (nib.Nifti1Header, nib.Nifti2Header):
         try:

@@ -10,8 +10,10 @@ jobs stay in the calling process.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -46,8 +48,6 @@ def ordered_map(fn: Callable[..., Any], items: Sequence[tuple], workers: int | N
         for item in items:
             yield fn(*item)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(fn, *item) for item in items]

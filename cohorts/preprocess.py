@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 from .types import Cohort, Subject
 
@@ -210,7 +210,7 @@ def motion_centre(image: np.ndarray, *, sigma_px: tuple[float, float] = (10.0, 1
     frames or no change at all. (On ACDC, 100 subjects: 17 mm mean, 16 mm median, 50 mm worst
     distance to the mask centroid with sigma 15 mm -- ``benchmarks/utility_segmenter.py``; restricting
     to the central slices, a centre prior or the first temporal harmonic did no better.)"""
-    from scipy import ndimage
+    from scipy import ndimage  # lazy: scipy only on this path
 
     t, _, h, w = image.shape
     if t < 2:

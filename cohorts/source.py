@@ -4,7 +4,7 @@
 version) into ``$CMR_AUDIT_CACHE/phantom/<key>/`` and reused. The directory is written under
 a temporary name and renamed into place when complete, so an interrupted generation is
 never mistaken for a finished dataset; concurrent runs wait for the one that writes it
-(:mod:`audit.locks`). Anything else is a path to an ACDC or M&Ms download.
+(:mod:`audit.core.locks`). Anything else is a path to an ACDC or M&Ms download.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from audit.atomic import atomic_write_text
-from audit.errors import UserError
-from audit.locks import build_once
-from audit.paths import cache_dir
+from audit.core.atomic import atomic_write_text
+from audit.core.errors import UserError
+from audit.core.locks import build_once
+from audit.core.logs import progress_disabled
+from audit.core.paths import cache_dir
+from cohorts import phantom
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +26,6 @@ PHANTOM = "phantom"
 
 def phantom_dir(n_subjects: int, seed: int, layout: str = "acdc") -> Path:
     """Directory of the cached phantom with these parameters, generating it if needed."""
-    from audit.logs import progress_disabled
-    from cohorts import phantom
 
     version = phantom.PHANTOM_VERSION
     root = cache_dir("phantom")

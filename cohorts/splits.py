@@ -40,8 +40,8 @@ from typing import Any, Mapping
 import jsonschema
 import numpy as np
 
-from audit.atomic import atomic_write_json
-from audit.errors import UserError
+from audit.core.atomic import atomic_write_json
+from audit.core.errors import UserError
 
 from .types import Cohort
 

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 __all__ = ["LABELS", "Subject", "Cohort", "Problem"]
 

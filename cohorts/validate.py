@@ -5,7 +5,7 @@ consistent) or M&Ms CSV with the required columns, a row for every image and an 
 every row; each NIfTI readable (not corrupt/truncated), spacing present and non-zero,
 affine invertible and consistent with the header, no NaN/Inf voxels; masks with labels in
 the dataset's set and the image's shape and spacing. The loaders raise the first of these
-as a :class:`~audit.errors.UserError`; this module keeps going.
+as a :class:`~audit.core.errors.UserError`; this module keeps going.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 from .loaders import detect_layout, scan_dataset
 from .loaders._common import read_subject

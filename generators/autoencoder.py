@@ -54,14 +54,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from audit.atomic import atomic_dir
-from audit.locks import exclusive
-from audit.errors import UserError
-from audit.paths import cache_dir
+from audit.core.atomic import atomic_dir
+from audit.core.errors import UserError
+from audit.core.locks import exclusive
+from audit.core.paths import cache_dir
 from generators import checkpoint as ckpt
 from generators import device as devices
 from generators import distributed
 from generators.discriminator import PatchDiscriminator, feature_matching, hinge_d_loss
+from generators.dp.accountant import Ledger
+from generators.dp.release import inverse_rms
+from generators.dp.sgd import DPGuaranteeError, PrivateTraining
 from generators.training import Trainer, TrainSpec
 
 log = logging.getLogger(__name__)
@@ -90,7 +93,7 @@ SCALE_BOUND = 4.0
 
 
 def _net(options: Mapping[str, Any]) -> torch.nn.Module:
-    from monai.networks.nets import AutoencoderKL
+    from monai.networks.nets import AutoencoderKL  # lazy: MONAI (and torch) only when this network is built
 
     levels = len(options["channels"])
     return AutoencoderKL(
@@ -201,7 +204,6 @@ class LatentAutoencoder:
             optimizers["disc"] = torch.optim.Adam(disc.parameters(), lr=float(o["disc_lr"]), betas=(0.5, 0.999))
             modules["disc"] = disc
         if dp is not None:
-            from generators.dp.sgd import PrivateTraining
 
             plan, ledger, subject_ids = dp
             private = PrivateTraining(plan, ledger, "autoencoder", subject_ids, seed)
@@ -248,7 +250,6 @@ class LatentAutoencoder:
         if dp is None:
             self.scale = float(1.0 / lat.std().clamp_min(1e-6))
         else:
-            from generators.dp.release import inverse_rms
 
             self.scale = inverse_rms(lat, dp[2], plan=dp[0], ledger=dp[1], phase="latent_scale", bound=SCALE_BOUND,
                                      seed=seed, salt=99_991)
@@ -336,7 +337,7 @@ def shared_autoencoder(images: np.ndarray, options: Mapping[str, Any], seed: int
     """The autoencoder for these training images and options: from the cache, or trained and cached.
 
     The cache entry is written under a temporary name and renamed when complete, by one process
-    while concurrent runs wait for it (:mod:`audit.locks`); its weights are verified against their
+    while concurrent runs wait for it (:mod:`audit.core.locks`); its weights are verified against their
     stored sha256 when loaded, and a corrupt entry is retrained with a warning. With ``dp``
     (``(plan, ledger, subject_ids)``) the autoencoder's phases are spent into ``ledger``, also on
     a cache hit: the cached network was trained on the same private data.
@@ -384,7 +385,6 @@ def _train_shared(images: np.ndarray, options: Mapping[str, Any], seed: int, dp:
     """Train the shared autoencoder (with DP when ``dp`` is given) and, with ``final``, cache it."""
     ae = LatentAutoencoder(options, images.shape[1:])
     if dp is not None:
-        from generators.dp.accountant import Ledger
 
         own = Ledger(dp[1].delta, dp[1].accountant)
         ae.fit(images, seed, dp=(dp[0], own, dp[2]), device=device)
@@ -400,8 +400,6 @@ def _train_shared(images: np.ndarray, options: Mapping[str, Any], seed: int, dp:
 
 def _charge_cached(ae: LatentAutoencoder, ledger: Any, where: Any) -> None:
     """Spend a DP autoencoder's phases into the run's ledger; a non-DP one cannot serve a DP run."""
-    from generators.dp.accountant import Ledger
-    from generators.dp.sgd import DPGuaranteeError
 
     if not ae.dp_ledger:
         raise DPGuaranteeError(f"{where}: autoencoder trained without DP cannot be part of a DP run")

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
+from audit.core.errors import NotAvailableError
+
 
 @dataclass
 class FitContext:
@@ -40,7 +42,7 @@ class Generator(abc.ABC):
     family: ClassVar[str] = "other"
     #: one line for ``audit generators``
     description: ClassVar[str] = ""
-    #: per-preset config overrides (dotted keys, see :mod:`audit.config`)
+    #: per-preset config overrides (dotted keys, see :mod:`audit.pipeline.config`)
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: whether the generator learns from data (reference generators may not)
     trainable: ClassVar[bool] = True
@@ -73,6 +75,5 @@ class Generator(abc.ABC):
     def score(self, images: Any, masks: Any | None = None, *, seed: int = 0) -> Any:
         """Per-image white-box score (higher = more member-like). Optional: the default says
         the white-box attacks are unavailable for this generator."""
-        from audit.errors import NotAvailableError
 
         raise NotAvailableError(f"generator '{self.name}' exposes no white-box score")

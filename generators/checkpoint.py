@@ -32,9 +32,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 
-from audit.atomic import atomic_dir, atomic_write_json, atomic_write_text
-from audit.errors import UserError
-from audit.provenance import sha256_file
+from audit.core.atomic import atomic_dir, atomic_write_json, atomic_write_text
+from audit.core.errors import UserError
+from audit.core.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -71,13 +71,15 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from audit.errors import UserError
-from audit.logs import progress_disabled
+from audit.core.errors import UserError
+from audit.core.logs import progress_disabled
+from audit.core.tables import read_csv, write_csv
 from generators import checkpoint as ckpt
 from generators import device as devices
 from generators import distributed
@@ -86,6 +88,10 @@ from generators.base import FitContext, Generator
 from generators.cine_vae import DualDecoderVAE, train_vae
 from generators.data import StackSet
 from generators.diffusion import T_TRAIN, ddim_scheduler
+from generators.dp.plan import DPPlan, PhaseSpec, make_plan
+from generators.dp.release import inverse_rms
+from generators.dp.sgd import PrivateTraining
+from generators.dp.summary import summarise
 from generators.mask2d import set_threads
 from generators.sampleset import SampleSet
 from generators.training import EMA, Trainer, TrainSpec, sampled_step
@@ -160,7 +166,7 @@ def ldm_loss(net: nn.Module, scheduler: Any, x0: torch.Tensor, extra: torch.Tens
 
 
 def _unet(in_ch: int, out_ch: int, n_priors: int, options: Mapping[str, Any]) -> nn.Module:
-    from monai.networks.nets import DiffusionModelUNet
+    from monai.networks.nets import DiffusionModelUNet  # lazy: MONAI (and torch) only when this network is built
 
     ch = tuple(int(c) for c in options["channels"])
     unet = DiffusionModelUNet(spatial_dims=2, in_channels=in_ch, out_channels=out_ch, channels=ch,
@@ -318,7 +324,7 @@ class CineGenerator(Generator):
         set_threads(config.train.num_threads)
         self.device = devices.resolve(getattr(config, "device", "cpu"))
         dp_on = bool(config.dp.enabled)
-        amp = bool(getattr(config.train, "amp", True)) and not dp_on
+        amp = config.train.amp and not dp_on
         seed = int(config.seed)
         subjects = [s for s in train.subjects if s.ejection_fraction() is not None]
         if len(subjects) < 2:
@@ -369,7 +375,6 @@ class CineGenerator(Generator):
         row_subject = torch.tensor([i for i, _ in rows])
         subject_ids = np.asarray([str(s.subject_id) for s in subjects])
         if dp_on:
-            from generators.dp.release import inverse_rms
 
             motion_scale = inverse_rms(resid, subject_ids[row_subject.numpy()], plan=self.dp_plan, ledger=self.dp_ledger,
                                        phase="motion_scale", bound=MOTION_RMS_BOUND, seed=seed, salt=99_971)
@@ -384,7 +389,7 @@ class CineGenerator(Generator):
                 "motion": _unet((T - 1) * c + c, (T - 1) * c, self.n_priors + 1, o),
             })
         self.nets.to(self.device)
-        from monai.networks.schedulers import DDPMScheduler
+        from monai.networks.schedulers import DDPMScheduler  # lazy: MONAI (and torch) only when this network is built
 
         scheduler = DDPMScheduler(num_train_timesteps=T_TRAIN, schedule=o["schedule"], prediction_type=o["prediction"])
         tcfg = config.train
@@ -396,7 +401,6 @@ class CineGenerator(Generator):
             ema = EMA(net, tcfg.ema_decay, min(int(tcfg.ema_warmup_steps), steps // 4))
             private = None
             if dp_on:
-                from generators.dp.sgd import PrivateTraining
 
                 private = PrivateTraining(self.dp_plan, self.dp_ledger, name, unit_of_row, seed)
                 opt = private.wrap({name: net}, {name: opt}, f"cine {name} LDM")[name]
@@ -450,7 +454,6 @@ class CineGenerator(Generator):
             _merge_losses({name: Path(root) / name / "losses.csv" for name in ("vae", "static", "motion")},
                           context.losses_path)
         if dp_on:
-            from generators.dp.summary import summarise
 
             self.dp_summary = summarise(self.dp_plan, self.dp_ledger, adjusted=[], family=self.family,
                                         notes=self.dp_notes())
@@ -460,7 +463,6 @@ class CineGenerator(Generator):
     # ------------------------------------------------------------------ DP
     def dp_phases(self) -> list:
         """Every mechanism of the cascade that reads the private cines, in training order."""
-        from generators.dp.plan import PhaseSpec
 
         o = self.options
         ae = {**AE_DEFAULTS, **o["ae"]}
@@ -474,7 +476,6 @@ class CineGenerator(Generator):
 
     def _start_dp(self, subjects: list, config: Any) -> None:
         """One plan over all phases, calibrated before anything is trained (subject-level only)."""
-        from generators.dp.plan import make_plan
 
         if str(config.dp.unit) != "subject":
             raise UserError(f"generator 'cine' supports only subject-level DP (dp.unit=subject): a generated cine is a "
@@ -672,7 +673,6 @@ class CineGenerator(Generator):
         g.nets.eval()
         g.steps_done = c.step
         if mc.get("dp") is not None:
-            from generators.dp.plan import DPPlan
 
             g.dp_plan = DPPlan.from_dict(mc["dp"])
         g.dp_summary = (c.extra or {}).get("dp")
@@ -681,9 +681,6 @@ class CineGenerator(Generator):
 
 def _merge_losses(parts: Mapping[str, Path], out: Path) -> None:
     """One loss-curve CSV for the cascade (a ``phase`` column) from the phases' own CSVs."""
-    import pandas as pd
-
-    from audit.tables import read_csv, write_csv
 
     frames = [read_csv(path).assign(phase=name) for name, path in parts.items() if path.is_file()]
     if frames:

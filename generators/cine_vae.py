@@ -36,8 +36,10 @@ import torch
 import torch.nn.functional as F
 
 from generators import device as devices
-from generators.autoencoder import AE_DEFAULTS, LatentAutoencoder, image_loss, shared_autoencoder
+from generators.autoencoder import AE_DEFAULTS, SCALE_BOUND, LatentAutoencoder, image_loss, shared_autoencoder
 from generators.conditioning import N_LABELS
+from generators.dp.release import inverse_rms
+from generators.dp.sgd import PrivateTraining
 from generators.training import Trainer, TrainSpec, sampled_step
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
 
 def seg_decoder(ae_options: Mapping[str, Any]) -> torch.nn.Module:
     """A MONAI KL-decoder with the autoencoder's layout, producing ``N_LABELS`` logits."""
-    from monai.networks.nets.autoencoderkl import Decoder
+    from monai.networks.nets.autoencoderkl import Decoder  # lazy: MONAI (and torch) only when this network is built
 
     o = {**AE_DEFAULTS, **ae_options}
     levels = len(o["channels"])
@@ -152,7 +154,6 @@ class DualDecoderVAE:
         self.ae.scale = 1.0
         private = None
         if dp is not None:
-            from generators.dp.sgd import PrivateTraining
 
             amp = False
             private = PrivateTraining(dp[0], dp[1], "vae", np.asarray(dp[2]), seed)
@@ -187,8 +188,6 @@ class DualDecoderVAE:
         if private is None:
             self.ae.scale = float(1.0 / lat.std().clamp_min(1e-6))
         else:
-            from generators.autoencoder import SCALE_BOUND
-            from generators.dp.release import inverse_rms
 
             self.ae.scale = inverse_rms(lat, dp[2], plan=dp[0], ledger=dp[1], phase="vae_latent_scale", bound=SCALE_BOUND,
                                         seed=seed, salt=99_989)

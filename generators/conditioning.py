@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 N_LABELS = 4
 

@@ -13,7 +13,8 @@ from typing import Iterable
 
 import numpy as np
 
-from audit.errors import UserError
+from audit.core.errors import UserError
+from cohorts.preprocess import slices
 
 
 @dataclass
@@ -35,7 +36,6 @@ class SliceSet:
 
     @classmethod
     def from_prepared(cls, prepared, ids: Iterable[str], frames: str = "ed_es") -> "SliceSet":
-        from cohorts.preprocess import slices
 
         ids = list(ids)
         if not ids:

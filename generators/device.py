@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 
 def resolve(name: str | torch.device | None) -> torch.device:

@@ -45,12 +45,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from generators import device as devices
 from generators import distributed
 from generators.autoencoder import AE_DEFAULTS, LatentAutoencoder, adversarial, shared_autoencoder, without_adversarial
 from generators.conditioning import N_LABELS, check_masks, drop_conditions, one_hot
 from generators.data import SliceSet
+from generators.dp.plan import PhaseSpec, n_units
 from generators.mask2d import MaskConditioned2D
 
 T_TRAIN = 1000
@@ -61,7 +62,7 @@ FLOW_SOLVERS = ("euler", "heun", "midpoint")
 
 def ddim_scheduler(schedule: str, prediction: str, steps: int):
     """MONAI's DDIM scheduler with "trailing" timesteps for ``steps`` steps (module docstring)."""
-    from monai.networks.schedulers import DDIMScheduler
+    from monai.networks.schedulers import DDIMScheduler  # lazy: MONAI (and torch) only when this network is built
 
     sch = DDIMScheduler(num_train_timesteps=T_TRAIN, schedule=schedule, clip_sample=False, prediction_type=prediction,
                         steps_offset=max(0, T_TRAIN // steps - 1))
@@ -73,7 +74,7 @@ class Denoiser(nn.Module):
     def __init__(self, data_ch: int, n_classes: int, channels: list[int], num_res_blocks: int, norm_groups: int,
                  attention_last: bool):
         super().__init__()
-        from monai.networks.nets import DiffusionModelUNet
+        from monai.networks.nets import DiffusionModelUNet  # lazy: MONAI (and torch) only when this network is built
 
         levels = len(channels)
         self.unet = DiffusionModelUNet(
@@ -106,7 +107,10 @@ class DiffusionFamily(MaskConditioned2D):
 
     # ------------------------------------------------------------------ schedulers
     def _train_scheduler(self):
-        from monai.networks.schedulers import DDPMScheduler, RFlowScheduler
+        from monai.networks.schedulers import (  # lazy: MONAI (and torch) only when this network is built
+            DDPMScheduler,
+            RFlowScheduler,
+        )
 
         if self.objective == "velocity":
             return RFlowScheduler(num_train_timesteps=T_TRAIN, use_discrete_timesteps=False, sample_method="logit-normal",
@@ -161,11 +165,10 @@ class DiffusionFamily(MaskConditioned2D):
             # the autoencoder sees every training slice, annotated or not: it needs no labels
             self.ae = shared_autoencoder(train.images, self.options["ae"], int(config.seed), dp=dp,
                                          device=devices.resolve(getattr(config, "device", "cpu")),
-                                         amp=bool(getattr(config.train, "amp", True)))
+                                         amp=config.train.amp)
         self._fit(train, config, context)
 
     def dp_phases(self, train: SliceSet, config: Any) -> list:
-        from generators.dp.plan import PhaseSpec, n_units
 
         phases = super().dp_phases(train, config)
         if not self.latent:
@@ -243,7 +246,9 @@ class DiffusionFamily(MaskConditioned2D):
         null_cls = torch.full_like(cls, self._classes(torch.tensor(self.vocab.null_vendor), torch.tensor(self.vocab.null_group)).item())
         solver = self.sampler_name()  # also refuses a sampler this family does not have
         if self.objective == "velocity":
-            from monai.networks.schedulers import RFlowScheduler
+            from monai.networks.schedulers import (
+                RFlowScheduler,  # lazy: MONAI (and torch) only when this network is built
+            )
 
             sch = RFlowScheduler(num_train_timesteps=T_TRAIN, use_discrete_timesteps=False, use_timestep_transform=False)
             sch.set_timesteps(num_inference_steps=steps)

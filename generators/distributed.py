@@ -1,7 +1,7 @@
 """Data-parallel generator training under ``torchrun`` (several processes, one process group).
 
 ``torchrun --nproc_per_node K -m audit run ...`` starts K ranks. Rank 0 runs the whole
-pipeline; every rank joins the ``fit`` stage (:mod:`audit.run`), where each training step works
+pipeline; every rank joins the ``fit`` stage (:mod:`audit.pipeline.run`), where each training step works
 as follows:
 
 * every rank draws the same global batch (the step's NumPy generator is seeded with
@@ -36,8 +36,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,6 @@ class Group:
 
 def current() -> Group | None:
     """The running process group when there is more than one rank, else ``None``."""
-    import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         return Group(dist.get_rank(), dist.get_world_size())
@@ -72,7 +73,6 @@ def init_from_env() -> Group | None:
     """Join the process group ``torchrun`` describes: gloo for CPU tensors (and object broadcasts)
     and, on a machine with GPUs, NCCL for CUDA tensors (``cpu:gloo,cuda:nccl``; rank r uses GPU
     ``LOCAL_RANK``)."""
-    import torch.distributed as dist
 
     if not requested():
         return None
@@ -89,7 +89,6 @@ def init_from_env() -> Group | None:
 
 def broadcast(value: Any = None) -> Any:
     """Rank 0's ``value`` on every rank (a no-op without a process group)."""
-    import torch.distributed as dist
 
     if current() is None:
         return value
@@ -111,7 +110,6 @@ def local_rows(rows, group: Group | None):
 
 def average_losses(losses: dict[str, float], share: float) -> dict[str, float]:
     """Losses of the global batch: the ranks' values weighted by their shares."""
-    import torch.distributed as dist
 
     if current() is None or not losses:
         return losses
@@ -142,8 +140,6 @@ class DataParallelOptimizer:
         self._synced = False
 
     def synchronize(self) -> None:
-        import torch.distributed as dist
-        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
         if self._synced or current() is None:
             return

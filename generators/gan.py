@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from generators.conditioning import N_LABELS, Vocab, check_masks, one_hot
 from generators.discriminator import PatchDiscriminator, feature_matching, hinge_d_loss
 from generators.mask2d import MaskConditioned2D

@@ -22,6 +22,7 @@ import abc
 import contextlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
@@ -29,14 +30,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from audit.errors import UserError
-from audit.logs import progress_disabled
+from audit.core.errors import UserError
+from audit.core.logs import progress_disabled
 from generators import checkpoint as ckpt
 from generators import device as devices
 from generators import distributed
 from generators.base import FitContext, Generator
 from generators.conditioning import Vocab, check_masks, one_hot
 from generators.data import SliceSet
+from generators.dp.plan import DPPlan, PhaseSpec, make_plan, n_units
+from generators.dp.sgd import PrivateTraining
+from generators.dp.summary import summarise
 from generators.sampleset import SampleSet
 from generators.training import EMA, Trainer, TrainSpec
 
@@ -45,7 +49,6 @@ log = logging.getLogger(__name__)
 
 def set_threads(n: int) -> None:
     """Use ``n`` intra-op threads (0 = all cores); no torch.compile on CPU (not worth it for short runs)."""
-    import os
 
     torch.set_num_threads(n if n > 0 else max(1, os.cpu_count() or 1))
 
@@ -108,7 +111,6 @@ class MaskConditioned2D(Generator):
 
     def _from_model_config(self, mc: Mapping[str, Any]) -> None:
         if mc.get("dp") is not None:
-            from generators.dp.plan import DPPlan
 
             self.dp_plan = DPPlan.from_dict(mc["dp"])
         self._set_options(mc["options"])
@@ -124,7 +126,6 @@ class MaskConditioned2D(Generator):
     def dp_phases(self, train: SliceSet, config: Any) -> list:
         """The DP mechanisms this family applies to ``train`` (:class:`generators.dp.plan.PhaseSpec`);
         latent families add their autoencoder's phases in front."""
-        from generators.dp.plan import PhaseSpec, n_units
 
         units = train.subject_ids if self.uses_unlabelled else train.subject_ids[train.labelled]
         return [PhaseSpec("train", steps=int(config.train.steps), rows=int(config.train.batch_size),
@@ -140,7 +141,6 @@ class MaskConditioned2D(Generator):
 
     def _start_dp(self, train: SliceSet, config: Any) -> None:
         """Plan and calibrate DP for the whole fit (all phases) before anything is trained."""
-        from generators.dp.plan import make_plan
 
         self.dp_plan = make_plan(config.dp, train.subject_ids, self.dp_phases(train, config))
         self.dp_ledger = self.dp_plan.ledger()
@@ -200,7 +200,6 @@ class MaskConditioned2D(Generator):
         ranks = distributed.current()
         private = None
         if dp_on:
-            from generators.dp.sgd import PrivateTraining
 
             private = PrivateTraining(self.dp_plan, self.dp_ledger, "train", train.subject_ids, int(config.seed))
             self.optimizers = private.wrap(self._optimizer_modules(), self.optimizers, f"generator '{self.name}'")
@@ -236,7 +235,6 @@ class MaskConditioned2D(Generator):
             self.optimizers = {k: o.optimizer for k, o in self.optimizers.items()}
         self._use_ema()
         if private is not None:
-            from generators.dp.summary import summarise
 
             self.dp_summary = summarise(self.dp_plan, self.dp_ledger, adjusted=adjusted, family=self.family,
                                         notes=self.dp_notes())

@@ -27,7 +27,8 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 import torch
 
-from audit.errors import UserError
+from audit.core.atomic import atomic_write_json
+from audit.core.errors import UserError
 from generators import checkpoint as ckpt
 from generators.base import FitContext, Generator
 from generators.data import SliceSet
@@ -208,7 +209,7 @@ class CartoonGenerator(NoiseGenerator):
                               np.float32)
 
     def sample(self, n=None, *, conditions=None, seed=0, **sampler) -> SampleSet:
-        from scipy.ndimage import gaussian_filter
+        from scipy.ndimage import gaussian_filter  # lazy: scipy only on this path
 
         if self.means is None or self.spacing is None:
             raise UserError("generator 'cartoon' has not been fitted")
@@ -261,7 +262,6 @@ class ExternalGenerator(Generator):
 
     def save(self, directory) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        from audit.atomic import atomic_write_json
 
         atomic_write_json(Path(directory) / "config.json", {"format": ckpt.FORMAT, "generator": self.name,
                                                              "samples": str(self.path)})

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Mapping
 
-from audit.errors import NotAvailableError, UserError
+from audit.core.errors import NotAvailableError, UserError
 
 log = logging.getLogger(__name__)
 

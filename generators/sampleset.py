@@ -28,7 +28,7 @@ see ``../shared/judge.md``) and scaled to [0, 1] like :mod:`cohorts.preprocess` 
 Loading never unpickles (``allow_pickle=False``): strings are stored as NumPy unicode arrays.
 It reads each member's ``.npy`` header first and allocates nothing a header merely claims:
 a file whose arrays add up to more than :data:`MAX_LOAD_BYTES` is refused.
-Every violation is a :class:`~audit.errors.UserError` naming the file and the problem.
+Every violation is a :class:`~audit.core.errors.UserError` naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from audit.atomic import atomic_save_npz
-from audit.errors import UserError
+from audit.core.atomic import atomic_save_npz
+from audit.core.errors import UserError
 
 ACDC_LABELS = (0, 1, 2, 3)
 _STR_KEYS = ("subject_ids", "vendor", "group")

@@ -25,17 +25,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from audit.logs import progress_disabled
-from audit.tables import write_csv
+from audit.core.logs import progress_disabled
+from audit.core.tables import write_csv
 from generators import checkpoint as ckpt
 from generators import distributed
+from generators.dp.sgd import DPGuaranteeError
+from generators.seeding import step_seed
 
 log = logging.getLogger(__name__)
-
-
-def step_seed(seed: int, step: int) -> int:
-    """A 63-bit torch seed derived from (seed, step) via NumPy's SeedSequence."""
-    return int(np.random.SeedSequence([int(seed), int(step)]).generate_state(1, np.uint64)[0]) & ((1 << 63) - 1)
 
 
 def sampled_step(private: Any, t: int, rng: np.random.Generator, n: int, batch: int,
@@ -151,8 +148,6 @@ class Trainer:
         return True
 
     def _restore_dp(self, ledger: dict | None, path: Path) -> None:
-        from generators.dp.sgd import DPGuaranteeError
-
         if self.dp is None:
             if ledger:
                 raise DPGuaranteeError(f"{path}: this checkpoint was trained with DP; resuming it without DP would mix "

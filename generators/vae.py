@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from generators.conditioning import N_LABELS, check_masks, one_hot
 from generators.gan import SPADEBlock, _groups, cond_map
 from generators.mask2d import MaskConditioned2D

@@ -1,7 +1,7 @@
 """``audit compare``: one self-contained HTML report that sets several runs side by side.
 
 :func:`write_compare` reads each run directory (``results.json`` through
-:func:`audit.results.load_results`, so another schema version is a clear error; ``config.json``
+:func:`audit.core.results.load_results`, so another schema version is a clear error; ``config.json``
 and ``state.json`` when present), applies the release policy to each run in memory with
 :func:`reports.signoff.evaluate_policy` (no ``signoff.*`` file is written), and writes:
 
@@ -50,13 +50,15 @@ import logging
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from audit.atomic import atomic_write_text
-from audit.errors import UserError
-from audit.results import unavailable
-
+from audit.core.atomic import atomic_write_text
+from audit.core.errors import UserError
+from audit.core.results import load_results, unavailable
+from reports import plots
+from reports.plots import _MARKERS, OKABE_ITO, PALETTE, new_figure, style
 from reports.policy import Criterion, Policy, format_path, load_policy
 from reports.run_report import GLOSSARY, Figure, Table, _data_uri, _environment, _is_metric, _version, fmt_value
 from reports.signoff import EXIT_CODES, FAIL, INCOMPLETE, NA, PASS, RANK, WARN, _resolve, evaluate_policy
@@ -313,7 +315,6 @@ def _read_json_object(path: Path) -> tuple[dict[str, Any] | None, str]:
 
 def load_run(run_dir: str | Path) -> RunData:
     """Read one run directory; :class:`UserError` with a one-line reason when it is not one."""
-    from audit.results import load_results
 
     run_dir = Path(run_dir)
     if not run_dir.exists():
@@ -334,7 +335,6 @@ def load_run(run_dir: str | Path) -> RunData:
 def _families(names: set[str]) -> dict[str, str]:
     """Generator name -> family from the registered entry points (only the names asked for are
     loaded); unknown or broken plugins give ""."""
-    from importlib import metadata
 
     eps = {ep.name: ep for ep in metadata.entry_points(group="cmr_audit.generators") if ep.name in names}
     out = {}
@@ -453,7 +453,6 @@ def tradeoff_figure(points: Sequence[Mapping[str, Any]], *, xlabel: str, ylabel:
     panel with ``note`` in it. ``points``: ``{"label", "x", "y", "xci", "yci", "reference"}``;
     reference runs are drawn hollow. ``x_floor`` / ``y_floor``: values below count as the floor in
     the Pareto comparison (AUC: chance)."""
-    from reports.plots import OKABE_ITO, PALETTE, _MARKERS, new_figure, style
 
     with style():
         fig = new_figure(8.2, 5.0)
@@ -527,7 +526,6 @@ class _Figure(Figure):
 
 
 def _figures(runs: Sequence[RunData], policy: Policy, fig_dir: Path) -> list[_Figure]:
-    from reports import plots
 
     auc_c = _policy_threshold(policy, lambda c: c.metric[:2] == ("privacy", "attacks") and c.metric[-1] == "auc")
     fid_c = _policy_threshold(policy, lambda c: c.metric == ("fidelity", "judge", "synthetic_vs_test", "fid")
@@ -590,7 +588,6 @@ def epsilon_figure(series: Mapping[str, Sequence[Mapping[str, Any]]]):
 
     ``series[generator]``: points ``{"eps": float | None, column: value, ...}``; ``eps=None``
     (trained without DP) is drawn at an "inf" position right of the largest finite epsilon."""
-    from reports.plots import PALETTE, _MARKERS, new_figure, style
 
     finite = [p["eps"] for pts in series.values() for p in pts if p["eps"] is not None]
     inf_x = max(finite) * 3 if finite else 1.0
@@ -619,7 +616,6 @@ def epsilon_figure(series: Mapping[str, Sequence[Mapping[str, Any]]]):
 def _epsilon_figure(runs: Sequence[RunData], fig_dir: Path) -> _Figure | None:
     """The privacy-utility trade-off of DP training: only when some run makes a DP claim; the
     non-DP runs of the same generators are the epsilon = infinity end of each line."""
-    from reports import plots
 
     dp_gens = {r.generator for r in runs if r.value("eps_claimed") is not None}
     if not dp_gens:
@@ -786,7 +782,7 @@ def write_compare(run_dirs: Sequence[str | Path], out: str | Path = "compare.htm
     """Write ``out`` (HTML), ``out`` with ``.csv`` (the table) and ``<out stem>_figures/`` (PNG + SVG).
 
     Every input is read, validated and evaluated before anything is written; bad input raises a
-    one-line :class:`~audit.errors.UserError`. Files are written atomically.
+    one-line :class:`~audit.core.errors.UserError`. Files are written atomically.
     """
     out = Path(out)
     _check_out(out)

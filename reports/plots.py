@@ -22,7 +22,7 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from audit.atomic import atomic_write_bytes
+from audit.core.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ _RC = {
 @contextlib.contextmanager
 def style() -> Iterator[None]:
     """The report's rcParams, active only inside the block (build and save figures inside it)."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when a figure is drawn
 
     with matplotlib.rc_context(_RC):
         yield
@@ -97,8 +97,8 @@ def style() -> Iterator[None]:
 def new_figure(width: float, height: float, *, layout: str | None = "constrained"):
     """A :class:`~matplotlib.figure.Figure` on the Agg canvas (constrained layout by default;
     image grids pass ``layout=None`` and place their axes themselves, which is much faster)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: matplotlib only when a figure is drawn
+    from matplotlib.figure import Figure  # lazy: matplotlib only when a figure is drawn
 
     fig = Figure(figsize=(width, height), layout=layout)
     FigureCanvasAgg(fig)
@@ -124,7 +124,7 @@ def compact_png(png: bytes, colours: int = 256) -> bytes:
     Returns ``png`` unchanged if Pillow fails or the result is not smaller. The files in
     ``figures/`` keep full colour."""
     try:
-        from PIL import Image
+        from PIL import Image  # lazy: Pillow only when an image file is written
 
         with Image.open(io.BytesIO(png)) as im:
             q = im.convert("RGB").quantize(colours, method=Image.Quantize.MEDIANCUT)
@@ -361,7 +361,7 @@ def image_grid_figure(
     Images are shown transposed (array axis 0 horizontal), the usual view of nibabel-ordered
     cardiac MR slices.
     """
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # lazy: matplotlib only when a figure is drawn
 
     n = len(images)
     ncols = max(1, min(ncols, n))

@@ -27,14 +27,14 @@ Metric paths are TOML arrays of keys into ``results.json`` (never dotted strings
 ``tpr_at_fpr_0.1%`` contain dots). The first key is a results section (``privacy``,
 ``fidelity``, ``anatomy``, ``utility``, ``dp``); ``"*"`` matches every key at one level of
 ``metric`` (not in ``reference`` or ``applies_if``). Every problem -- unknown key, wrong type,
-unknown operator, bad path -- is a :class:`audit.errors.UserError` naming the file and the key.
+unknown operator, bad path -- is a :class:`audit.core.errors.UserError` naming the file and the key.
 
 ``fallback`` (issue 26) makes a criterion read the strictest figure a run could compute: for each
 match of ``metric`` that is unavailable or absent, the fallback paths are tried in order and the
 first one that is a figure is judged instead (the sign-off names the path it read and why).
 A fallback path must have ``"*"`` exactly where ``metric`` has it; those keys are bound to the
 match's (e.g. the same attack). ``reference_param`` scales by a number the figure carries
-(``params`` of a results entry, :func:`audit.results.metric`): the compared figure is
+(``params`` of a results entry, :func:`audit.core.results.metric`): the compared figure is
 ``value / params[reference_param]`` and thresholds are factors of it -- e.g. TPR / FPR <= 10
 reads "TPR at most 10x the FPR it was read at", whichever FPR the run supported. An entry
 without that parameter cannot be judged (INCOMPLETE). ``reference`` and ``reference_param``
@@ -52,8 +52,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from audit.errors import UserError
-from audit.results import SECTIONS
+from audit.core.errors import UserError
+from audit.core.results import SECTIONS
 
 POLICY_VERSION = 1
 OPS = ("<=", "<", ">=", ">")

@@ -65,14 +65,20 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from audit import tables
-from audit.atomic import atomic_write_text
-from audit.errors import UserError
+from audit.core import tables
+from audit.core.atomic import atomic_write_text
+from audit.core.errors import UserError
+from audit.core.results import iter_entries, load_results
+from audit.utility.metrics import dice_bars
+from generators.dp.accountant import Phase, epsilon_rdp
+from generators.sampleset import SampleSet
+from reports import plots
 
 log = logging.getLogger(__name__)
 
@@ -441,7 +447,7 @@ class Table:
                                     "method", "notes")
 
     def csv_text(self) -> str:
-        """The long-format CSV, spreadsheet-safe (:mod:`audit.tables`): row labels and text cells can
+        """The long-format CSV, spreadsheet-safe (:mod:`audit.core.tables`): row labels and text cells can
         come from the sample set (subject ids, vendor, group), so formula-like text is guarded."""
         return tables.csv_text(self._csv, self.CSV_COLUMNS)
 
@@ -489,7 +495,6 @@ def _read_json(path: Path) -> Any:
 
 def load_inputs(run_dir: Path) -> RunInputs:
     """Read every input of the report; a missing or unreadable file is recorded, never raised."""
-    from audit.results import load_results
 
     inp = RunInputs(run_dir=run_dir)
 
@@ -509,7 +514,6 @@ def load_inputs(run_dir: Path) -> RunInputs:
         return None
 
     def load_samples(path: Path):
-        from generators.sampleset import SampleSet
         return SampleSet.load(path)
 
     def load_npz(path: Path):
@@ -567,7 +571,6 @@ class Results:
 
     def mark(self, *path: str) -> None:
         """Mark every entry at or below ``path`` as placed."""
-        from audit.results import iter_entries
 
         n = self.node(*path)
         prefix = ".".join(path)
@@ -589,7 +592,6 @@ class Results:
         return out
 
     def leftovers(self, section: str) -> list[tuple[str, Mapping[str, Any]]]:
-        from audit.results import iter_entries
 
         node = self.node(section)
         if not isinstance(node, Mapping):
@@ -632,8 +634,6 @@ class Section:
 
 def _budget_plot(dp: Mapping[str, Any]):
     """The figure behind "Privacy budget spent over training" (None when the section lacks the figures)."""
-    from generators.dp.accountant import Phase, epsilon_rdp
-    from reports import plots
 
     def val(e: Any) -> float | None:
         return float(e["value"]) if _is_metric(e) else None
@@ -679,7 +679,6 @@ class _Builder:
 
     def _figure(self, fid: str, title: str, caption: str, build: Callable[[], Any], *, gloss: str | None = None,
                 notes: list[str] | None = None) -> Figure | None:
-        from reports import plots
 
         try:
             fig = build()
@@ -820,7 +819,6 @@ class _Builder:
                       "gloss": "plausible_rate", "metric": "plausible-image rate" if _is_metric(plaus) else "judge Dice"})
 
         # utility
-        from audit.results import iter_entries
 
         util = r.node("utility")
         metrics = [k for k, e in iter_entries(util)] if isinstance(util, Mapping) else []
@@ -985,7 +983,6 @@ class _Builder:
                     r.mark("privacy", "attacks", a, lv)
             roc = curves.get("roc") if isinstance(curves.get("roc"), Mapping) else None
             if roc:
-                from reports import plots
 
                 sec.figure(self._figure(
                     "privacy_roc", "ROC curves per attack",
@@ -1042,7 +1039,6 @@ class _Builder:
                                  f"{'<=' if ok else '>'} claimed \u03b5 {fmt_value(claimed['value'])}: "
                                  f"{'consistent with the claim' if ok else 'the DP claim is violated'}")
         if isinstance(dp, Mapping):
-            from audit.results import iter_entries
 
             for k, e in iter_entries(dp):
                 r.used.add(f"dp.{k}")
@@ -1058,7 +1054,6 @@ class _Builder:
         return sec
 
     def _distance_histograms(self, sec: Section, mem_curves: Mapping[str, Any]) -> None:
-        from reports import plots
 
         panels = []
         for space in sorted(mem_curves, key=lambda k: (k != "pixel_correlation", k)):
@@ -1094,7 +1089,6 @@ class _Builder:
 
     def _nearest_synthetic(self, sec: Section, mem_curves: Mapping[str, Any]) -> None:
         """The synthetic images closest to a training image (synthetic side of the NN pairs)."""
-        from reports import plots
 
         samples = self.inp.samples
         spaces = sorted(mem_curves, key=lambda k: (k != "pixel_correlation", k))
@@ -1138,7 +1132,6 @@ class _Builder:
     def fidelity(self) -> Section:
         """Fidelity: distribution metrics beside the real floor, in the named feature space; the FID /
         floor ratio; paired metrics (SDEdit, autoencoder reconstructions)."""
-        from reports import plots
 
         sec = Section("fidelity", "Fidelity", gloss="real_floor",
                       intro="Do the images look like real cardiac MR? Every distribution metric is shown beside the "
@@ -1226,7 +1219,6 @@ class _Builder:
         """Anatomy: judge Dice / HD95 per structure beside the real ceiling (with a bar chart),
         plausibility criteria pass rates synthetic vs real, SDEdit Dice, clinical indices with the
         Bland-Altman figures."""
-        from reports import plots
 
         sec = Section("anatomy", "Anatomy", gloss="dice",
                       intro="Is the heart where the conditioning mask put it, and is it anatomically plausible? "
@@ -1371,9 +1363,6 @@ class _Builder:
     def utility(self) -> Section:
         """Utility: the figures of the utility audit when present (bars with CIs per setting), else
         the unavailable reason."""
-        from audit.results import iter_entries
-
-        from reports import plots
 
         sec = Section("utility", "Utility", gloss="utility",
                       intro="Does a segmentation network trained on the synthetic images work on real scans, also "
@@ -1394,7 +1383,6 @@ class _Builder:
                     continue
                 r.used.add(f"utility.{k}")
                 t.add(k, [e], gloss=gloss_for(k))
-            from audit.utility.metrics import dice_bars
 
             bars = dice_bars(util)  # absolute Dice per setting / vendor / structure (not the differences)
             sec.table(t)
@@ -1409,7 +1397,6 @@ class _Builder:
     def samples(self) -> Section:
         """Samples: up to 16 synthetic images (spread over the set, preferring those the judge
         segmented) with conditioning-mask and judge outlines, and a caption table."""
-        from reports import plots
 
         sec = Section("samples", "Synthetic samples", gloss="samples",
                       intro="Synthetic images only. Orange solid outline: the conditioning mask; sky-blue dashed "
@@ -1654,7 +1641,6 @@ def _feature_space(node: Any) -> str | None:
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
 
         return version("cmr-audit")
     except Exception:  # noqa: BLE001
@@ -1662,7 +1648,7 @@ def _version() -> str:
 
 
 def _environment():
-    import jinja2
+    import jinja2  # lazy: jinja2 only when HTML is rendered
 
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
@@ -1693,7 +1679,7 @@ def write_report(run_dir: Path, *, include_real_images: bool = False) -> Path:
     tables (``tables/*.csv``); return the report's path.
 
     Never fails on missing or unreadable inputs: the report names them and the reason. Raises
-    :class:`~audit.errors.UserError` only when ``run_dir`` is not a directory.
+    :class:`~audit.core.errors.UserError` only when ``run_dir`` is not a directory.
     """
     run_dir = Path(run_dir)
     html, ctx = render_report(run_dir, include_real_images=include_real_images)

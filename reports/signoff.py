@@ -43,10 +43,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from audit import __version__
-from audit.atomic import atomic_write_json, atomic_write_text
-from audit.errors import UserError
-from audit.results import validate_results
-
+from audit.core.atomic import atomic_write_json, atomic_write_text
+from audit.core.errors import UserError
+from audit.core.results import validate_results
 from reports.policy import WILDCARD, Criterion, Policy, format_path, load_policy
 
 SIGNOFF_SCHEMA = "cmr-audit/signoff/v1"
@@ -444,7 +443,7 @@ def _fmt_num(x: Any) -> str:
 
 def render_html(signoff: Mapping[str, Any]) -> str:
     """Self-contained HTML (inline CSS, no JavaScript); every string is HTML-escaped (autoescape)."""
-    import jinja2
+    import jinja2  # lazy: jinja2 only when HTML is rendered
 
     text = resources.files("reports").joinpath("templates/signoff.html.j2").read_text("utf-8")
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)

@@ -13,7 +13,7 @@ Conventions (stated in results as ``method``):
 * HD95 is undefined when the structure is absent from the mask *or* the prediction; such
   images are counted (``hd95_undefined``) and never recorded as 0.
 * Summaries are means over images with a subject-level cluster bootstrap 95 % CI
-  (:func:`audit.stats.cluster_bootstrap`), ``n`` = images with a defined value.
+  (:func:`audit.core.stats.cluster_bootstrap`), ``n`` = images with a defined value.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from audit.anatomy.surface import score_chunk
-from audit.results import metric, unavailable
-from audit.stats import cluster_bootstrap
+from audit.core.results import metric, unavailable
+from audit.core.stats import cluster_bootstrap
+from cohorts.parallel import default_workers, ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,6 @@ def score_images(pred: np.ndarray, ref: np.ndarray, spacing, *, distances: bool 
     (:func:`cohorts.parallel.ordered_map`) when there are enough images: ``workers`` ``None`` =
     the usable cores, at most one per :data:`MIN_IMAGES_PER_WORKER` images; 1 = in this process.
     Every image is scored on its own, so the result is identical for any ``workers`` and ``batch``."""
-    from cohorts.parallel import default_workers, ordered_map
 
     if pred.shape != ref.shape or pred.ndim != 3:
         raise ValueError(f"pred and ref must both be (N,H,W), got {pred.shape} and {ref.shape}")

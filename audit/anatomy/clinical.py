@@ -52,10 +52,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from audit.atomic import atomic_write_bytes
-from audit.errors import UserError
-from audit.results import metric, unavailable
-from audit.stats import cluster_bootstrap
+from audit.core.atomic import atomic_write_bytes
+from audit.core.errors import UserError
+from audit.core.results import metric, unavailable
+from audit.core.stats import cluster_bootstrap
 
 __all__ = [
     "MYOCARDIAL_DENSITY_G_PER_ML",
@@ -400,7 +400,7 @@ def _finite_pairs(measured: Any, requested: Any, name: str) -> tuple[np.ndarray,
 
 def _pearson_fisher(m: np.ndarray, q: np.ndarray) -> tuple[float, float, float]:
     """Pearson r and its two-sided 95 % Fisher-z CI (the whole [-1, 1] when n <= 3)."""
-    from scipy.special import ndtri
+    from scipy.special import ndtri  # lazy: scipy only on this path
 
     n = len(m)
     dm, dq = m - m.mean(), q - q.mean()
@@ -427,7 +427,7 @@ def agreement(measured: Any, requested: Any, *, unit: str, name: str, n_boot: in
     method string (defaults: the judge against the conditioning masks of whole stacks);
     ``notes`` is added to every entry's notes (e.g. how many subjects were measured).
     """
-    from scipy.stats import t as student_t
+    from scipy.stats import t as student_t  # lazy: scipy only on this path
 
     m, q, dropped = _finite_pairs(measured, requested, name)
     n = len(m)
@@ -508,8 +508,8 @@ def bland_altman_plot(measured: Any, requested: Any, path: str | Path, *, name: 
     Uses :class:`matplotlib.figure.Figure` with the Agg canvas (no pyplot state). Non-finite
     pairs are left out; bias and LoA lines are drawn only with at least 3 pairs.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: matplotlib only when a figure is drawn
+    from matplotlib.figure import Figure  # lazy: matplotlib only when a figure is drawn
 
     m, q, dropped = _finite_pairs(measured, requested, name)
     n = len(m)

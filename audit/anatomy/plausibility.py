@@ -107,9 +107,9 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from audit.errors import UserError
-from audit.results import metric, unavailable
-from audit.stats import cluster_bootstrap
+from audit.core.errors import UserError
+from audit.core.results import metric, unavailable
+from audit.core.stats import cluster_bootstrap
 
 __all__ = [
     "CRITERIA",
@@ -362,7 +362,7 @@ def _concavity(obj: np.ndarray, sp: tuple[float, float]) -> float:
     deep). Divided by the hull's equivalent diameter ``2 sqrt(A_hull / pi)`` so the measure is
     scale-free: 0 for convex shapes, ~0.5 for a crescent.
     """
-    from skimage.morphology import convex_hull_image
+    from skimage.morphology import convex_hull_image  # lazy: scikit-image only on this path
 
     hull = convex_hull_image(obj)
     deficit = hull & ~obj
@@ -585,7 +585,7 @@ def summarise(table: pd.DataFrame, subjects: np.ndarray, *, n_boot: int = 1000, 
     """Results entries: ``{"plausible_rate": entry, "criteria": {name: entry}}``.
 
     Each entry is a pass rate among the images where the criterion applies, with a
-    subject-level cluster bootstrap 95 % CI (:func:`audit.stats.cluster_bootstrap`) and
+    subject-level cluster bootstrap 95 % CI (:func:`audit.core.stats.cluster_bootstrap`) and
     ``n`` = number of applicable images; a criterion applicable to no image is recorded as
     unavailable, never as 0. ``source`` says whose masks were checked (e.g. "judge
     segmentation of synthetic images").

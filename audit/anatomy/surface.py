@@ -40,7 +40,7 @@ _CROSS[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]  # in-plane 4-connectivity, never 
 def edges(masks: np.ndarray) -> np.ndarray:
     """Boundary pixels of a batch of binary masks ``(B,H,W)``: the mask minus its erosion (image
     borders count as outside), exactly as MONAI's ``get_mask_edges`` without subvoxels."""
-    from scipy.ndimage import binary_erosion
+    from scipy.ndimage import binary_erosion  # lazy: scipy only on this path
 
     return masks & ~binary_erosion(masks, structure=_CROSS, border_value=0)
 
@@ -59,7 +59,7 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing, *, assd: bool 
 
     Returns ``(hd95, assd)``, each ``(B,)`` float64 with NaN where either mask is empty;
     ``assd`` is ``None`` when not asked for."""
-    from scipy.spatial import cKDTree
+    from scipy.spatial import cKDTree  # lazy: scipy only on this path
 
     scale = np.asarray(spacing, np.float64)
     pa, ra = _points(edges(pred), scale), _points(edges(ref), scale)

@@ -1,6 +1,6 @@
 """``audit data ...``: inspect, check, split and generate cohorts.
 
-Library code raises :class:`~audit.errors.UserError` for bad input; the main CLI turns it
+Library code raises :class:`~audit.core.errors.UserError` for bad input; the main CLI turns it
 into ``error: ...`` and exit 2. ``validate`` exits 1 when it finds problems (it is a check,
 the input itself was fine to read).
 """
@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 app = typer.Typer(
     help=(
@@ -51,10 +52,10 @@ def describe_cmd(
       audit data describe /data/ACDC
       audit data describe /data/MnM --json
     """
-    from rich.console import Console
-    from rich.table import Table
+    from rich.console import Console  # lazy: rich only for console tables
+    from rich.table import Table  # lazy: rich only for console tables
 
-    from cohorts.describe import describe
+    from cohorts.describe import describe  # lazy: keeps `audit --help` fast (pulls in the data stack)
 
     d = describe(_dir(directory), layout=layout)
     if as_json:
@@ -100,7 +101,7 @@ def validate_cmd(
     Example:
       audit data validate /data/ACDC
     """
-    from cohorts.validate import validate
+    from cohorts.validate import validate  # lazy: keeps `audit --help` fast (pulls in the data stack)
 
     problems = validate(_dir(directory), layout=layout)
     if not problems:
@@ -128,11 +129,15 @@ def split_cmd(
       audit data split /data/ACDC --out splits.json --seed 0
       audit data split /data/MnM --out lovo.json --lovo --vendor D
     """
-    from cohorts.loaders import scan_dataset
-    from cohorts.hashing import data_hash
-    from cohorts.splits import SPLIT_NAMES, make_lovo_splits, make_splits, save_splits
-    from cohorts.types import Cohort, Subject
-    import numpy as np
+    from cohorts.hashing import data_hash  # lazy: keeps `audit --help` fast (pulls in the data stack)
+    from cohorts.loaders import scan_dataset  # lazy: keeps `audit --help` fast (pulls in the data stack)
+    from cohorts.splits import (  # lazy: keeps `audit --help` fast (pulls in the data stack)
+        SPLIT_NAMES,
+        make_lovo_splits,
+        make_splits,
+        save_splits,
+    )
+    from cohorts.types import Cohort, Subject  # lazy: keeps `audit --help` fast (pulls in the data stack)
 
     try:
         parts = [float(x) for x in fractions.split(",")]
@@ -174,7 +179,7 @@ def phantom_cmd(
         raise UserError(f"--layout {layout!r}: choose acdc or mnms")
     if subjects < 1:
         raise UserError(f"--subjects {subjects}: must be at least 1")
-    from cohorts.phantom import write_dataset
+    from cohorts.phantom import write_dataset  # lazy: keeps `audit --help` fast (pulls in the data stack)
 
     path = write_dataset(out, subjects, seed, layout=layout)
     typer.echo(str(path if path is not None else out))

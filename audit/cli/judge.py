@@ -1,7 +1,7 @@
 """``audit judge``: fetch, inspect and run the independent judge network.
 
 Wired into the main CLI as ``app.add_typer(judge.app, name="judge")``. Bad input raises
-:class:`audit.errors.UserError`, which the main CLI prints as one ``error: ...`` line, exit 2.
+:class:`audit.core.errors.UserError`, which the main CLI prints as one ``error: ...`` line, exit 2.
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 import typer
 
-from audit.atomic import atomic_write_bytes
-from audit.errors import UserError
+from audit.core.atomic import atomic_write_bytes
+from audit.core.errors import UserError
 
 app = typer.Typer(help="The independent judge network (ACDC-trained segmentation CNN from myopari 0.1.6).",
                   no_args_is_help=True)
@@ -31,7 +32,7 @@ def _check_nifti_name(path: Path, what: str) -> None:
 
 def load_short_axis(path: Path):
     """Load a 2D/3D/4D short-axis NIfTI; return (image, data as (T, Z, X, Y) float32, (sx, sy))."""
-    import nibabel as nib
+    import nibabel as nib  # lazy: nibabel only when NIfTI files are read or written
 
     _check_nifti_name(path, "the image")
     if not path.is_file():
@@ -62,7 +63,7 @@ def load_short_axis(path: Path):
 
 def save_mask_like(img, labels_tzxy: np.ndarray, out: Path) -> None:
     """Write ``labels`` (T, Z, X, Y) as uint8 NIfTI with ``img``'s affine and header, atomically."""
-    import nibabel as nib
+    import nibabel as nib  # lazy: nibabel only when NIfTI files are read or written
 
     arr = np.moveaxis(labels_tzxy, (1, 0), (2, 3)).reshape(img.shape).astype(np.uint8)
     header = img.header.copy()
@@ -81,12 +82,12 @@ def fetch(int8: bool = typer.Option(False, "--int8", help="Also build (or find) 
 
     Example: ``audit judge fetch --int8``
     """
-    from cohorts.judge import fetch_judge, sha256_file
+    from cohorts.judge import fetch_judge, sha256_file  # lazy: keeps `audit --help` fast (pulls in the data stack)
 
     path = fetch_judge()
     typer.echo(f"fp32 {path} sha256={sha256_file(path)}")
     if int8:
-        from cohorts.judge import Judge
+        from cohorts.judge import Judge  # lazy: keeps `audit --help` fast (pulls in the data stack)
 
         j = Judge("int8", progress=False)
         typer.echo(f"int8 {j.model_path} sha256={sha256_file(j.model_path)}")
@@ -103,7 +104,7 @@ def segment(
 
     Example: ``audit judge segment patient001_4d.nii.gz --out patient001_judge.nii.gz --precision int8``
     """
-    from cohorts.judge import Judge
+    from cohorts.judge import Judge  # lazy: keeps `audit --help` fast (pulls in the data stack)
 
     if precision not in ("fp32", "int8"):
         raise UserError(f"--precision: expected fp32 or int8, got {precision!r}")
@@ -124,14 +125,18 @@ def info() -> None:
 
     Example: ``audit judge info``
     """
-    import onnxruntime
+    import onnxruntime  # lazy: onnxruntime only when the judge network runs
 
-    from cohorts.judge import JUDGE_SHA256, int8_model_path
-    from cohorts.judge.fetch import ENV_JUDGE, JUDGE_FILENAME, JUDGE_MEMBER, JUDGE_PACKAGE
-    from cohorts.judge.network import default_threads
-    from cohorts.judge.preprocess import DEFAULT_FOV
-    from audit.paths import cache_dir
-    import os
+    from audit.core.paths import cache_dir  # lazy: keeps `audit --help` fast (pulls in torch)
+    from cohorts.judge import JUDGE_SHA256, int8_model_path  # lazy: keeps `audit --help` fast (pulls in the data stack)
+    from cohorts.judge.fetch import (  # lazy: keeps `audit --help` fast (pulls in the data stack)
+        ENV_JUDGE,
+        JUDGE_FILENAME,
+        JUDGE_MEMBER,
+        JUDGE_PACKAGE,
+    )
+    from cohorts.judge.network import default_threads  # lazy: keeps `audit --help` fast (pulls in the data stack)
+    from cohorts.judge.preprocess import DEFAULT_FOV  # lazy: keeps `audit --help` fast (pulls in the data stack)
 
     fp32 = Path(os.environ[ENV_JUDGE]) if os.environ.get(ENV_JUDGE) else cache_dir("judge") / JUDGE_FILENAME
     int8 = int8_model_path()

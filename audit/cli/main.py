@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from audit import __version__
 from audit.cli import data as data_cli
 from audit.cli import judge as judge_cli
-from audit.errors import NotAvailableError, UserError
-from audit.logs import setup_logging
+from audit.core.errors import NotAvailableError, UserError
+from audit.core.logs import setup_logging
 
 log = logging.getLogger("audit")
 
@@ -99,8 +102,8 @@ def run_cmd(
       audit run --samples synth.npz --set audit.feature_extractor=inception.pt \\
           --set audit.feature_extractor_sha256=<the 64 hex digits sha256sum printed>
     """
-    from audit.config import parse_set_options
-    from audit.run import RunRequest, execute
+    from audit.pipeline.config import parse_set_options  # lazy: keeps `audit --help` fast (pulls in torch)
+    from audit.pipeline.run import RunRequest, execute  # lazy: keeps `audit --help` fast (pulls in torch)
 
     # written so that NaN fails too (every comparison with NaN is false); inf is no epsilon
     # (and JSON, which config.json is, cannot hold it)
@@ -134,11 +137,18 @@ def run_cmd(
         generator=generator, preset=preset, out=out, config_file=config, overrides=overrides,
         resume=resume, force=force, use_cache=not no_cache,
     )
-    run_dir = execute(request)
-    from generators.distributed import is_main
+    run_dir = execute(request, report=_render_report)
+    from generators.distributed import is_main  # lazy: keeps `audit --help` fast (pulls in torch)
 
     if run_dir is not None and is_main():  # under torchrun the other ranks only joined the training
         typer.echo(str(run_dir))
+
+
+def _render_report(run_dir: Path, include_real_images: bool) -> Path:
+    """The report step of ``audit run`` (the pipeline calls it after results.json is written)."""
+    from reports.run_report import write_report  # lazy: matplotlib and jinja2 only when a report is written
+
+    return write_report(run_dir, include_real_images=include_real_images)
 
 
 @app.command("report")
@@ -157,7 +167,7 @@ def report_cmd(
     Example:
       audit report runs/20261126T101500Z-ldm
     """
-    from reports.run_report import write_report
+    from reports.run_report import write_report  # lazy: keeps `audit --help` fast (pulls in torch)
 
     typer.echo(str(write_report(run_dir, include_real_images=include_real_images)))
 
@@ -180,7 +190,7 @@ def compare_cmd(
       audit compare runs/*-gan runs/*-ldm runs/*-flow --out compare.html
       audit compare runs/*-ldm runs/*-ldm-dp8 --policy site-policy.toml --out dp.html
     """
-    from reports.compare import write_compare
+    from reports.compare import write_compare  # lazy: keeps `audit --help` fast (pulls in torch)
 
     result = write_compare(run_dirs, out, policy_path=policy)
     for r in result.ranking:
@@ -215,11 +225,8 @@ def signoff_cmd(
       audit signoff runs/20261126T101500Z-ldm                  # the shipped default policy
       audit signoff runs/20261126T101500Z-ldm --policy policy.toml
     """
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
 
-    from reports.signoff import sign_off
+    from reports.signoff import sign_off  # lazy: keeps `audit --help` fast (pulls in torch)
 
     result = sign_off(run_dir, policy)
     s = result.signoff
@@ -251,8 +258,8 @@ def generators_cmd() -> None:
     Example:
       audit generators
     """
-    from audit.config import PRESETS
-    from generators.registry import discover
+    from audit.pipeline.config import PRESETS  # lazy: keeps `audit --help` fast (pulls in torch)
+    from generators.registry import discover  # lazy: keeps `audit --help` fast (pulls in torch)
 
     rows = []
     for entry in discover().values():
@@ -263,8 +270,6 @@ def generators_cmd() -> None:
 
 
 def _print_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title=title, show_lines=False)
     for col in columns:
@@ -283,12 +288,13 @@ def plugins_cmd() -> None:
     Example:
       audit plugins
     """
-    from audit import plugins
-    from generators.registry import discover
+    from audit.core import plugins  # lazy: keeps `audit --help` fast (pulls in torch)
+    from audit.privacy.attacks import plugin_attacks  # lazy: keeps `audit --help` fast (pulls in torch)
+    from generators.registry import discover  # lazy: keeps `audit --help` fast (pulls in torch)
 
     rows = [(plugins.GENERATORS, e.name, e.status if e.status != "broken" else f"broken: {e.error}", e.source,
              e.description) for e in discover().values() if e.status != "planned"]
-    for group, found in ((plugins.ATTACKS, plugins.attacks()), (plugins.METRICS, plugins.metrics())):
+    for group, found in ((plugins.ATTACKS, plugin_attacks()), (plugins.METRICS, plugins.metrics())):
         for p in found:
             what = "" if p.broken else (getattr(p.obj, "description", "") or type(p.obj).__name__)
             if not p.broken:

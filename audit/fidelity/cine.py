@@ -29,9 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from audit.errors import UserError
-from audit.results import metric, unavailable
-from audit.stats import cluster_bootstrap
+from audit.anatomy.agreement import per_image
+from audit.core.errors import UserError
+from audit.core.results import metric, unavailable
+from audit.core.stats import cluster_bootstrap
+from audit.fidelity.distribution import compare
 
 FEATURE_LABEL = "fvd_judge"
 
@@ -70,7 +72,6 @@ def fvd_judge(candidate, candidate_clusters, target, target_clusters, *, n_boot:
     Returns the :func:`~audit.fidelity.distribution.compare` entries computed on video
     embeddings, under the label ``fvd_judge`` (its ``fid`` entry is the FVD in judge features).
     """
-    from audit.fidelity.distribution import compare
 
     return compare(video_embedding(candidate), np.asarray(candidate_clusters), video_embedding(target),
                    np.asarray(target_clusters), n_boot=n_boot, seed=seed, feature_label=FEATURE_LABEL)
@@ -80,7 +81,6 @@ def frame_to_frame_dice(labels) -> np.ndarray:
     """Per video, the mean over consecutive frame pairs and present structures of the Dice between
     the judge's segmentations of frame t and t+1. ``labels``: ``(N, T, H, W)`` uint8 (or a list of
     ``(T_i, H, W)``) -> ``(N,)``; NaN for a video in which no structure is ever present."""
-    from audit.anatomy.agreement import per_image
 
     if not isinstance(labels, np.ndarray):
         return np.concatenate([frame_to_frame_dice(np.asarray(v)[None]) for v in labels]) if len(labels) else np.zeros(0)

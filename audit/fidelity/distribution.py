@@ -40,7 +40,7 @@ Confidence intervals (:func:`compare`)
 --------------------------------------
 Subject-level (cluster) bootstrap: in each replicate the subjects of the candidate set and the
 subjects of the target set are resampled with replacement, independently, keeping all images of
-a drawn subject (as :func:`audit.stats.cluster_bootstrap`; Davison & Hinkley 1997, 3.8). A
+a drawn subject (as :func:`audit.core.stats.cluster_bootstrap`; Davison & Hinkley 1997, 3.8). A
 replicate is represented by per-image multiplicities ``c`` (how often the image's subject was
 drawn); every statistic is evaluated in weighted form on matrices computed once (kernels,
 distances, sorted neighbour lists), so no replicate recomputes features or distances:
@@ -90,8 +90,8 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from audit.errors import UserError
-from audit.results import metric, unavailable
+from audit.core.errors import UserError
+from audit.core.results import metric, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def covariance(feats: np.ndarray, estimator: str) -> np.ndarray:
     if estimator == "sample":
         return np.atleast_2d(np.cov(x, rowvar=False, ddof=1))
     if estimator == "ledoit_wolf":
-        from sklearn.covariance import LedoitWolf
+        from sklearn.covariance import LedoitWolf  # lazy: scikit-learn only on this path
 
         return LedoitWolf(store_precision=False, assume_centered=False).fit(x).covariance_
     raise UserError(f"unknown covariance estimator {estimator!r} (choose from {', '.join(ESTIMATORS)})")
@@ -603,7 +603,7 @@ def compare(candidate: np.ndarray, candidate_clusters: Any, target: np.ndarray, 
             timings: dict[str, float] | None = None) -> dict[str, Any]:
     """FID, KID, precision, recall, density and coverage of ``candidate`` vs ``target`` features.
 
-    Returns results entries (:func:`audit.results.metric` / :func:`audit.results.unavailable`)
+    Returns results entries (:func:`audit.core.results.metric` / :func:`audit.core.results.unavailable`)
     keyed ``fid``, ``kid``, ``kid_std``, ``precision``, ``recall``, ``density``, ``coverage``.
     Each (except ``kid_std``) has a subject-level cluster-bootstrap ``1 - alpha`` CI: the
     subjects of both sets are resampled independently with replacement (``seed``); replicate

@@ -20,7 +20,7 @@ audit runs its ``forward`` on every image, inside the audit process, with the us
 every operator registered in it. A file swapped on a shared disk, or a "FID network" from an
 untrusted source, would run there unnoticed. So a run needs ``audit.feature_extractor_sha256``
 (the first field of ``sha256sum FILE``): :func:`read_pinned` refuses a missing, malformed or
-different hash, and it is applied twice, before any stage runs (``audit.run._check_inputs``) and
+different hash, and it is applied twice, before any stage runs (``audit.pipeline.run._check_inputs``) and
 here, on the very bytes handed to ``torch.jit.load`` (read once into memory), so a file replaced
 between the check and the load is not loaded either (no time-of-check/time-of-use gap).
 """
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

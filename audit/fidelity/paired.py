@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.errors import UserError
-from audit.results import metric, unavailable
-from audit.stats import cluster_bootstrap
+from audit.core.errors import UserError
+from audit.core.results import metric, unavailable
+from audit.core.stats import cluster_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,12 @@ def paired_metrics(pred: np.ndarray, ref: np.ndarray, *, data_range: float = 1.0
     11 px). ``DataFrame.attrs`` records ``data_range``, ``shape``, ``ms_ssim_weights`` and the
     method strings that :func:`summarise_paired` uses.
     """
-    import torch
-    from monai.metrics import MultiScaleSSIMMetric, PSNRMetric, SSIMMetric
+    import torch  # lazy: torch only when a model runs
+    from monai.metrics import (  # lazy: MONAI (and torch) only when this network is built
+        MultiScaleSSIMMetric,
+        PSNRMetric,
+        SSIMMetric,
+    )
 
     p, r = _check_images(pred, ref, data_range)
     n, h, w = p.shape
@@ -164,7 +168,7 @@ _DEFAULT_METHOD = {"psnr": "PSNR (dB)", "ssim": "SSIM (Wang et al. 2004)", "ms_s
 def summarise_paired(table: pd.DataFrame, subjects: Any, *, n_boot: int = 1000, seed: int = 0,
                      what: str = "") -> dict[str, Any]:
     """Results entries ``psnr``, ``ssim``, ``ms_ssim``: mean over images with a subject-level
-    cluster-bootstrap 95 % CI (:func:`audit.stats.cluster_bootstrap`, percentile).
+    cluster-bootstrap 95 % CI (:func:`audit.core.stats.cluster_bootstrap`, percentile).
 
     ``subjects`` gives each row's subject id. ``what`` describes the pairs (e.g. "SDEdit output vs
     its reference") and goes into the method string. Non-finite values are left out of the mean

@@ -36,15 +36,19 @@ White-box (through ``generator.score``, dispatched on what the generator offers)
 from __future__ import annotations
 
 import abc
-
+import inspect
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+from scipy.stats import gaussian_kde
 
+from audit.core.plugins import ATTACKS, Plugin, load
 from audit.privacy import space
+from audit.privacy.metrics import auc
+from generators.base import Generator
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +136,6 @@ class Domias(Attack):
         self._d = 0
 
     def fit(self, knowledge: Knowledge) -> "Domias":
-        from scipy.stats import gaussian_kde
 
         self._emb = knowledge.embed()
         syn = self._emb.transform(knowledge.synthetic).astype(np.float64)
@@ -196,7 +199,6 @@ class MonteCarloSet(Attack):
 
 def _conditions_kwargs(conditions: dict[str, Any], fn: Any = None) -> dict[str, Any]:
     """``vendor``/``group`` keyword arguments, only those ``fn`` (a score method) accepts."""
-    import inspect
 
     keys = ("vendor", "group")
     if fn is not None:
@@ -264,7 +266,6 @@ class LossThreshold(Attack):
         self.images_per_s = float("nan")
 
     def fit(self, knowledge: Knowledge) -> "LossThreshold":
-        from audit.privacy.metrics import auc
 
         self._gen = knowledge.generator
         self.seed = knowledge.seed
@@ -331,7 +332,6 @@ def white_box_attacks(generator: Any) -> tuple[list[Attack], dict[str, str]]:
     """White-box attacks the generator supports, and ``{name: reason}`` for those it does not."""
     if generator is None:
         return [], {"loss_threshold": "no generator was given to the audit (black-box sample set only)"}
-    from generators.base import Generator
 
     own_score = getattr(type(generator), "score", None)
     if not callable(getattr(generator, "score", None)) or own_score is Generator.score:
@@ -349,3 +349,17 @@ def white_box_attacks(generator: Any) -> tuple[list[Attack], dict[str, str]]:
     if family == "gan":
         return [GeneratorScore("logan", "LOGAN: mean discriminator logit of each image with its mask")], {}
     return [GeneratorScore("generator_score", f"the generator's own per-image score ({family or 'unknown family'})")], {}
+
+
+def check_attack(obj: Any) -> str:
+    """'' for a usable attack plugin, else why it is not one."""
+    if not isinstance(obj, Attack):
+        return f"{type(obj).__name__} is not a subclass of audit.privacy.attacks.Attack"
+    if obj.kind not in ("black-box", "white-box"):
+        return f"attack kind must be black-box or white-box, got {obj.kind!r}"
+    return ""
+
+
+def plugin_attacks() -> list[Plugin]:
+    """The ``cmr_audit.attacks`` entry points, loaded and checked (broken ones carry their error)."""
+    return load(ATTACKS, check_attack)

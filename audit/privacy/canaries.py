@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from audit.atomic import atomic_write_json
-from audit.errors import UserError
+from audit.core.atomic import atomic_write_json
+from audit.core.errors import UserError
 
 __all__ = ["MIN_CANARIES", "CanaryPlan", "plan_canaries", "check_request"]
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import beta
 
-from audit.results import metric, unavailable
+from audit.core.results import metric, unavailable
 
 MAX_THRESHOLDS = 256
 

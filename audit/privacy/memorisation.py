@@ -18,7 +18,7 @@ correlation distance ``1 - r`` and the PCA embedding fitted on reference images.
   distances -- so an unseen real image would be flagged a "copy" about 1 % of the time.
 * **Top-k closest pairs** (indices and distances only; images appear in reports on opt-in).
 
-CIs: :func:`audit.stats.cluster_bootstrap` over synthetic images, clustered by their
+CIs: :func:`audit.core.stats.cluster_bootstrap` over synthetic images, clustered by their
 conditioning subject when the sample set has ``subject_ids`` (otherwise per image).
 """
 
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from audit.core.results import metric
+from audit.core.stats import cluster_bootstrap
 from audit.privacy import space
-from audit.results import metric
-from audit.stats import cluster_bootstrap
 
 COPY_PERCENTILE = 1.0
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from audit.results import metric, unavailable
+from audit.core.results import metric, unavailable
 
 FPR_TARGETS: tuple[float, ...] = (0.01, 0.001)
 #: non-members that must be flagged for the lowest supported FPR (``FPR_min = 10 / n_nonmembers``)

@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.atomic import atomic_write_json, jsonable
-from audit.errors import UserError
+from audit.core.atomic import atomic_write_json, jsonable
+from audit.core.errors import UserError
+from audit.core.results import metric, unavailable
+from audit.core.tables import write_csv
 from audit.privacy import attacks as atk
 from audit.privacy import dp_verify, memorisation, metrics, one_run
 from audit.privacy.design import MembershipDesign
-from audit.results import metric, unavailable
-from audit.tables import write_csv
 from generators.data import SliceSet
 from generators.sampleset import SampleSet
 
@@ -307,10 +307,8 @@ def _summary(att_section: dict[str, Any], suite: list[atk.Attack]) -> dict[str, 
 def _plugin_attacks(taken: set[str], generator: Any) -> tuple[list[atk.Attack], dict[str, str]]:
     """Attacks registered by plugins (entry point group ``cmr_audit.attacks``), and ``{name: reason}``
     for those that are broken, clash with a built-in name, or need a generator that is absent."""
-    from audit import plugins
-
     out, missing = [], {}
-    for p in plugins.attacks():
+    for p in atk.plugin_attacks():
         name = p.name if p.broken else p.obj.name
         if p.broken:
             missing[name] = f"attack plugin {p.source} is broken: {p.error}"

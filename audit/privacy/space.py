@@ -77,7 +77,7 @@ class Embedding:
         xc = x - self.mean
         # randomized range finder (Halko et al. 2011): a full LAPACK SVD of a 2,000 x 4,096 matrix
         # takes tens of seconds on 2 cores, this a fraction of a second
-        from sklearn.utils.extmath import randomized_svd
+        from sklearn.utils.extmath import randomized_svd  # lazy: scikit-learn only on this path
 
         _, s, vt = randomized_svd(xc, k, n_oversamples=20, n_iter=4, random_state=self.seed)
         self.components = np.ascontiguousarray(vt[:k], np.float32)

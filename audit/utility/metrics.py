@@ -19,7 +19,7 @@ Statistics over subjects and seeds: images are first averaged per subject (a sub
 are not independent), then over the training seeds of a setting. The 95 % CIs come from a
 *crossed* bootstrap (Owen 2007, "The pigeonhole bootstrap", Ann. Appl. Stat. 1:386-411) that
 resamples subjects and training seeds independently; with one seed it is the subject-level
-cluster bootstrap of :func:`audit.stats.cluster_bootstrap`. Paired comparisons resample the
+cluster bootstrap of :func:`audit.core.stats.cluster_bootstrap`. Paired comparisons resample the
 *same* subjects for both settings (the pairing) and each setting's seeds independently (the
 nets of two settings are not paired), so the CI reflects both the choice of patients and the
 training noise.
@@ -36,7 +36,7 @@ import pandas as pd
 
 from audit.anatomy.agreement import STRUCTURES
 from audit.anatomy.agreement import per_image as agreement_per_image
-from audit.results import metric, unavailable
+from audit.core.results import metric, unavailable
 
 NAMES = tuple(STRUCTURES.values())  # ("RV", "MYO", "LV")
 KINDS = {"dice": ("dice", "1", "Dice"), "hd95_mm": ("hd95", "mm", "HD95"), "assd_mm": ("assd", "mm", "ASSD")}
@@ -174,7 +174,7 @@ def verdict(lo: float | None, hi: float | None, higher_is_better: bool) -> str:
 
 def wilcoxon_p(diff: np.ndarray) -> tuple[float | None, str]:
     """Two-sided paired Wilcoxon signed-rank p-value of per-subject differences (SciPy)."""
-    from scipy.stats import wilcoxon
+    from scipy.stats import wilcoxon  # lazy: scipy only on this path
 
     d = np.asarray(diff, np.float64)
     d = d[np.isfinite(d)]

@@ -102,11 +102,11 @@ def build_net(width: int, arch: str = "basicunet") -> torch.nn.Module:
     if w < 1:
         raise ValueError(f"network width must be >= 1, got {w}")
     if arch == "basicunet":
-        from monai.networks.nets import BasicUNet
+        from monai.networks.nets import BasicUNet  # lazy: MONAI (and torch) only when this network is built
 
         return BasicUNet(spatial_dims=2, in_channels=1, out_channels=N_CLASSES, features=(w, w, 2 * w, 4 * w, 8 * w, w))
     if arch == "dynunet":
-        from monai.networks.nets import DynUNet
+        from monai.networks.nets import DynUNet  # lazy: MONAI (and torch) only when this network is built
 
         # nnU-Net 2D plan for 128x128: 3x3 convolutions, five 2x down-samplings (to 4x4), filters doubling
         # from w up to 16w; instance norm, LeakyReLU (DynUNet's defaults)
@@ -187,7 +187,7 @@ def train_segmenter(train: Pool, val: Pool, spec: TrainSpec, seed: int,
                     on_step: Callable[[int], None] | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train one net; returns it (best validation weights, eval mode) and a summary dict
     (``steps``, ``best_step``, ``best_val_dice``, ``seconds``, ``step_s``)."""
-    from monai.losses import DiceCELoss
+    from monai.losses import DiceCELoss  # lazy: MONAI (and torch) only when this network is built
 
     if len(train) == 0:
         raise ValueError("empty training pool")

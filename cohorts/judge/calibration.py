@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from cohorts.phantom import generate_subject
+
 from .preprocess import DEFAULT_FOV, FovMode, prepare_batch
 
 __all__ = ["LabelledSlices", "phantom_slices", "calibration_inputs", "dice_per_class", "STRUCTURES"]
@@ -44,7 +46,6 @@ def phantom_slices(n_subjects: int = 8, seed: int = 1234, vendors: Sequence[str]
     ``labelled_only`` keeps slices whose ground truth contains any structure, as the Dice
     figures in judge.md do.
     """
-    from cohorts.phantom import generate_subject
 
     out: list[LabelledSlices] = []
     combos = itertools.cycle(itertools.product(vendors, groups))

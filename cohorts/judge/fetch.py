@@ -24,11 +24,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from audit.atomic import atomic_write_bytes
-from audit.errors import UserError
-from audit.locks import exclusive
-from audit.paths import cache_dir
-from audit.provenance import sha256_file  # re-exported: cohorts.judge.sha256_file
+from audit.core.atomic import atomic_write_bytes
+from audit.core.errors import UserError
+from audit.core.locks import exclusive
+from audit.core.paths import cache_dir
+from audit.core.provenance import sha256_file  # re-exported: cohorts.judge.sha256_file
 
 __all__ = [
     "JUDGE_SHA256",

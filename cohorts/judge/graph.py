@@ -49,7 +49,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper, version_converter
 
-from audit.atomic import atomic_write_bytes
+from audit.core.atomic import atomic_write_bytes
 
 __all__ = [
     "FEATURE_TENSOR",
@@ -201,7 +201,7 @@ def prepared_fp32_bytes(fp32_path: Path, opset: int | None = None, rewrites: tup
 
 def int8_cache_key(fp32_sha256: str, calibration_id: str) -> str:
     """Key of the int8 model: fp32 hash + quantisation config + calibration data identity."""
-    import onnxruntime
+    import onnxruntime  # lazy: onnxruntime only when the judge network runs
 
     blob = json.dumps({"fp32": fp32_sha256, "quant": QUANT_CONFIG, "calibration": calibration_id,
                        "onnxruntime": onnxruntime.__version__.rsplit(".", 1)[0]}, sort_keys=True)
@@ -221,8 +221,16 @@ def build_int8(fp32_path: Path, out_path: Path, calibration: Callable[[], np.nda
     ``calibration()`` returns preprocessed network inputs ``(N, 1, 256, 256)`` float32 in
     [0, 1]; every slice is fed once to collect MinMax activation ranges.
     """
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization import (  # lazy: onnxruntime only when the judge network runs
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import (
+        quant_pre_process,  # lazy: onnxruntime only when the judge network runs
+    )
 
     data = np.asarray(calibration(), dtype=np.float32)
     if data.ndim != 4 or data.shape[1:] != (1, 256, 256) or len(data) == 0:

@@ -22,8 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from audit.atomic import atomic_save_npz
-from audit.paths import cache_dir
+from audit.core.atomic import atomic_save_npz
+from audit.core.paths import cache_dir
 
 from .fetch import JUDGE_SHA256
 from .network import Judge, validate_slices

@@ -19,20 +19,22 @@ from pathlib import Path
 from typing import Callable, Literal, Sequence
 
 import numpy as np
+import onnx
+import torch
 from tqdm.auto import tqdm
 
-from audit.atomic import atomic_write_text
-from audit.errors import UserError
-from audit.locks import exclusive
-from audit.paths import cache_dir
-
-from audit.logs import progress_disabled
+from audit.core.atomic import atomic_write_text
+from audit.core.errors import UserError
+from audit.core.locks import exclusive
+from audit.core.logs import progress_disabled
+from audit.core.paths import cache_dir
 from cohorts.phantom.writer import PHANTOM_VERSION
 
 from .calibration import LabelledSlices, calibration_inputs, phantom_slices
-from .fetch import fetch_judge, sha256_file, JUDGE_SHA256
+from .fetch import JUDGE_SHA256, fetch_judge, sha256_file
 from .graph import FEATURE_OUTPUT, build_int8, int8_cache_key, prepared_fp32_bytes
 from .preprocess import DEFAULT_FOV, FovMode, check_spacing, from_network, prepare_batch
+from .torch_graph import TorchGraph
 
 __all__ = ["Judge", "Precision", "int8_model_path", "validate_slices", "default_threads"]
 
@@ -169,10 +171,6 @@ class Judge:
             self._session = self._make_session(prepared_fp32_bytes(fp32))
 
     def _start_torch(self, fp32: Path) -> None:
-        import onnx
-        import torch
-
-        from .torch_graph import TorchGraph
 
         dev = torch.device(self.device)
         if dev.type not in ("cpu", "cuda"):
@@ -188,7 +186,6 @@ class Judge:
 
     def _forward_torch(self, x: np.ndarray, features: bool) -> list[np.ndarray]:
         """Labels (argmax on the GPU, uint8) and optionally features of a prepared batch."""
-        import torch
 
         with torch.inference_mode():
             outs = self._net(torch.from_numpy(x).to(self.device, non_blocking=True))
@@ -198,7 +195,7 @@ class Judge:
         return res
 
     def _make_session(self, model: str | bytes):
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: onnxruntime only when the judge network runs
 
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

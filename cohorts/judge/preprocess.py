@@ -54,7 +54,7 @@ from typing import Literal, Sequence
 import numpy as np
 from skimage.transform import resize
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 __all__ = [
     "NET_SIZE",

@@ -23,8 +23,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from onnx import helper, numpy_helper
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 # ONNX TensorProto data types -> torch
 _DTYPES = {1: torch.float32, 6: torch.int32, 7: torch.int64, 9: torch.bool, 10: torch.float16, 11: torch.float64}
@@ -139,7 +140,6 @@ class TorchGraph(torch.nn.Module):
 
     def __init__(self, model: Any) -> None:
         super().__init__()
-        from onnx import helper, numpy_helper
 
         g = model.graph
         self.opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=12)

@@ -2,7 +2,7 @@
 
 The phantom (``cohorts.phantom``) writes the same two layouts, so it goes through exactly
 this code. Strict by design: the first problem found is raised as a one-line
-:class:`~audit.errors.UserError` naming the file; :func:`cohorts.validate.validate` runs the
+:class:`~audit.core.errors.UserError` naming the file; :func:`cohorts.validate.validate` runs the
 same checks and lists all of them.
 """
 
@@ -14,7 +14,7 @@ from typing import Iterator
 
 from tqdm.auto import tqdm
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 from ..hashing import data_hash
 from ..types import Cohort, Problem, Subject

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audit.atomic import atomic_write_bytes
+from audit.core.atomic import atomic_write_bytes
 
 from .generator import generate_subject
 from .params import VENDOR_STYLES, VENDORS
@@ -23,10 +23,10 @@ def vendor_figure(path: str | os.PathLike, seed: int = 0, group: str = "NOR", co
     its own 0.5-99.5 percentile window, like the judge sees them. ``contours`` overlays the
     ground truth (RV red, MYO green, LV blue).
     """
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when a figure is drawn
 
     fig, axes = plt.subplots(2, len(VENDORS), figsize=(3.2 * len(VENDORS), 6.6))
     for j, v in enumerate(VENDORS):

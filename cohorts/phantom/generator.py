@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 from .params import (
     GROUP_RANGES,

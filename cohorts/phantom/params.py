@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 __all__ = [
     "GROUPS",

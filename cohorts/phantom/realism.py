@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 from .generator import PhantomSubject
 

@@ -19,13 +19,14 @@ M&Ms layout (Campello et al., IEEE TMI 2021)::
 Images are stored as int16 (the phantom's intensities are already integers in the vendor's
 range): that mirrors scanner-derived data, halves the files, and makes the loaders cast
 explicitly. Masks are uint8. Affine ``diag(sx, sy, sz, 1)``; ``pixdim[4]`` is the frame
-interval in ms. Every file goes through :mod:`audit.atomic`.
+interval in ms. Every file goes through :mod:`audit.core.atomic`.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import gzip
 import io
 import logging
 import os
@@ -36,8 +37,8 @@ import nibabel as nib
 import numpy as np
 from tqdm import tqdm
 
-from audit.atomic import atomic_open, atomic_write_json, atomic_write_text
-from audit.errors import UserError
+from audit.core.atomic import atomic_open, atomic_write_json, atomic_write_text
+from audit.core.errors import UserError
 from cohorts.parallel import ordered_map
 
 from .generator import ORIENTATION, PhantomSubject, generate_subject
@@ -101,7 +102,6 @@ def save_nifti(path: Path, data: np.ndarray, spacing: Sequence[float], dt_ms: fl
 
 
 def _gz_bytes(img: nib.Nifti1Image) -> bytes:
-    import gzip
 
     raw = img.to_bytes()
     return gzip.compress(raw, compresslevel=1, mtime=0)
@@ -221,7 +221,7 @@ def write_dataset(out_dir: str | os.PathLike, n_subjects: int, seed: int, layout
     records = [r for r, _ in made]
     rows = [row for _, row in made if row is not None]
     if lay == "mnms":
-        # Deliberately not written through audit.tables (no spreadsheet guard): this is a data file in
+        # Deliberately not written through audit.core.tables (no spreadsheet guard): this is a data file in
         # the M&Ms release's own layout, read back verbatim by cohorts/loaders/mnms.py exactly like the
         # real dataset's CSV, not a report table; a guard quote would change the codes and vendor names
         # the loader matches. Nothing in it is user text either: codes come from _CODE_ALPHABET, vendor

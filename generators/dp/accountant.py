@@ -28,7 +28,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from audit.errors import UserError
+import numpy as np
+
+from audit.core.errors import UserError
 
 #: a noise multiplier above this makes the run pure noise: refuse instead of training
 MAX_NOISE_MULTIPLIER = 100.0
@@ -58,7 +60,7 @@ def _history(phases: Iterable[Phase]) -> list[tuple[float, float, int]]:
 
 def epsilon_rdp(phases: Iterable[Phase], delta: float) -> float:
     """Composed epsilon at ``delta`` by Opacus' RDP accountant (``inf`` when a phase has sigma 0)."""
-    from opacus.accountants import RDPAccountant
+    from opacus.accountants import RDPAccountant  # lazy: opacus only for DP training
 
     hist = _history(phases)
     if not hist:
@@ -72,8 +74,7 @@ def epsilon_rdp(phases: Iterable[Phase], delta: float) -> float:
 
 def epsilon_prv(phases: Iterable[Phase], delta: float, eps_error: float = 0.01) -> float:
     """Composed epsilon at ``delta`` by Opacus' PRV accountant (Gopi et al. 2021)."""
-    import numpy as np
-    from opacus.accountants import PRVAccountant
+    from opacus.accountants import PRVAccountant  # lazy: opacus only for DP training
 
     hist = _history(phases)
     if not hist:

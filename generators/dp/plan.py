@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from generators.dp import accountant as acct
 
 log = logging.getLogger(__name__)
@@ -110,9 +110,9 @@ def make_plan(dp_cfg: Any, subject_ids: np.ndarray, phases: list[PhaseSpec]) -> 
     """Validate the settings against the data and calibrate the noise. Raises :class:`UserError`
     (one line, before any training) for every request that cannot give a meaningful guarantee.
 
-    ``dp_cfg`` is the run's :class:`audit.config.DPConfig` with DP enabled; the checks that need
+    ``dp_cfg`` is the run's :class:`audit.pipeline.config.DPConfig` with DP enabled; the checks that need
     no data (unit, mode, accountant, clipping norm, epsilon vs noise multiplier) are made when
-    the config is resolved (``audit.config``), the ones that need the train split here."""
+    the config is resolved (``audit.pipeline.config``), the ones that need the train split here."""
     unit, mode, accountant = str(dp_cfg.unit), str(dp_cfg.grad_sample_mode), str(dp_cfg.accountant)
     eps, sigma = float(dp_cfg.epsilon), float(dp_cfg.noise_multiplier)
     m = int(dp_cfg.slices_per_unit) if unit == "subject" else 1

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from generators.seeding import step_seed
+
 log = logging.getLogger(__name__)
 
 
@@ -40,8 +42,6 @@ def release_mean(per_row: torch.Tensor | np.ndarray, unit_of_row: np.ndarray, *,
     With ``plan.unit == "slice"`` every row is its own unit. The noise std is
     ``plan.optimizer_noise(phase) * bound`` on the sum; the phase is spent in ``ledger``.
     """
-    from generators.training import step_seed
-
     values = torch.as_tensor(per_row).detach().double().cpu().reshape(-1)
     units = np.asarray(unit_of_row) if plan.unit == "subject" else np.arange(len(values))
     if len(units) != len(values):

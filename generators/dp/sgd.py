@@ -30,9 +30,11 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from audit.errors import UserError
+from audit.core.errors import UserError
+from generators import distributed
 from generators.dp.accountant import Ledger
 from generators.dp.plan import DPPlan
+from generators.seeding import step_seed
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,8 @@ class DPGuaranteeError(UserError):
 
 def require_poisson(loader: Any) -> None:
     """Refuse a data loader whose batches are not Poisson-sampled (the accountant assumes they are)."""
-    from opacus.data_loader import DPDataLoader
-    from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+    from opacus.data_loader import DPDataLoader  # lazy: opacus only for DP training
+    from opacus.utils.uniform_sampler import UniformWithReplacementSampler  # lazy: opacus only for DP training
 
     sampler = getattr(loader, "batch_sampler", None)
     if isinstance(loader, (DPDataLoader, PoissonUnits)) or isinstance(sampler, UniformWithReplacementSampler):
@@ -55,7 +57,7 @@ def require_poisson(loader: Any) -> None:
 
 def validate_module(module: torch.nn.Module, who: str) -> None:
     """Opacus' ModuleValidator (BatchNorm, unsupported layers): one clear message before training."""
-    from opacus.validators import ModuleValidator
+    from opacus.validators import ModuleValidator  # lazy: opacus only for DP training
 
     errors = ModuleValidator.validate(module, strict=False)
     if errors:
@@ -68,7 +70,7 @@ class PoissonUnits:
     """Per-step Poisson sample of privacy units, and ``m`` rows (slices) of each sampled unit."""
 
     def __init__(self, unit_of_row: np.ndarray, sample_rate: float, rows_per_unit: int, seed: int):
-        from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+        from opacus.utils.uniform_sampler import UniformWithReplacementSampler  # lazy: opacus only for DP training
 
         codes, self.unit_index = np.unique(np.asarray(unit_of_row), return_inverse=True)
         self.n_units = len(codes)
@@ -80,8 +82,6 @@ class PoissonUnits:
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """Row indices and, per row, its unit's position in the batch (0..U-1)."""
-        from generators.training import step_seed
-
         self.sampler.generator = torch.Generator().manual_seed(step_seed(self.seed, 10_000_019 + step))
         units = next(iter(self.sampler))
         rng = np.random.default_rng([self.seed, step, 7])
@@ -97,7 +97,7 @@ class PoissonUnits:
 
 
 def _make_unit_optimizer():
-    from opacus.optimizers import DPOptimizer
+    from opacus.optimizers import DPOptimizer  # lazy: opacus only for DP training
 
     class UnitDPOptimizer(DPOptimizer):
         """Opacus DPOptimizer that first averages per-row gradients per privacy unit."""
@@ -157,7 +157,6 @@ class PrivateTraining:
     """One training phase under DP: private optimisers, Poisson units, ledger bookkeeping."""
 
     def __init__(self, plan: DPPlan, ledger: Ledger, phase: str, unit_of_row: np.ndarray, seed: int):
-        from generators import distributed
 
         if distributed.current() is not None:  # see generators.distributed: noise and units are per process
             raise UserError("DP-SGD under torchrun (several processes) is not supported yet: run DP training "
@@ -176,7 +175,7 @@ class PrivateTraining:
     def wrap(self, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
              who: str) -> dict[str, torch.optim.Optimizer]:
         """Make every optimiser private: per-sample hooks on its network, Opacus DP optimiser around it."""
-        from opacus import GradSampleModule
+        from opacus import GradSampleModule  # lazy: opacus only for DP training
 
         UnitDPOptimizer = _make_unit_optimizer()
         # Opacus' backward hooks on a first layer whose input needs no gradient: harmless, and per step

@@ -1,11 +1,12 @@
 """What a DP run claims, in two forms: a plain dict for the checkpoint config, and the
-``dp`` section of ``results.json`` (metric entries, see :mod:`audit.results`)."""
+``dp`` section of ``results.json`` (metric entries, see :mod:`audit.core.results`)."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+from audit.core.results import metric, unavailable
 from generators.dp.accountant import Ledger
 from generators.dp.plan import DPPlan
 
@@ -45,7 +46,6 @@ def summarise(plan: DPPlan, ledger: Ledger, *, adjusted: list[str], family: str,
 
 def results_section(s: dict[str, Any]) -> dict[str, Any]:
     """The ``dp`` section: epsilon (RDP, PRV), delta, noise, clipping, sampling, steps per phase."""
-    from audit.results import metric, unavailable
 
     plan = s["plan"]
     unit = plan["unit"]

@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from audit.atomic import atomic_open, atomic_save_npz, atomic_write_json, atomic_write_text
+from audit.core.atomic import atomic_open, atomic_save_npz, atomic_write_json, atomic_write_text
 
 
 def test_writes_and_replaces(tmp_path):
@@ -46,7 +46,7 @@ def test_killed_process_mid_write_keeps_old_file(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, sys, time
-        from audit.atomic import atomic_open
+        from audit.core.atomic import atomic_open
         with atomic_open({str(p)!r}, "wb") as fh:
             fh.write(b"x" * 1_000_000)
             fh.flush()
@@ -94,7 +94,7 @@ def test_permissions_follow_umask(tmp_path):
 
 
 def test_atomic_dir_replaces_only_on_success(tmp_path):
-    from audit.atomic import atomic_dir
+    from audit.core.atomic import atomic_dir
 
     target = tmp_path / "d"
     with atomic_dir(target) as d:

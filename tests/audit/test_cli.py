@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from audit.cli.main import app, main
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 COMMANDS = [[], ["run"], ["compare"], ["signoff"], ["generators"], ["data"], ["judge"]]
 
@@ -120,7 +120,7 @@ def _hostile_inputs(d):
                                                "splits": {"train": 5, "holdout": [], "reference": [], "test": []}}))
     (d / "nohash.json").write_text(json.dumps({"schema": "cmr-audit/splits/v1",
                                                "splits": {"train": [], "holdout": [], "reference": [], "test": []}}))
-    (d / "inf.toml").write_text("[train]\nlr = inf\n")
+    (d / "inf.toml").write_text("[train]\nema_decay = inf\n")
     (d / "nan.json").write_text('{"dp": {"delta": NaN}}')
     return [
         (["--dp-epsilon", "inf"], "--dp-epsilon must be a finite number > 0, got inf"),
@@ -129,12 +129,12 @@ def _hostile_inputs(d):
         (["--dp-delta", "inf"], "--dp-delta must be in (0, 1), got inf"),
         (["--dp-max-grad-norm", "inf"], "--dp-max-grad-norm must be a finite number > 0, got inf"),
         (["--dp-noise-multiplier", "nan"], "--dp-noise-multiplier must be a finite number > 0, got nan"),
-        (["--set", "train.lr=inf"], "config key 'train.lr' must be a finite number, got inf"),
+        (["--set", "train.ema_decay=inf"], "config key 'train.ema_decay' must be a finite number, got inf"),
         (["--set", "dp.epsilon=nan"], "config key 'dp.epsilon' must be a finite number, got nan"),
         (["--set", "dp.max_grad_norm=-inf"], "config key 'dp.max_grad_norm' must be a finite number, got -inf"),
         (["--set", "generator_options.width=NaN"], "config key 'generator_options.width' must be a finite number"),
-        (["--set", "train.lr=1" + "0" * 400], "config key 'train.lr' must be a finite number, got inf"),
-        (["--config", str(d / "inf.toml")], "config key 'train.lr' must be a finite number, got inf"),
+        (["--set", "train.ema_decay=1" + "0" * 400], "config key 'train.ema_decay' must be a finite number, got inf"),
+        (["--config", str(d / "inf.toml")], "config key 'train.ema_decay' must be a finite number, got inf"),
         (["--config", str(d / "nan.json")], "config key 'dp.delta' must be a finite number, got nan"),
         (["--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
         (["--seed", str(2**32)], f"--seed must be in [0, 2**32), got {2**32}"),
@@ -156,7 +156,7 @@ def test_bad_run_input_is_one_line_before_any_stage(capsys, tmp_path, monkeypatc
     """Every hostile input of ``audit run`` is one line, exit 2, naming the input, and is found in
     the preparation: no stage runs (a stage that runs is an internal error here) and no run
     directory is made."""
-    from audit import run, stages
+    from audit.pipeline import run, stages
 
     def no_stage(ctx):
         raise AssertionError("a stage ran")
@@ -175,7 +175,7 @@ def test_bad_run_input_is_one_line_before_any_stage(capsys, tmp_path, monkeypatc
 
 
 def test_unwritable_cache_folder_is_one_line_naming_the_env_var(capsys, tmp_path, monkeypatch):
-    from audit import run, stages
+    from audit.pipeline import run, stages
 
     monkeypatch.setattr(stages, "PIPELINE", [run.Stage("cohort", lambda ctx: (_ for _ in ()).throw(AssertionError("a stage ran")))])
     (tmp_path / "a-file").write_text("x")
@@ -188,7 +188,7 @@ def test_unwritable_cache_folder_is_one_line_naming_the_env_var(capsys, tmp_path
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes to read-only folders")
 def test_read_only_cache_and_out_folders(capsys, tmp_path, monkeypatch):
-    from audit import run, stages
+    from audit.pipeline import run, stages
 
     monkeypatch.setattr(stages, "PIPELINE", [run.Stage("cohort", lambda ctx: (_ for _ in ()).throw(AssertionError("a stage ran")))])
     ro = tmp_path / "ro"
@@ -211,7 +211,7 @@ def test_good_inputs_pass_the_preparation_and_resume_skips_consumed_ones(tmp_pat
     ``cohort``)."""
     import numpy as np
 
-    from audit.run import RunRequest, prepare
+    from audit.pipeline.run import RunRequest, prepare
     from cohorts.splits import SCHEMA
 
     samples, split_file = tmp_path / "s.npz", tmp_path / "splits.json"

@@ -58,8 +58,8 @@ def test_images_smaller_than_the_window(folder, tmp_path, capsys):
 
 
 def test_a_fitting_folder_passes_the_check(folder):
-    from audit import config as C
-    from audit.cohort_check import check_cohort_for_run, small_field_of_view
+    from audit.pipeline import config as C
+    from audit.pipeline.cohort_check import check_cohort_for_run, small_field_of_view
     from cohorts.cache import load_prepared
     from cohorts.preprocess import PreprocessConfig
     from cohorts.splits import make_splits

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from audit import config as C
-from audit.errors import UserError
+from audit.pipeline import config as C
+from audit.core.errors import UserError
 
 
 def test_defaults_are_the_quick_preset():
@@ -19,8 +19,8 @@ def test_preset_values_then_overrides_win():
 
 
 def test_generator_preset_sits_between_preset_and_user(tmp_path):
-    cfg = C.resolve_config(preset="smoke", generator="gan", generator_preset={"train.lr": 1e-3, "train.steps": 5})
-    assert cfg.train.lr == 1e-3 and cfg.train.steps == 5
+    cfg = C.resolve_config(preset="smoke", generator="gan", generator_preset={"train.ema_decay": 0.99, "train.steps": 5})
+    assert cfg.train.ema_decay == 0.99 and cfg.train.steps == 5
     cfg = C.resolve_config(preset="smoke", generator_preset={"train.steps": 5}, overrides={"train.steps": 9})
     assert cfg.train.steps == 9
 
@@ -39,7 +39,7 @@ def test_unknown_key_is_an_error_naming_the_key(key, hint):
 
 @pytest.mark.parametrize(
     "key, value",
-    [("train.steps", "many"), ("train.steps", 1.5), ("train.lr", "fast"), ("audit.privacy", "maybe"), ("data.size", True)],
+    [("train.steps", "many"), ("train.steps", 1.5), ("train.ema_decay", "fast"), ("audit.privacy", "maybe"), ("data.size", True)],
 )
 def test_wrong_type_is_an_error(key, value):
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
@@ -91,3 +91,15 @@ def test_set_option_parsing():
     assert C.parse_set_options(["a.b=1", "c = x=y"]) == {"a.b": "1", "c": "x=y"}
     with pytest.raises(UserError, match="KEY=VALUE"):
         C.parse_set_options(["novalue"])
+
+
+@pytest.mark.parametrize("how", ["set", "file"])
+def test_a_removed_key_names_its_replacement(how, tmp_path):
+    if how == "set":
+        call = lambda: C.resolve_config(preset="smoke", generator="gan", overrides={"train.lr": 1e-3})  # noqa: E731
+    else:
+        f = tmp_path / "c.toml"
+        f.write_text("[train]\nlr = 0.001\n")
+        call = lambda: C.resolve_config(preset="smoke", generator="gan", config_file=f)  # noqa: E731
+    with pytest.raises(UserError, match=r"config key 'train.lr' was removed: set generator_options.lr"):
+        call()

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit import config as C
-from audit.errors import UserError
+from audit.pipeline import config as C
+from audit.core.errors import UserError
 
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -138,16 +138,16 @@ def _toml_items(doc, prefix=""):
 
 
 @pytest.mark.parametrize("overrides, needle", [
-    ({"train.lr": "inf"}, "config key 'train.lr' must be a finite number, got inf"),
-    ({"train.lr": float("nan")}, "config key 'train.lr' must be a finite number, got nan"),
+    ({"train.ema_decay": "inf"}, "config key 'train.ema_decay' must be a finite number, got inf"),
+    ({"train.ema_decay": float("nan")}, "config key 'train.ema_decay' must be a finite number, got nan"),
     ({"dp.epsilon": "nan"}, "config key 'dp.epsilon' must be a finite number, got nan"),
     ({"dp.delta": "-inf"}, "config key 'dp.delta' must be a finite number, got -inf"),
     ({"dp.noise_multiplier": "inf"}, "config key 'dp.noise_multiplier' must be a finite number"),
     ({"generator_options.sched": "[1, NaN]"}, "config key 'generator_options.sched[1]' must be a finite number"),
     ({"generator_options": '{"a": {"b": Infinity}}'}, "config key 'generator_options.a.b' must be a finite number"),
-    ({"train.lr": 10**400}, "config key 'train.lr' expects a number, got 10000"),
-    ({"train.lr": 10**5000}, "config key 'train.lr' expects a number, got <int too large to print>"),
-    ({"train.lr": 10**30}, None),
+    ({"dp.max_grad_norm": 10**400}, "config key 'dp.max_grad_norm' expects a number, got 10000"),
+    ({"dp.max_grad_norm": 10**5000}, "config key 'dp.max_grad_norm' expects a number, got <int too large to print>"),
+    ({"dp.max_grad_norm": 10**30}, None),
     ({"seed": -1}, "seed must be in [0, 2**32), got -1"),
     ({"seed": 2**32}, "seed must be in [0, 2**32), got 4294967296"),
     ({"seed": 2**32 - 1}, None),
@@ -166,8 +166,8 @@ def test_non_finite_values_seeds_and_nesting(overrides, needle):
 
 def test_config_file_non_finite_and_hostile(tmp_path):
     toml = tmp_path / "c.toml"
-    toml.write_text("seed = 1\n[train]\nlr = nan\n")
-    with pytest.raises(UserError, match="config key 'train.lr' must be a finite number, got nan"):
+    toml.write_text("seed = 1\n[train]\nema_decay = nan\n")
+    with pytest.raises(UserError, match="config key 'train.ema_decay' must be a finite number, got nan"):
         C.resolve_config(config_file=toml)
     toml.write_text("[generator_options]\nwhen = 1979-05-27\n")
     with pytest.raises(UserError, match="'generator_options.when' holds a date"):

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from audit import config as C
-from audit import fitcache
+from audit.pipeline import config as C
+from audit.pipeline import fitcache
 from audit.cli.main import main
 from generators.sampleset import SampleSet
 
@@ -101,7 +101,7 @@ def test_a_corrupt_entry_is_discarded_with_a_warning_never_served(tmp_path, cach
         (d / "COMPLETE").write_text(key + "\n")  # the manifest-less marker of older versions
     # a reader without the lock only reports a miss (it might be looking at a publication in progress)
     assert fitcache.lookup(key, discard_corrupt=False) is None and d.is_dir()
-    with caplog.at_level("WARNING", logger="audit.fitcache"):
+    with caplog.at_level("WARNING", logger="audit.pipeline.fitcache"):
         assert fitcache.lookup(key) is None
     assert not d.exists()
     assert "corrupt" in caplog.text and key in caplog.text

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from audit.atomic import atomic_dir
-from audit.locks import build_once, exclusive, lock_path
+from audit.core.atomic import atomic_dir
+from audit.core.locks import build_once, exclusive, lock_path
 
 fork = pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs the fork start method")
 
@@ -129,7 +129,7 @@ def test_a_lock_is_released_when_its_holder_is_killed(tmp_path):
 def test_a_lock_that_stays_held_past_the_timeout_is_a_user_error(tmp_path):
     from filelock import FileLock
 
-    from audit.errors import UserError
+    from audit.core.errors import UserError
 
     target = tmp_path / "entry"
     other = FileLock(str(lock_path(target)))
@@ -144,7 +144,7 @@ def test_a_lock_that_stays_held_past_the_timeout_is_a_user_error(tmp_path):
 
 
 def test_an_unwritable_cache_folder_is_a_user_error(tmp_path):
-    from audit.errors import UserError
+    from audit.core.errors import UserError
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

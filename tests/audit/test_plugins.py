@@ -11,15 +11,16 @@ import textwrap
 
 import pytest
 
-from audit import plugins
+from audit.core import plugins
+from audit.privacy.attacks import plugin_attacks
 from audit.cli.main import main
-from audit.plugin_stage import entry_problem
-from audit.results import load_results, metric
+from audit.pipeline.plugin_stage import entry_problem
+from audit.core.results import load_results, metric
 
 PLUGIN = textwrap.dedent('''
     import numpy as np
     from audit.privacy.attacks import Attack
-    from audit.results import metric
+    from audit.core.results import metric
     from generators.reference import NoiseGenerator
 
 
@@ -86,7 +87,7 @@ def installed(tmp_path, monkeypatch):
 
 
 def test_plugins_are_listed_and_broken_ones_explained(installed, capsys):
-    attacks = {p.name: p for p in plugins.attacks()}
+    attacks = {p.name: p for p in plugin_attacks()}
     assert not attacks["demo_mean"].broken and attacks["demo_mean"].obj.kind == "black-box"
     assert attacks["broken_attack"].broken and "ModuleNotFoundError" in attacks["broken_attack"].error
     assert {p.name for p in plugins.metrics()} == {"demo_brightness", "bad_metric"}

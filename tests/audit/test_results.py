@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from audit.errors import UserError
-from audit.results import (
+from audit.core.errors import UserError
+from audit.core.results import (
     SCHEMA_VERSION, iter_entries, load_results, metric, new_results, unavailable, validate_results, write_results,
 )
 

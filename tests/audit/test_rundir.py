@@ -5,10 +5,10 @@ import os
 
 import pytest
 
-from audit import run as R
-from audit.errors import UserError
-from audit.results import load_results
-from audit.rundir import RunDir
+from audit.pipeline import run as R
+from audit.core.errors import UserError
+from audit.core.results import load_results
+from audit.pipeline.rundir import RunDir
 from generators import registry
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from audit.stats import cluster_bootstrap
+from audit.core.stats import cluster_bootstrap
 
 
 def test_matches_scipy_percentile_bootstrap_without_clusters():

@@ -1,4 +1,4 @@
-"""Spreadsheet-safe CSV tables (audit.tables): formula-like text guarded, numbers never touched."""
+"""Spreadsheet-safe CSV tables (audit.core.tables): formula-like text guarded, numbers never touched."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit.tables import FORMULA_PREFIXES, csv_text, read_csv, safe_cell, safe_frame, unguard_cell, write_csv
+from audit.core.tables import FORMULA_PREFIXES, csv_text, read_csv, safe_cell, safe_frame, unguard_cell, write_csv
 
 
 @pytest.mark.parametrize("text", ["=1+1", "+1+1", "-1+cmd|' /C calc'!A0", "@SUM(A1:A2)", "\t=1+1", "\r=1+1",

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from cohorts.loaders import load_cohort
 from cohorts.validate import validate
 

@@ -140,7 +140,7 @@ def test_worker_processes_prepare_the_same_cohort(acdc_dir: Path, monkeypatch) -
 
 
 def test_a_bad_subject_in_a_worker_names_its_file(acdc_dir: Path, monkeypatch) -> None:
-    from audit.errors import UserError
+    from audit.core.errors import UserError
     from cohorts import parallel
 
     monkeypatch.setattr(parallel, "default_workers", lambda n, per_worker=4: 2)

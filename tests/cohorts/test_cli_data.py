@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from audit.cli.data import app
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 runner = CliRunner()
 

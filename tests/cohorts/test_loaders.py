@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from cohorts.loaders import detect_layout, load_cohort, scan_dataset
 from cohorts.nifti import file_to_tzhw, tzhw_to_file
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from cohorts.loaders import load_cohort
 from cohorts.preprocess import (
     PreprocessConfig,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from cohorts.splits import SPLIT_NAMES, UNSEEN, load_splits, make_lovo_splits, make_splits, save_splits
 from cohorts.types import Cohort, Subject
 

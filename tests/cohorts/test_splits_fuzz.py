@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from cohorts.splits import SCHEMA, SPLIT_NAMES, UNSEEN, load_splits
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 
 from audit.cli.main import main
-from audit.results import load_results
+from audit.core.results import load_results
 
 pytestmark = [pytest.mark.slow, pytest.mark.judge]
 

@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from audit.results import iter_entries, load_results
+from audit.core.results import iter_entries, load_results
 
 pytestmark = [pytest.mark.slow, pytest.mark.judge]
 
@@ -73,7 +73,7 @@ KILL_POINTS = {
     # the judge has segmented the samples (judge_samples.npz written), no section stored yet
     "anatomy": ("audit.anatomy.plausibility:evaluate", 1),
     # one of the six utility nets trained, the second about to start
-    "utility": ("audit.utility.stage:train_segmenter", 2),
+    "utility": ("audit.pipeline.utility_stage:train_segmenter", 2),
 }
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from audit.cli.main import main
-from audit.results import load_results
+from audit.core.results import load_results
 from generators.sampleset import SampleSet
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from audit.results import load_results
+from audit.core.results import load_results
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from generators.autoencoder import LatentAutoencoder, cache_key
 
 SMALL = {"channels": [8, 8], "norm_groups": 4, "steps": 6, "batch_size": 4}

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from cohorts.types import Subject
 from generators.base import FitContext
 from generators.cine import CineGenerator, cycle_frames
@@ -190,7 +190,7 @@ def test_save_load_round_trip_and_resume(fitted, tmp_path):
 
 
 def test_fit_refuses_slice_level_dp_slices_and_unannotated_data():
-    from audit.config import DPConfig
+    from audit.pipeline.config import DPConfig
 
     g = CineGenerator()
     cfg = _config()
@@ -212,7 +212,7 @@ DP_PHASES = ["autoencoder", "latent_scale", "vae", "vae_latent_scale", "motion_s
 
 
 def _dp_config(**over):
-    from audit.config import DPConfig
+    from audit.pipeline.config import DPConfig
 
     cfg = _config(ae={"channels": [8, 8], "norm_groups": 4, "steps": 4, "batch_size": 8}, vae_steps=4,
                   channels=[16, 16], static_steps=6, motion_steps=6, **over)

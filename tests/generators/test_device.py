@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from audit.config import resolve_config
-from audit.errors import UserError
+from audit.pipeline.config import resolve_config
+from audit.core.errors import UserError
 from generators import device as devices
 from generators.base import FitContext
 from generators.registry import discover
@@ -49,7 +49,7 @@ def test_autocast_is_a_no_op_on_cpu():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
 def test_run_asking_for_cuda_fails_before_any_work(tmp_path):
-    from audit.run import RunRequest, prepare
+    from audit.pipeline.run import RunRequest, prepare
 
     with pytest.raises(UserError, match="sees no CUDA GPU"):
         prepare(RunRequest(generator="ldm", preset="smoke", out=tmp_path / "run", overrides={"device": "cuda"}))

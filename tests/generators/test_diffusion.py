@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from generators.diffusion import T_TRAIN, DDPMGenerator, LDMGenerator
 
 
@@ -90,7 +90,7 @@ def test_checkpoints_without_the_option_load_as_epsilon():
 def test_cached_latents_train_exactly_like_per_batch_encoding(rings):
     """``training_inputs`` encodes the training set once; a step on the cached latents equals a
     step that encodes the batch itself (the autoencoder is frozen and encodes to its mean)."""
-    from audit.config import resolve_config
+    from audit.pipeline.config import resolve_config
 
     cfg = resolve_config(preset="smoke", generator="ldm", generator_preset=LDMGenerator.presets["smoke"],
                          overrides={"train.steps": 1, "train.batch_size": 8})

@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent('''
     import numpy as np, torch
     sys.path[:0] = [{root!r}, {here!r}]
     from conftest import ring_slices
-    from audit.config import resolve_config
+    from audit.pipeline.config import resolve_config
     from generators import distributed
     from generators.base import FitContext
     from generators.registry import discover

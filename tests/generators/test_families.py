@@ -4,8 +4,8 @@ masks honoured, resume equals an uninterrupted run, bad input."""
 import numpy as np
 import pytest
 
-from audit.config import resolve_config
-from audit.errors import UserError
+from audit.pipeline.config import resolve_config
+from audit.core.errors import UserError
 from generators.base import FitContext
 from generators.registry import discover
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from generators.base import FitContext
 from generators.data import SliceSet
 from generators.reference import CartoonGenerator, CopycatGenerator, ExternalGenerator, HoldoutGenerator, NoiseGenerator

@@ -3,7 +3,7 @@ import warnings
 import numpy as np
 import pytest
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from generators.sampleset import SampleSet
 
 

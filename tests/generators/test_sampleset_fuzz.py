@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from generators.sampleset import ACDC_LABELS, MAX_LOAD_BYTES, RANGE_TOL, SampleSet
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from generators import checkpoint as ckpt
 from generators.training import EMA, Trainer, TrainSpec
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from audit.cli.main import main
-from audit.errors import UserError
-from audit.results import metric, unavailable, write_results
+from audit.core.errors import UserError
+from audit.core.results import metric, unavailable, write_results
 from reports import compare
 from reports.policy import load_policy
 

@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 
 import cmr_audit_test_run_report as rr  # noqa: E402  build_run_dir: every file an audit run writes
-from audit.anatomy.stage import write_clinical
+from audit.pipeline.anatomy_stage import write_clinical
 from audit.privacy.section import write_artifacts
-from audit.tables import FORMULA_PREFIXES, write_csv
+from audit.core.tables import FORMULA_PREFIXES, write_csv
 from generators.sampleset import SampleSet
 from reports import compare, run_report
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from reports.policy import OPS, default_policy_path, load_policy, parse_policy
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,

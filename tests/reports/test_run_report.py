@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audit.errors import UserError
-from audit.results import metric, new_results, unavailable, write_results
+from audit.core.errors import UserError
+from audit.core.results import metric, new_results, unavailable, write_results
 from generators.sampleset import SampleSet
 from reports import run_report
 from reports.run_report import SECTION_IDS, render_report, write_report

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from audit.errors import UserError
-from audit.results import metric, unavailable
+from audit.core.errors import UserError
+from audit.core.results import metric, unavailable
 from reports.policy import default_policy_path, load_policy, parse_policy
 from reports.signoff import (EXIT_CODES, FAIL, INCOMPLETE, NA, PASS, WARN, evaluate_policy, overall_verdict,
                              sign_off)

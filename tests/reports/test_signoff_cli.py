@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from audit.cli.main import main
-from audit.results import unavailable
+from audit.core.results import unavailable
 
 
 import cmr_audit_test_signoff_fixtures as fx  # noqa: E402  (registered by conftest.py)

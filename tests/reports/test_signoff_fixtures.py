@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from audit.results import metric, new_results, unavailable, write_results
+from audit.core.results import metric, new_results, unavailable, write_results
 
 VENDORS = ("A", "B", "C", "D")
 
@@ -108,7 +108,7 @@ def write_run(run_dir: Path, doc: dict[str, Any], *, samples: bool = True) -> Pa
 
 
 def test_fixture_documents_are_valid_results():
-    from audit.results import validate_results
+    from audit.core.results import validate_results
 
     for doc in (good_doc(), without_utility(good_doc()), leaky_doc()):
         validate_results(doc)

@@ -16,9 +16,9 @@ from audit.anatomy.clinical import (
     cine_subject_indices,
     clinical_section,
 )
-from audit.anatomy.stage import cine_clinical_sections, cine_clinical_subjects, cine_clinical_unmet
-from audit.errors import UserError
-from audit.results import new_results, validate_results
+from audit.pipeline.anatomy_stage import cine_clinical_sections, cine_clinical_subjects, cine_clinical_unmet
+from audit.core.errors import UserError
+from audit.core.results import new_results, validate_results
 from generators.sampleset import SampleSet
 
 SPACING = (1.5, 2.0, 10.0)  # one voxel = 30 mm^3 = 0.03 mL
@@ -281,7 +281,7 @@ class StandInJudge:
 
 
 def test_stage_judges_whole_subjects_frame_by_frame(tmp_path):
-    from audit.anatomy.stage import _cine_clinical
+    from audit.pipeline.anatomy_stage import _cine_clinical
 
     s = _phantom_cine(subjects=5, slices=3, frames=16)
     judge = StandInJudge()
@@ -303,7 +303,7 @@ def test_stage_judges_whole_subjects_frame_by_frame(tmp_path):
     ("two", "at least 3 whole subjects"),
 ])
 def test_stage_records_why_cine_indices_are_unavailable(tmp_path, case, reason):
-    from audit.anatomy.stage import _cine_clinical
+    from audit.pipeline.anatomy_stage import _cine_clinical
 
     s = _phantom_cine(subjects=5 if case != "two" else 2, efs=(40.0, 60.0, 50.0, 55.0, 65.0))
     if case == "external":  # an external cine set: subjects, masks, in-plane spacing only

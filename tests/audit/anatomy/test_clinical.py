@@ -17,8 +17,8 @@ from audit.anatomy.clinical import (
     indices_table,
     stack_indices,
 )
-from audit.errors import UserError
-from audit.results import new_results, validate_results
+from audit.core.errors import UserError
+from audit.core.results import new_results, validate_results
 
 SPACING = (1.5, 2.0, 10.0)  # one voxel = 30 mm^3 = 0.03 mL
 VOXEL_ML = 1.5 * 2.0 * 10.0 / 1000.0

@@ -22,8 +22,8 @@ from audit.anatomy.plausibility import (
     measure,
     summarise,
 )
-from audit.errors import UserError
-from audit.results import new_results, validate_results
+from audit.core.errors import UserError
+from audit.core.results import new_results, validate_results
 
 SP = (1.5, 1.5)
 BG, RV, MYO, LV = 0, 1, 2, 3

@@ -144,12 +144,10 @@ def test_worker_processes_give_the_serial_table():
 
 
 def test_few_images_stay_in_this_process(monkeypatch):
-    import cohorts.parallel as P
-
     seen = []
-    real = P.ordered_map
-    monkeypatch.setattr(P, "ordered_map", lambda fn, items, workers=None: seen.append(workers) or real(fn, items, workers))
-    monkeypatch.setattr(P, "default_workers", lambda n, per_worker=4: max(1, min(16, n // per_worker)))  # a 16-core host
+    real = agreement.ordered_map
+    monkeypatch.setattr(agreement, "ordered_map", lambda fn, items, workers=None: seen.append(workers) or real(fn, items, workers))
+    monkeypatch.setattr(agreement, "default_workers", lambda n, per_worker=4: max(1, min(16, n // per_worker)))  # a 16-core host
     pred, ref = _cases(agreement.MIN_IMAGES_PER_WORKER - 1, 16, seed=1)
     agreement.per_image(pred, ref, (1.0, 1.0))
     assert seen == [1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from audit.fidelity.cine import frame_to_frame_dice, fvd_judge, smoothness_entry, video_embedding
 
 

@@ -9,10 +9,10 @@ import pytest
 import scipy.linalg
 import torch
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from audit.fidelity import distribution as D
 from audit.fidelity.distribution import compare, covariance, fid, frechet_distance, kid, prdc
-from audit.results import new_results, validate_results
+from audit.core.results import new_results, validate_results
 
 
 pytestmark = pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save:UserWarning")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from audit.fidelity.external import ExternalFeatures, read_pinned
 
 
@@ -119,7 +119,7 @@ def test_the_hashed_bytes_are_the_loaded_bytes(extractor_file, monkeypatch):
 
 
 def test_config_rejects_a_malformed_hash():
-    from audit.config import resolve_config
+    from audit.pipeline.config import resolve_config
 
     with pytest.raises(UserError) as err:
         resolve_config(overrides={"audit.feature_extractor_sha256": "not-a-hash"})
@@ -129,7 +129,7 @@ def test_config_rejects_a_malformed_hash():
 
 
 def test_run_refuses_an_unpinned_or_different_extractor_before_any_stage(extractor_file, tmp_path, monkeypatch, capsys):
-    from audit import run, stages
+    from audit.pipeline import run, stages
     from audit.cli.main import main
 
     def no_stage(ctx):
@@ -153,7 +153,7 @@ def test_run_refuses_an_unpinned_or_different_extractor_before_any_stage(extract
         assert all(n in err for n in needles), err
         assert not out.exists() and not (tmp_path / "runs").exists()
 
-    from audit.config import resolve_config
+    from audit.pipeline.config import resolve_config
 
     run._check_inputs(resolve_config(overrides={"audit.feature_extractor": str(extractor_file),
                                                 "audit.feature_extractor_sha256": digest}))  # pinned: passes
@@ -163,7 +163,7 @@ def test_run_refuses_an_unpinned_or_different_extractor_before_any_stage(extract
 @pytest.mark.judge
 def test_external_space_separates_noise_from_real(tmp_path, extractor_file):
     from audit.cli.main import main
-    from audit.results import load_results
+    from audit.core.results import load_results
 
     ratios = {}
     for gen in ("holdout", "noise"):

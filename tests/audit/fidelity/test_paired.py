@@ -7,9 +7,9 @@ import pytest
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from audit.fidelity.paired import MS_SSIM_WEIGHTS, ms_ssim_scales, paired_metrics, summarise_paired
-from audit.results import new_results, validate_results
+from audit.core.results import new_results, validate_results
 
 
 def _images(n, size, seed=0, noise=0.05):

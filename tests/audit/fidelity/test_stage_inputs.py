@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from audit.anatomy.stage import check_compatible
-from audit.errors import UserError
+from audit.pipeline.anatomy_stage import check_compatible
+from audit.core.errors import UserError
 from generators.sampleset import SampleSet
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from audit.privacy.canaries import MIN_CANARIES, CanaryPlan, check_request, plan_canaries
 
 

@@ -10,7 +10,7 @@ point where its denoising loss on members falls below the loss on non-members.
 import numpy as np
 import pytest
 
-from audit.config import resolve_config
+from audit.pipeline.config import resolve_config
 from audit.privacy import privacy_section
 from generators.registry import discover
 

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from audit.privacy import privacy_section, write_artifacts
 from audit.privacy.section import subject_scores
-from audit.results import iter_entries, new_results, validate_results
+from audit.core.results import iter_entries, new_results, validate_results
 from generators.sampleset import SampleSet
 
 BLACK_BOX = ("gan_leaks_dcr", "gan_leaks_dcr_pca", "domias", "monte_carlo")

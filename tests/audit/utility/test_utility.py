@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 import torch
 
-from audit.logs import _state as log_state
-from audit.results import metric, new_results, unavailable, validate_results
+from audit.core.logs import _state as log_state
+from audit.core.results import metric, new_results, unavailable, validate_results
 from audit.utility import metrics as M
 from audit.utility.net import Pool, TrainSpec, predict, train_segmenter
-from audit.utility.stage import (
+from audit.pipeline.utility_stage import (
     SettingData,
     UtilityOptions,
     build_settings,
@@ -316,7 +316,7 @@ class _FakeSDEdit:
 
 
 def test_sdedit_batches_are_larger_on_a_gpu():
-    from audit.utility.stage import sdedit_chunk
+    from audit.pipeline.utility_stage import sdedit_chunk
 
     class OnCuda(_FakeSDEdit):
         device = torch.device("cuda", 0)  # only read, never used
@@ -331,10 +331,10 @@ def test_sdedit_batches_are_larger_on_a_gpu():
 
 
 def test_run_utility_end_to_end(cohort, tmp_path):
-    from audit.config import resolve_config
-    from audit.run import RunContext
-    from audit.rundir import RunDir
-    from audit.utility import run_utility
+    from audit.pipeline.config import resolve_config
+    from audit.pipeline.context import RunContext
+    from audit.pipeline.rundir import RunDir
+    from audit.pipeline.utility_stage import run_utility
     from cohorts.splits import save_splits
     from generators import registry
 
@@ -371,12 +371,12 @@ def test_run_utility_end_to_end(cohort, tmp_path):
 
 
 def test_switched_off_and_bad_options(cohort, tmp_path):
-    from audit.config import resolve_config
-    from audit.errors import UserError
-    from audit.run import RunContext
-    from audit.rundir import RunDir
-    from audit.utility import run_utility
-    from audit.utility.stage import options_from_config
+    from audit.pipeline.config import resolve_config
+    from audit.core.errors import UserError
+    from audit.pipeline.context import RunContext
+    from audit.pipeline.rundir import RunDir
+    from audit.pipeline.utility_stage import run_utility
+    from audit.pipeline.utility_stage import options_from_config
 
     p, splits, _ = cohort
     cfg = resolve_config(preset="smoke", generator="holdout", overrides={"audit.utility": False})
@@ -388,7 +388,7 @@ def test_switched_off_and_bad_options(cohort, tmp_path):
     _validate(section)
     _validate(unavailable_section("why", ["A", "Siemens Healthineers"]))
     assert vendor_key("Siemens Healthineers") == "Siemens_Healthineers"
-    cfg.audit.utility_synthetic_ratio = -1.0  # until the key exists in audit.config, set it as an attribute
+    cfg.audit.utility_synthetic_ratio = -1.0  # until the key exists in audit.pipeline.config, set it as an attribute
     with pytest.raises(UserError, match="utility_synthetic_ratio"):
         options_from_config(cfg)
     del cfg.audit.utility_synthetic_ratio
@@ -404,17 +404,17 @@ def test_dice_bars_for_the_report():
 def test_single_vendor_cohort_uses_the_standard_splits_and_says_so(cohort, tmp_path):
     import dataclasses
 
-    from audit.config import resolve_config
-    from audit.run import RunContext
-    from audit.rundir import RunDir
-    from audit.utility import run_utility
+    from audit.pipeline.config import resolve_config
+    from audit.pipeline.context import RunContext
+    from audit.pipeline.rundir import RunDir
+    from audit.pipeline.utility_stage import run_utility
     from cohorts.splits import make_splits
 
     p, _, _ = cohort
     one = dataclasses.replace(p, subjects=[s.with_arrays(vendor="A") for s in p.subjects])
     splits = make_splits(one, seed=0)
     cfg = resolve_config(preset="smoke", generator="holdout", overrides={"train.num_threads": 1})
-    cfg.audit.utility_seeds = 1  # an attribute until the key exists in audit.config
+    cfg.audit.utility_seeds = 1  # an attribute until the key exists in audit.pipeline.config
     ctx = RunContext(cfg=cfg, run_dir=RunDir(tmp_path), entry=None,
                      artefacts={"prepared": one, "splits": splits, "samples": _holdout_like(one, splits), "generator": None})
     info = run_utility(ctx)

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from audit.cli.judge import app, load_short_axis
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from cohorts.judge import fetch as F
 from cohorts.judge.network import validate_slices
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 pytestmark = [pytest.mark.judge, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 pytestmark = [pytest.mark.judge, pytest.mark.slow]
 

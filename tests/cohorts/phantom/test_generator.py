@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from cohorts.phantom import GROUP_RANGES, GROUPS, VENDORS, generate_subject
 from cohorts.phantom.params import bsa_mosteller
 

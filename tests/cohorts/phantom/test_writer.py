@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from cohorts.phantom import ACDC_TO_MNMS, generate_subject, subject_plan, write_dataset
 
 N = 3

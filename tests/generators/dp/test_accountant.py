@@ -84,7 +84,7 @@ def test_calibration_hits_the_target(target):
 
 
 def test_impossible_budget_is_refused():
-    from audit.errors import UserError
+    from audit.core.errors import UserError
 
     with pytest.raises(UserError, match="impossible.*noise multiplier would exceed"):
         acct.calibrate(0.01, 1e-5, [("train", 1.0, 100000, 1.0)])

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from audit.config import resolve_config
-from audit.errors import UserError
+from audit.pipeline.config import resolve_config
+from audit.core.errors import UserError
 from generators.base import FitContext
 from generators.dp.sgd import DPGuaranteeError
 from generators.registry import discover

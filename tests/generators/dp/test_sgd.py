@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 from generators.dp.accountant import Ledger
 from generators.dp.plan import DPPlan
 from generators.dp.sgd import DPGuaranteeError, PoissonUnits, PrivateTraining, require_poisson, validate_module

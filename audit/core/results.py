@@ -20,8 +20,8 @@ from typing import Any, Mapping
 
 import jsonschema
 
-from audit.atomic import atomic_write_json
-from audit.errors import UserError
+from audit.core.atomic import atomic_write_json
+from audit.core.errors import UserError
 
 SCHEMA_VERSION = "cmr-audit/results/v1"
 SECTIONS = ("privacy", "fidelity", "anatomy", "utility", "dp")

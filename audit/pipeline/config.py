@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 __all__ = [
     "DataConfig",
@@ -51,6 +51,10 @@ __all__ = [
     "parse_set_options",
     "flat_keys",
 ]
+
+
+#: the generator of `audit run` without --generator (README command 1)
+DEFAULT_GENERATOR = "ldm"
 
 
 @dataclass
@@ -85,7 +89,6 @@ class TrainConfig:
 
     steps: int = 2000
     batch_size: int = 16
-    lr: float = 2e-4
     ema_decay: float = 0.999
     ema_warmup_steps: int = 200
     checkpoint_every: int = 250
@@ -113,7 +116,7 @@ class SampleConfig:
     guidance_scale: float = 2.0
     batch_size: int = 32
     condition_split: str = "reference"
-    """Split whose masks condition the samples (see :mod:`audit.stages` for why not holdout/test)."""
+    """Split whose masks condition the samples (see :mod:`audit.pipeline.stages` for why not holdout/test)."""
 
     def sampler_settings(self) -> dict[str, Any]:
         """The sampler keywords of :meth:`generators.base.Generator.sample` (and of a generator's
@@ -199,7 +202,7 @@ class AuditConfig:
 class RunConfig:
     """The whole run. ``config.json`` in a run directory is ``config_to_dict`` of this."""
 
-    generator: str = "ldm"
+    generator: str = DEFAULT_GENERATOR
     preset: str = "quick"
     seed: int = 0
     device: str = "cpu"
@@ -350,7 +353,15 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
     return value
 
 
+#: keys that no longer exist, with what replaces them (a user who still sets one is told where it went)
+REMOVED_KEYS = {
+    "train.lr": "generator_options.lr (each family has its own learning rate; `audit generators` lists the options)",
+}
+
+
 def _unknown_key(key: str, known: list[str]) -> UserError:
+    if key in REMOVED_KEYS:
+        return UserError(f"config key '{key}' was removed: set {REMOVED_KEYS[key]}")
     close = difflib.get_close_matches(key, known, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return UserError(f"unknown config key '{key}'{hint}")
@@ -416,7 +427,8 @@ def _flatten_mapping(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any
 def config_from_dict(data: Mapping[str, Any], *, strict: bool = True) -> RunConfig:
     """Build a :class:`RunConfig` from a nested dict (e.g. a ``config.json``).
 
-    With ``strict`` unknown keys raise :class:`UserError` naming the key.
+    With ``strict`` unknown keys raise :class:`UserError` naming the key. A key in
+    :data:`REMOVED_KEYS` (a ``config.json`` written by an older version) is dropped: nothing read it.
     """
     cfg = RunConfig()
     sections = {f.name: f for f in dataclasses.fields(RunConfig)}
@@ -431,6 +443,8 @@ def config_from_dict(data: Mapping[str, Any], *, strict: bool = True) -> RunConf
                 raise UserError(f"config section '{name}' must be an object, got {type(value).__name__}")
             sub_fields = _field_types(type(current))
             for k, v in value.items():
+                if f"{name}.{k}" in REMOVED_KEYS:
+                    continue
                 if k not in sub_fields:
                     if strict:
                         raise _unknown_key(f"{name}.{k}", [f"{name}.{s}" for s in sub_fields])
@@ -529,7 +543,6 @@ def _check(cfg: RunConfig) -> None:
         (cfg.data.frames in ("ed_es", "labelled", "all"), "data.frames must be one of ed_es, labelled, all"),
         (cfg.train.steps >= 0, "train.steps must be >= 0"),
         (cfg.train.batch_size > 0, "train.batch_size must be > 0"),
-        (cfg.train.lr > 0, "train.lr must be > 0"),
         (0 <= cfg.train.ema_decay < 1, "train.ema_decay must be in [0, 1)"),
         (cfg.sample.n_samples > 0, "sample.n_samples must be > 0"),
         (cfg.sample.batch_size > 0, "sample.batch_size must be > 0"),

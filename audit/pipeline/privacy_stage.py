@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from audit.errors import UserError
-from audit.results import unavailable
-from audit.run import RunContext
-from audit.stagekit import canary_plan, split_slices, store_section
+from audit.core.errors import UserError
+from audit.core.results import unavailable
+from audit.pipeline.context import RunContext
+from audit.pipeline.stagekit import canary_plan, split_slices, store_section
+from audit.privacy import privacy_section, write_artifacts
+from audit.privacy.design import membership_design
 from generators.data import SliceSet
 from generators.sampleset import SampleSet
 
 
 def run_privacy(ctx: RunContext) -> dict[str, Any]:
-    from audit.privacy import privacy_section, write_artifacts
-    from audit.privacy.design import membership_design
 
     samples: SampleSet = ctx.artefacts["samples"]
     cfg = ctx.cfg

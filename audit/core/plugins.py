@@ -1,4 +1,5 @@
-"""Third-party extensions through entry points: attacks and metrics (generators: :mod:`generators.registry`).
+"""Third-party extensions through entry points: the loader, and the metric plugins (attack plugins:
+:func:`audit.privacy.attacks.plugin_attacks`; generators: :mod:`generators.registry`).
 
 A plugin package declares, in its ``pyproject.toml``::
 
@@ -15,7 +16,7 @@ Every group is loaded defensively: a plugin that fails to import or to construct
 broken with its error* (``audit plugins``, and as an unavailable entry in ``results.json``)
 and everything else keeps working. A plugin metric's figures go to
 ``results[<its section>]["plugins"][<name>]`` and must be metric or unavailable entries
-(:func:`audit.results.metric` / :func:`audit.results.unavailable`); anything else is recorded as
+(:func:`audit.core.results.metric` / :func:`audit.core.results.unavailable`); anything else is recorded as
 unavailable with the reason, never as a number.
 """
 
@@ -80,26 +81,12 @@ def load(group: str, check: Any = None) -> list[Plugin]:
     return out
 
 
-def check_attack(obj: Any) -> str:
-    from audit.privacy.attacks import Attack
-
-    if not isinstance(obj, Attack):
-        return f"{type(obj).__name__} is not a subclass of audit.privacy.attacks.Attack"
-    if obj.kind not in ("black-box", "white-box"):
-        return f"attack kind must be black-box or white-box, got {obj.kind!r}"
-    return ""
-
-
 def check_metric(obj: Any) -> str:
     if not callable(getattr(obj, "compute", None)):
         return f"{type(obj).__name__} has no compute(samples, real, *, seed) method"
     if getattr(obj, "section", None) not in METRIC_SECTIONS:
         return f"metric section must be one of {', '.join(METRIC_SECTIONS)}, got {getattr(obj, 'section', None)!r}"
     return ""
-
-
-def attacks() -> list[Plugin]:
-    return load(ATTACKS, check_attack)
 
 
 def metrics() -> list[Plugin]:

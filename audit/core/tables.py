@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from audit.atomic import atomic_write_text
+from audit.core.atomic import atomic_write_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,7 +75,7 @@ def _is_frame(obj: Any) -> bool:
 
 
 def _is_text(series: pd.Series) -> bool:
-    import pandas as pd
+    import pandas as pd  # lazy: pandas only when a table is built
 
     dtype = series.dtype
     return dtype == object or pd.api.types.is_string_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype)
@@ -124,13 +124,13 @@ def csv_text(table: pd.DataFrame | Iterable[Sequence[Any] | Mapping[str, Any]],
 
 def write_csv(path: str | os.PathLike, table: pd.DataFrame | Iterable[Sequence[Any] | Mapping[str, Any]],
               columns: Sequence[str] | None = None) -> Path:
-    """Write :func:`csv_text` of ``table`` to ``path`` atomically (:func:`audit.atomic.atomic_write_text`)."""
+    """Write :func:`csv_text` of ``table`` to ``path`` atomically (:func:`audit.core.atomic.atomic_write_text`)."""
     return atomic_write_text(path, csv_text(table, columns))
 
 
 def read_csv(path: str | os.PathLike, **kwargs: Any) -> pd.DataFrame:
     """``pandas.read_csv`` of a table written by :func:`write_csv`, with the guards removed, so
     text reads back exactly as it was before it was written."""
-    import pandas as pd
+    import pandas as pd  # lazy: pandas only when a table is built
 
     return unguard_frame(pd.read_csv(path, **kwargs))

@@ -2,7 +2,7 @@
 
 A real-data folder can be valid (every file reads, labels are known) and still unable to give a
 generator what it needs. Each case below is one line naming the folder and the problem
-(:class:`~audit.errors.UserError`, exit 2), raised before the fit stage starts:
+(:class:`~audit.core.errors.UserError`, exit 2), raised before the fit stage starts:
 
 * **too few subjects for the splits**: the subject-level splits need at least one subject per
   non-empty split (:func:`cohorts.splits.make_splits`);
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import platformdirs
 
-from audit.errors import UserError
+from audit.core.errors import UserError
 
 #: the environment variable that moves the cache
 CACHE_ENV = "CMR_AUDIT_CACHE"

@@ -17,18 +17,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from audit import config as C
-from audit.atomic import atomic_write_json
-from audit.errors import UserError
-from audit.logs import add_file_handler
-from audit.provenance import environment, sha256_json
-from audit.results import SECTIONS, new_results, unavailable, write_results
-from audit.rundir import RunDir, utc_now
-from generators import registry
+from audit.core.atomic import atomic_write_json
+from audit.core.errors import UserError
+from audit.core.logs import add_file_handler
+from audit.core.paths import check_cache_writable
+from audit.core.provenance import environment, sha256_json
+from audit.core.results import SECTIONS, new_results, unavailable, write_results
+from audit.fidelity.external import read_pinned
+from audit.pipeline import config as C
+from audit.pipeline.context import RunContext, Stage, release_fit_workers
+from audit.pipeline.rundir import RunDir, utc_now
+from audit.pipeline.stages import PIPELINE, fit_on_worker
+from audit.privacy.canaries import check_request
+from cohorts.splits import load_splits
+from generators import distributed, registry
+from generators.device import resolve
+from generators.sampleset import SampleSet
 
 log = logging.getLogger(__name__)
-
-DEFAULT_GENERATOR = "ldm"
 
 
 @dataclass
@@ -46,18 +52,6 @@ class RunRequest:
     use_cache: bool = True
 
 
-@dataclass
-class RunContext:
-    """What stages share: the resolved config, the run directory and stage outputs."""
-
-    cfg: C.RunConfig
-    run_dir: RunDir
-    entry: registry.GeneratorEntry
-    timing: dict[str, float] = field(default_factory=dict)
-    artefacts: dict[str, Any] = field(default_factory=dict)
-    use_cache: bool = True
-
-
 def _requested_overrides(req: RunRequest) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     if req.config_file:
@@ -67,7 +61,7 @@ def _requested_overrides(req: RunRequest) -> dict[str, Any]:
 
 
 def _resolve_fresh(req: RunRequest) -> tuple[C.RunConfig, registry.GeneratorEntry]:
-    name = req.generator or DEFAULT_GENERATOR
+    name = req.generator or C.DEFAULT_GENERATOR
     preset = req.preset or C.DEFAULT_PRESET
     if preset not in C.PRESETS:
         raise UserError(f"unknown preset '{preset}'; choose one of: {', '.join(C.PRESETS)}")
@@ -106,8 +100,8 @@ def prepare(req: RunRequest) -> RunContext:
     """Validate the request and create/reopen the run directory (no heavy work)."""
     if req.resume:
         if req.out is None and req.generator is None:
-            req.generator = DEFAULT_GENERATOR
-        run_dir = RunDir.prepare(req.out, req.generator or DEFAULT_GENERATOR, resume=True)
+            req.generator = C.DEFAULT_GENERATOR
+        run_dir = RunDir.prepare(req.out, req.generator or C.DEFAULT_GENERATOR, resume=True)
         cfg, entry = _resolve_resume(req, run_dir)
         _check_inputs(cfg, run_dir)
     else:
@@ -131,26 +125,21 @@ def _check_inputs(cfg: C.RunConfig, run_dir: RunDir | None = None) -> None:
 
     A TorchScript ``audit.feature_extractor`` must match its pinned ``audit.feature_extractor_sha256``:
     loading it runs its code (:mod:`audit.fidelity.external`; checked again on the bytes it loads)."""
-    from audit.paths import check_cache_writable
 
     done = run_dir.stage_done if run_dir is not None else (lambda name: False)
     check_cache_writable()
     if cfg.dp.audit_canaries:
-        from audit.privacy.canaries import check_request
 
         check_request(cfg.dp.audit_canaries, dp_enabled=cfg.dp.enabled,
                       generator_data=getattr(registry.get(cfg.generator).cls, "data", "slices"))
     if cfg.device != "cpu":
-        from generators.device import resolve
 
         resolve(cfg.device)
     fx = cfg.audit.feature_extractor
     if fx and not done("fidelity"):
-        from audit.fidelity.external import read_pinned
 
         read_pinned(fx, cfg.audit.feature_extractor_sha256)
     if cfg.data.split_file and not done("cohort"):
-        from cohorts.splits import load_splits
 
         load_splits(cfg.data.split_file)
     if cfg.generator == "external" and not done("sample"):
@@ -159,22 +148,8 @@ def _check_inputs(cfg: C.RunConfig, run_dir: RunDir | None = None) -> None:
             raise UserError("generator 'external' needs --samples FILE.npz (generator_options.samples)")
         if not isinstance(samples, str):
             raise UserError(f"generator_options.samples must be the path of an .npz file, got {samples!r}")
-        from generators.sampleset import SampleSet
 
         SampleSet.load(samples)
-
-
-# --------------------------------------------------------------------------- stages
-
-@dataclass(frozen=True)
-class Stage:
-    """A pipeline stage. ``run`` does the work and writes its outputs atomically; ``load``
-    restores its outputs into the context when ``--resume`` skips a finished stage."""
-
-    name: str
-    run: Callable[[RunContext], dict[str, Any] | None]
-    load: Callable[[RunContext], None] | None = None
-
 
 
 def _finish(ctx: RunContext) -> Path:
@@ -199,20 +174,8 @@ def _finish(ctx: RunContext) -> Path:
     return write_results(ctx.run_dir.results_path, doc)
 
 
-def _report(ctx: RunContext) -> Path:
-    """``report.html`` from the finished run directory (results.json is already on disk, so a
-    failing report loses nothing; ``audit report RUN_DIR`` re-renders it)."""
-    from reports.run_report import write_report
-
-    t0 = time.perf_counter()
-    path = write_report(ctx.run_dir.path, include_real_images=ctx.cfg.audit.include_real_images)
-    log.info("report: %s (%.1f s)", path, time.perf_counter() - t0)
-    return path
-
-
 def _fit_worker(group) -> Path | None:
     """A rank > 0 under torchrun: wait for rank 0's run, join its ``fit`` stage, write nothing."""
-    from generators import distributed
 
     info = distributed.broadcast(None)
     if info is None:  # rank 0 stopped before the pipeline started
@@ -222,31 +185,24 @@ def _fit_worker(group) -> Path | None:
                      use_cache=info["use_cache"])
     decision = distributed.broadcast(None)
     if decision and decision.get("train"):
-        from audit.stages import fit_on_worker
 
         log.info("rank %d: joining the fit of %s", group.rank, ctx.run_dir.path)
         fit_on_worker(ctx, resume=bool(decision["resume"]))
     return ctx.run_dir.path
 
 
-def release_fit_workers(ctx: RunContext, train: bool = False, resume: bool = False) -> None:
-    """Rank 0 tells the other ranks (once) whether to join the fit; a no-op in one process."""
-    from generators import distributed
-
-    if distributed.current() is None or ctx.artefacts.get("fit_workers_released"):
-        return
-    distributed.broadcast({"train": train, "resume": resume})
-    ctx.artefacts["fit_workers_released"] = True
-
-
-def execute(req: RunRequest, stages: list[Stage] | None = None) -> Path | None:
+def execute(req: RunRequest, stages: list[Stage] | None = None,
+            report: Callable[[Path, bool], Path] | None = None) -> Path | None:
     """Run (or resume) the whole pipeline; returns the run directory.
+
+    ``report(run_dir, include_real_images)`` renders the report once ``results.json`` is written,
+    before the run is marked finished (the CLI passes :func:`reports.run_report.write_report`: the
+    pipeline sits below the reports layer and does not import it).
 
     Under ``torchrun`` (several processes: :mod:`generators.distributed`) rank 0 runs the
     pipeline and writes everything; the other ranks only join the ``fit`` stage's training and
     return the run directory when it is done (``None`` if rank 0 stopped before the run started).
     """
-    from generators import distributed
 
     group = distributed.init_from_env() if distributed.requested() else None
     if group is not None and group.rank > 0:
@@ -269,9 +225,7 @@ def execute(req: RunRequest, stages: list[Stage] | None = None) -> Path | None:
         else:
             ctx.run_dir.set_status("running")
         log.info("run %s: generator=%s preset=%s seed=%d", ctx.run_dir.path, ctx.cfg.generator, ctx.cfg.preset, ctx.cfg.seed)
-        if stages is None:
-            from audit.stages import PIPELINE as stages
-        for stage in stages:
+        for stage in PIPELINE if stages is None else stages:
             if req.resume and ctx.run_dir.stage_done(stage.name):
                 log.info("stage %s: already finished, skipped (--resume)", stage.name)
                 if stage.load is not None:
@@ -291,7 +245,10 @@ def execute(req: RunRequest, stages: list[Stage] | None = None) -> Path | None:
                 release_fit_workers(ctx)  # if the stage did not train (cache hit, reference generator)
         release_fit_workers(ctx)
         _finish(ctx)
-        _report(ctx)
+        if report is not None:
+            t0 = time.perf_counter()
+            path = report(ctx.run_dir.path, ctx.cfg.audit.include_real_images)
+            log.info("report: %s (%.1f s)", path, time.perf_counter() - t0)
         ctx.run_dir.set_status("finished", current_stage=None)
         log.info("results: %s", ctx.run_dir.results_path)
         return ctx.run_dir.path

@@ -40,7 +40,7 @@ def _cpu_model() -> str:
 
 def _gpu() -> list[str]:
     try:
-        import torch
+        import torch  # lazy: torch only when a model runs
 
         if torch.cuda.is_available():
             return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]

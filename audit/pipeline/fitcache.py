@@ -24,11 +24,14 @@ import logging
 import shutil
 from functools import lru_cache
 from pathlib import Path
-from audit import config as C
-from audit.atomic import atomic_dir, atomic_write_json
-from audit.locks import exclusive
-from audit.paths import cache_dir
-from audit.provenance import sha256_file, sha256_json
+
+import cohorts
+import generators
+from audit.core.atomic import atomic_dir, atomic_write_json
+from audit.core.locks import exclusive
+from audit.core.paths import cache_dir
+from audit.core.provenance import sha256_file, sha256_json
+from audit.pipeline import config as C
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +39,6 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=1)
 def code_hash() -> str:
     """sha256 over the training code (generators and cohorts packages, sorted by path)."""
-    import cohorts
-    import generators
 
     h = hashlib.sha256()
     for pkg in (generators, cohorts):

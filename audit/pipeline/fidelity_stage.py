@@ -35,11 +35,15 @@ from typing import Any
 
 import numpy as np
 
-from audit.anatomy.stage import check_compatible, real_judged
-from audit.atomic import atomic_save_npz
-from audit.results import metric, unavailable
-from audit.run import RunContext
-from audit.stagekit import audit_subset, judge_memo, split_slices, store_section
+from audit.core.atomic import atomic_save_npz
+from audit.core.results import metric, unavailable
+from audit.fidelity.cine import fvd_judge, smoothness_entry
+from audit.fidelity.distribution import compare
+from audit.fidelity.external import ExternalFeatures
+from audit.fidelity.paired import paired_metrics, summarise_paired
+from audit.pipeline.context import RunContext
+from audit.pipeline.stagekit import audit_subset, check_compatible, judge_memo, real_judged, split_slices, store_section
+from cohorts.judge import JudgeUnavailable
 from generators.sampleset import SampleSet
 
 log = logging.getLogger(__name__)
@@ -49,7 +53,6 @@ FEATURE_DESCRIPTION = "judge (myopari 0.1.6 FC-DenseNet, pooled 288-d encoder) f
 
 
 def run_fidelity(ctx: RunContext) -> dict[str, Any]:
-    from cohorts.judge import JudgeUnavailable
 
     samples: SampleSet = ctx.artefacts["samples"]
     cfg = ctx.cfg
@@ -97,7 +100,6 @@ def _distribution(ctx: RunContext, samples: SampleSet, memo) -> dict[str, Any]:
 
 def _external(ctx: RunContext, samples: SampleSet) -> dict[str, Any]:
     """The same comparison in the user's TorchScript feature space (same image subsets as judge)."""
-    from audit.fidelity.external import ExternalFeatures
 
     a = ctx.cfg.audit
     device = ctx.cfg.device if ctx.cfg.device.startswith("cuda") else "cpu"
@@ -116,7 +118,6 @@ def against_real(ctx: RunContext, samples: SampleSet, idx: np.ndarray, syn_f: np
                  short: str, npz: str) -> dict[str, Any]:
     """FID/KID/PRDC of the synthetic features vs ``test`` and of ``holdout`` vs ``test`` (the real
     floor) at the same n, and their FID ratio. ``test``/``floor``: ``(slices, features)`` or None."""
-    from audit.fidelity.distribution import compare
 
     cfg = ctx.cfg
     syn_c = samples.subject_ids[idx] if samples.subject_ids is not None else idx.astype(str)
@@ -151,7 +152,6 @@ def against_real(ctx: RunContext, samples: SampleSet, idx: np.ndarray, syn_f: np
 
 
 def _paired(ctx: RunContext) -> dict[str, Any]:
-    from audit.fidelity.paired import paired_metrics, summarise_paired
 
     cfg = ctx.cfg
     out: dict[str, Any] = {}
@@ -207,7 +207,6 @@ def _real_videos(ctx: RunContext, split: str, k: int, stream: int, frames: int):
 
 
 def _cine(ctx: RunContext, samples: SampleSet, memo) -> dict[str, Any]:
-    from audit.fidelity.cine import fvd_judge, smoothness_entry
 
     cfg = ctx.cfg
     n, t = samples.images.shape[:2]

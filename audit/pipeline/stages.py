@@ -1,4 +1,4 @@
-"""The stages of ``audit run`` (see :mod:`audit.run` for the orchestration).
+"""The stages of ``audit run`` (see :mod:`audit.pipeline.run` for the orchestration).
 
 * ``cohort``: resolve the data source (phantom or a dataset directory), load and prepare it
   through the cohort cache, make or reuse subject-level splits (``splits.json``) and a
@@ -9,10 +9,10 @@
   ``reference``: neither members nor the membership-inference non-members, and not the
   utility test set, so no audit sees its own labels in the synthetic data) and write
   ``samples.npz``.
-* ``anatomy`` (:mod:`audit.anatomy.stage`), ``fidelity`` (:mod:`audit.fidelity.stage`),
-  ``privacy`` (:mod:`audit.privacy.stage`) and ``utility`` (:mod:`audit.utility.stage`): the audits, each keeping its results section in
+* ``anatomy`` (:mod:`audit.pipeline.anatomy_stage`), ``fidelity`` (:mod:`audit.pipeline.fidelity_stage`),
+  ``privacy`` (:mod:`audit.pipeline.privacy_stage`) and ``utility`` (:mod:`audit.pipeline.utility_stage`): the audits, each keeping its results section in
   ``sections/<name>.json`` for ``--resume``.
-* ``plugins`` (:mod:`audit.plugin_stage`): metrics registered by plugins, written into the
+* ``plugins`` (:mod:`audit.pipeline.plugin_stage`): metrics registered by plugins, written into the
   sections above.
 """
 
@@ -24,20 +24,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from audit.atomic import atomic_write_json
-from audit.cohort_check import check_cohort_for_run
-from audit.errors import UserError
-from audit.logs import progress_disabled
-from audit.anatomy.stage import run_anatomy
-from audit.fidelity.stage import run_fidelity
-from audit.plugin_stage import run_plugin_metrics
-from audit.privacy.stage import run_privacy
-from audit.utility import run_utility
-from audit.run import RunContext, Stage
-from audit.stagekit import canary_plan, section_loader, split_slices
+from audit.core.atomic import atomic_write_json
+from audit.core.errors import UserError
+from audit.core.logs import progress_disabled
+from audit.pipeline import fitcache
+from audit.pipeline.anatomy_stage import run_anatomy
+from audit.pipeline.cohort_check import check_cohort_for_run
+from audit.pipeline.context import RunContext, Stage, release_fit_workers
+from audit.pipeline.fidelity_stage import run_fidelity
+from audit.pipeline.plugin_stage import run_plugin_metrics
+from audit.pipeline.privacy_stage import run_privacy
+from audit.pipeline.stagekit import canary_plan, section_loader, split_slices
+from audit.pipeline.utility_stage import run_utility
+from cohorts import source
+from cohorts.cache import load_prepared
+from cohorts.preprocess import PreprocessConfig
+from cohorts.splits import load_splits, make_lovo_splits, make_splits, save_splits
 from generators.base import FitContext
-from generators.data import SliceSet
+from generators.data import StackSet
+from generators.dp.summary import results_section
 from generators.sampleset import SampleSet
 
 log = logging.getLogger(__name__)
@@ -47,9 +54,6 @@ log = logging.getLogger(__name__)
 
 
 def _prepared(ctx: RunContext):
-    from cohorts import source
-    from cohorts.cache import load_prepared
-    from cohorts.preprocess import PreprocessConfig
 
     d = ctx.cfg.data
     root = source.resolve(d.source, phantom_subjects=d.phantom_subjects, phantom_seed=d.phantom_seed)
@@ -58,7 +62,6 @@ def _prepared(ctx: RunContext):
 
 
 def run_cohort(ctx: RunContext) -> dict[str, Any]:
-    from cohorts.splits import load_splits, make_lovo_splits, make_splits, save_splits
 
     d = ctx.cfg.data
     prepared = _prepared(ctx)
@@ -88,7 +91,6 @@ def run_cohort(ctx: RunContext) -> dict[str, Any]:
 
 
 def load_cohort(ctx: RunContext) -> None:
-    from cohorts.splits import load_splits
 
     prepared = _prepared(ctx)
     ctx.artefacts.update(prepared=prepared, splits=load_splits(ctx.run_dir.path / "splits.json", prepared))
@@ -105,7 +107,6 @@ def train_data(ctx: RunContext):
     """What ``fit`` gets: the train split's slices (less the canaries whose coin left them out,
     under ``--dp-audit-canaries``), or its whole subjects for a 4D generator."""
     if _uses_subjects(ctx):
-        from generators.data import StackSet
 
         ids = ctx.artefacts["splits"].assignments.get("train") or []
         return StackSet.from_prepared(ctx.artefacts["prepared"], ids) if ids else None
@@ -126,7 +127,6 @@ def run_fit(ctx: RunContext) -> dict[str, Any]:
         raise UserError("the train split is empty: nothing to fit the generator on")
     if ctx.cfg.dp.enabled and not getattr(ctx.entry.cls, "trainable", True):
         raise UserError(f"generator '{ctx.cfg.generator}' is not trained, so --dp-* has nothing to make private")
-    from audit import fitcache
 
     gen_dir, losses = ctx.run_dir.path / "generator", ctx.run_dir.path / "losses.csv"
     if not (ctx.use_cache and getattr(ctx.entry.cls, "trainable", True)):
@@ -150,7 +150,6 @@ def run_fit(ctx: RunContext) -> dict[str, Any]:
 def _train(ctx: RunContext, train: Any, gen_dir: Path, losses: Path, key: str | None) -> dict[str, Any]:
     """Train the generator into the run directory (resuming from its checkpoints) and, with a
     ``key``, store it in the fit cache."""
-    from audit import fitcache
 
     generator = ctx.entry.cls()
     context = FitContext(
@@ -159,7 +158,6 @@ def _train(ctx: RunContext, train: Any, gen_dir: Path, losses: Path, key: str | 
         losses_path=losses,
         resume=ctx.run_dir.checkpoints.is_dir(),
     )
-    from audit.run import release_fit_workers
 
     release_fit_workers(ctx, train=True, resume=context.resume)  # under torchrun the other ranks join here
     generator.fit(train, ctx.cfg, context)
@@ -168,7 +166,6 @@ def _train(ctx: RunContext, train: Any, gen_dir: Path, losses: Path, key: str | 
     _dp_artefacts(ctx, generator)
     info: dict[str, Any] = _train_size(train)
     if ctx.cfg.device.startswith("cuda"):
-        import torch
 
         info["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     if key is not None:
@@ -180,7 +177,6 @@ def _train(ctx: RunContext, train: Any, gen_dir: Path, losses: Path, key: str | 
 def fit_on_worker(ctx: RunContext, resume: bool) -> None:
     """A rank > 0 under torchrun: the same training as rank 0's :func:`run_fit` (same cohort,
     split, config and checkpoint to resume from), writing nothing (rank 0 saves)."""
-    from cohorts.splits import load_splits
 
     prepared = _prepared(ctx)  # rank 0 has built the cohort cache by now
     ctx.artefacts.update(prepared=prepared, splits=load_splits(ctx.run_dir.path / "splits.json", prepared))
@@ -193,7 +189,6 @@ def _dp_artefacts(ctx: RunContext, generator: Any) -> None:
 
     A run asked for DP whose generator reports no accounting is an error, never a silent
     non-private run with a claimed epsilon."""
-    from generators.dp.summary import results_section
 
     summary = getattr(generator, "dp_summary", None)
     if ctx.cfg.dp.enabled and summary is None:

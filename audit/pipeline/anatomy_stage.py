@@ -37,48 +37,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.atomic import atomic_save_npz
-from audit.errors import UserError
-from audit.results import unavailable
-from audit.run import RunContext
-from audit.stagekit import audit_subset, judge_memo, split_slices, store_section
-from audit.tables import write_csv
+from audit.anatomy import agreement, clinical, plausibility
+from audit.anatomy.agreement import per_image, summarise
+from audit.anatomy.clinical import CINE_REQUESTED
+from audit.core.atomic import atomic_save_npz
+from audit.core.results import unavailable
+from audit.core.tables import write_csv
+from audit.pipeline.context import RunContext
+from audit.pipeline.stagekit import audit_subset, check_compatible, judge_memo, real_judged, split_slices, store_section
+from cohorts.judge import JudgeUnavailable
 from generators.sampleset import SampleSet
 
 log = logging.getLogger(__name__)
 
 SDEDIT_STRENGTHS = (0.3, 0.5, 0.7)
-REAL_STREAM = {"test": 4, "holdout": 5}
-"""Seed streams of the real audit subsets (shared with the fidelity stage, so the judge cache hits)."""
-
-
-def check_compatible(ctx: RunContext, samples: SampleSet) -> None:
-    """Samples must have the cohort's image size and spacing: the judge's field of view and the
-    real comparison sets depend on both."""
-    d = ctx.cfg.data
-    shape = tuple(samples.images.shape[-2:])
-    sp = tuple(float(s) for s in samples.pixel_spacing)
-    if shape != (d.size, d.size) or not np.allclose(sp, (d.target_spacing, d.target_spacing), rtol=1e-3):
-        raise UserError(
-            f"{ctx.run_dir.path / 'samples.npz'}: images are {shape[0]}x{shape[1]} at {sp[0]:g}x{sp[1]:g} mm but the "
-            f"cohort is prepared at {d.size}x{d.size} and {d.target_spacing:g} mm; set data.size and data.target_spacing to match"
-        )
-
-
-def real_judged(ctx: RunContext, split: str) -> tuple[Any, np.ndarray, np.ndarray] | None:
-    """``(slices, labels, features)`` of the seeded audit subset of a real split, or ``None`` if empty.
-
-    Kept in the run context: the anatomy and fidelity stages both read the ``test`` split."""
-    key = f"real_judged.{split}"
-    if key not in ctx.artefacts:
-        real = split_slices(ctx, split)
-        if real is None:
-            ctx.artefacts[key] = None
-        else:
-            real = real.subset(audit_subset(ctx, len(real), stream=REAL_STREAM[split]))
-            labels, feats = judge_memo(ctx)(real.images, real.spacing)
-            ctx.artefacts[key] = (real, labels, feats)
-    return ctx.artefacts[key]
 
 
 def _subjects(samples: SampleSet, idx: np.ndarray) -> np.ndarray:
@@ -86,8 +58,6 @@ def _subjects(samples: SampleSet, idx: np.ndarray) -> np.ndarray:
 
 
 def run_anatomy(ctx: RunContext) -> dict[str, Any]:
-    from audit.anatomy import agreement, plausibility
-    from cohorts.judge import JudgeUnavailable
 
     samples: SampleSet = ctx.artefacts["samples"]
     cfg = ctx.cfg
@@ -162,7 +132,6 @@ def _sampling_kwargs(ctx: RunContext) -> dict[str, Any]:
 def _sdedit_agreement(ctx: RunContext, generator, memo) -> dict[str, Any]:
     """Seed 000's use: restyle reference-split images towards another vendor with SDEdit and
     check that the judge still finds the reference's anatomy (judge Dice vs the reference mask)."""
-    from audit.anatomy.agreement import per_image, summarise
 
     pool = split_slices(ctx, ctx.cfg.sample.condition_split)
     pool = pool.subset(np.flatnonzero(pool.labelled))
@@ -190,7 +159,6 @@ def _sdedit_agreement(ctx: RunContext, generator, memo) -> dict[str, Any]:
 
 def _clinical(ctx: RunContext, generator, memo) -> dict[str, Any]:
     """EDV/ESV/EF/mass of generated whole stacks, judged, vs the values of the conditioning masks."""
-    from audit.anatomy import clinical
 
     k_max = ctx.cfg.audit.clinical_subjects
     if k_max <= 0:
@@ -240,7 +208,6 @@ def _clinical(ctx: RunContext, generator, memo) -> dict[str, Any]:
 def write_clinical(out_dir, table, csv: str, prefix: str, names, **labels) -> None:
     """The per-subject table as ``out_dir/csv`` and a Bland-Altman figure per index with at least 3
     finite pairs (``out_dir/figures/<prefix><index>.png``; ``labels``: who measured / requested)."""
-    from audit.anatomy import clinical
 
     write_csv(out_dir / csv, table)
     figures = out_dir / "figures"
@@ -259,7 +226,6 @@ CINE_CLINICAL_STREAM = 6
 
 def cine_clinical_unmet(samples: SampleSet) -> str | None:
     """Why the clinical indices of a cine sample set cannot be measured, or ``None`` if they can."""
-    from audit.anatomy.clinical import CINE_REQUESTED
 
     lacks = []
     if samples.subject_ids is None:
@@ -301,7 +267,6 @@ def cine_clinical_sections(samples: SampleSet, labels: np.ndarray | None, *, not
     ``samples``) and ``clinical_generator_masks`` (from ``samples.masks``) of a cine sample set of
     whole subjects. With ``out_dir`` the per-subject tables go to CSV files there and the
     Bland-Altman figures under ``out_dir/figures``."""
-    from audit.anatomy import clinical
 
     requested = {idx: getattr(samples, f) for f, idx in clinical.CINE_REQUESTED.items() if getattr(samples, f) is not None}
     asked = "/".join(f for f in clinical.CINE_REQUESTED if getattr(samples, f) is not None)

@@ -13,9 +13,10 @@ import logging
 import math
 from typing import Any, Mapping
 
-from audit.results import unavailable
-from audit.run import RunContext
-from audit.stagekit import split_slices, store_section
+from audit.core import plugins
+from audit.core.results import unavailable
+from audit.pipeline.context import RunContext
+from audit.pipeline.stagekit import split_slices, store_section
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ _METRIC_KEYS = {"value", "unit", "ci_low", "ci_high", "n", "method"}
 def entry_problem(e: Any) -> str:
     """Why ``e`` is not a valid results entry ('' if it is one)."""
     if not isinstance(e, Mapping):
-        return f"a {type(e).__name__}, not an entry (use audit.results.metric or unavailable)"
+        return f"a {type(e).__name__}, not an entry (use audit.core.results.metric or unavailable)"
     if "status" in e:
         ok = e.get("status") == "unavailable" and isinstance(e.get("reason"), str) and e["reason"].strip()
         return "" if ok and set(e) == {"status", "reason"} else "malformed unavailable entry"
@@ -49,7 +50,6 @@ def entry_problem(e: Any) -> str:
 
 
 def run_plugin_metrics(ctx: RunContext) -> dict[str, Any]:
-    from audit import plugins
 
     found = plugins.metrics()
     if not found:

@@ -14,9 +14,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from audit.atomic import atomic_write_json
-from audit.run import RunContext
+from audit.core.atomic import atomic_write_json
+from audit.core.errors import UserError
+from audit.pipeline.context import RunContext
+from audit.privacy.canaries import CanaryPlan, plan_canaries
+from cohorts.judge import Judge
+from cohorts.judge.memo import JudgeMemo
+from generators import distributed
 from generators.data import SliceSet
+from generators.sampleset import SampleSet
+
+REAL_STREAM = {"test": 4, "holdout": 5}
+"""Seed streams of the real audit subsets (shared with the fidelity stage, so the judge cache hits)."""
 
 
 def split_slices(ctx: RunContext, split: str) -> SliceSet | None:
@@ -34,13 +43,11 @@ def canary_plan(ctx: RunContext, train: SliceSet | None):
     k = ctx.cfg.dp.audit_canaries
     if not k or train is None:
         return None
-    from audit.privacy.canaries import CanaryPlan, plan_canaries
 
     path = ctx.run_dir.path / "canaries.json"
     if path.is_file():
         return CanaryPlan.load(path, len(train))
     plan = plan_canaries(train.subject_ids, k, ctx.cfg.seed)
-    from generators import distributed
 
     if distributed.is_main():  # under torchrun every rank draws the same plan; rank 0 records it
         plan.save(path)
@@ -64,8 +71,6 @@ def judge_memo(ctx: RunContext):
     """
     memo = ctx.artefacts.get("judge_memo")
     if memo is None:
-        from cohorts.judge import Judge
-        from cohorts.judge.memo import JudgeMemo
 
         # on a CUDA run the judge runs there too (torch runner, fp32); ONNX Runtime on the CPU otherwise
         memo = JudgeMemo(Judge(precision=ctx.cfg.audit.judge_precision, device=ctx.cfg.device))
@@ -88,3 +93,32 @@ def section_loader(name: str) -> Callable[[RunContext], None]:
         ctx.artefacts[f"results.{name}"] = json.loads(section_path(ctx, name).read_text("utf-8"))
 
     return load
+
+
+def check_compatible(ctx: RunContext, samples: SampleSet) -> None:
+    """Samples must have the cohort's image size and spacing: the judge's field of view and the
+    real comparison sets depend on both."""
+    d = ctx.cfg.data
+    shape = tuple(samples.images.shape[-2:])
+    sp = tuple(float(s) for s in samples.pixel_spacing)
+    if shape != (d.size, d.size) or not np.allclose(sp, (d.target_spacing, d.target_spacing), rtol=1e-3):
+        raise UserError(
+            f"{ctx.run_dir.path / 'samples.npz'}: images are {shape[0]}x{shape[1]} at {sp[0]:g}x{sp[1]:g} mm but the "
+            f"cohort is prepared at {d.size}x{d.size} and {d.target_spacing:g} mm; set data.size and data.target_spacing to match"
+        )
+
+
+def real_judged(ctx: RunContext, split: str) -> tuple[Any, np.ndarray, np.ndarray] | None:
+    """``(slices, labels, features)`` of the seeded audit subset of a real split, or ``None`` if empty.
+
+    Kept in the run context: the anatomy and fidelity stages both read the ``test`` split."""
+    key = f"real_judged.{split}"
+    if key not in ctx.artefacts:
+        real = split_slices(ctx, split)
+        if real is None:
+            ctx.artefacts[key] = None
+        else:
+            real = real.subset(audit_subset(ctx, len(real), stream=REAL_STREAM[split]))
+            labels, feats = judge_memo(ctx)(real.images, real.spacing)
+            ctx.artefacts[key] = (real, labels, feats)
+    return ctx.artefacts[key]

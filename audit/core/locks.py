@@ -5,7 +5,7 @@ matrix in parallel; two users may start runs together). Every cache entry that i
 build (the phantom folder, a prepared cohort, the judge network and its int8 graph, a trained
 generator, the shared autoencoder) is built under an exclusive lock on a sibling lock file
 ``.<name>.lock``, and published by renaming the finished tree into place
-(:func:`audit.atomic.atomic_dir`). A reader therefore finds either nothing (and waits for the
+(:func:`audit.core.atomic.atomic_dir`). A reader therefore finds either nothing (and waits for the
 lock, then re-checks) or a complete entry, never half a tree.
 
 The locks are ``fcntl``/``msvcrt`` advisory locks through the ``filelock`` package: the operating
@@ -24,8 +24,8 @@ from typing import Callable, Iterator
 
 from filelock import FileLock, Timeout
 
-from audit.atomic import atomic_dir
-from audit.errors import UserError
+from audit.core.atomic import atomic_dir
+from audit.core.errors import UserError
 
 __all__ = ["lock_path", "exclusive", "build_once"]
 

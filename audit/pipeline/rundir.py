@@ -15,7 +15,7 @@ Layout (filled stage by stage; see ``../shared/README.md``)::
 
 Rules: a non-empty directory is never reused without ``--resume`` (continue, same config) or
 ``--force`` (start afresh; only a directory that holds a cmr-audit ``config.json`` is ever
-cleared). Every file goes through :mod:`audit.atomic`.
+cleared). Every file goes through :mod:`audit.core.atomic`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from audit.atomic import atomic_write_json
-from audit.errors import UserError
+from audit.core.atomic import atomic_write_json
+from audit.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

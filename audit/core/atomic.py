@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import IO, Any, Iterator
 
@@ -85,8 +87,6 @@ def _publish_dir(staging: Path, path: Path, attempts: int = 5) -> None:
     keeps the window in which ``path`` is missing to two renames. A concurrent publisher that wins
     that window makes the rename fail with "not empty": the loop then moves its tree aside too.
     """
-    import shutil
-    import uuid
 
     for attempt in range(attempts):
         aside = None
@@ -118,8 +118,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Build a directory under a temporary sibling name; it replaces ``path`` only when the
     body finishes (the old tree is moved aside, the new one renamed in, then the old one
     deleted). An interrupted build is removed and never looks complete. Concurrent builders of
-    one cache entry should also hold :func:`audit.locks.exclusive`, so only one of them builds."""
-    import shutil
+    one cache entry should also hold :func:`audit.core.locks.exclusive`, so only one of them builds."""
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

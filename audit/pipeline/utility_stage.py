@@ -97,6 +97,7 @@ differences at the quick preset partly reflect the budget, and the GPU-sized ful
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
@@ -106,15 +107,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from tqdm.auto import tqdm
 
-from audit.errors import UserError
-from audit.logs import progress_disabled
-from audit.results import metric, unavailable
-from audit.run import RunContext
-from audit.stagekit import store_section
-from audit.tables import write_csv
+from audit.core.errors import UserError
+from audit.core.logs import progress_disabled
+from audit.core.results import metric, unavailable
+from audit.core.tables import write_csv
+from audit.pipeline.context import RunContext
+from audit.pipeline.stagekit import check_compatible, store_section
 from audit.utility.metrics import absolute_entries, paired_entries, per_image
 from audit.utility.net import Pool, TrainSpec, predict, train_segmenter
+from cohorts.splits import load_splits, make_lovo_splits
 from generators.data import SliceSet
 from generators.sampleset import SampleSet
 
@@ -154,11 +158,10 @@ class UtilityOptions:
 
 
 def options_from_config(cfg) -> UtilityOptions:
-    """The ``audit.utility_*`` keys of the run config (preset values in :data:`audit.config.PRESETS`)."""
+    """The ``audit.utility_*`` keys of the run config (preset values in :data:`audit.pipeline.config.PRESETS`)."""
     a = cfg.audit
     device = str(getattr(cfg, "device", "cpu") or "cpu")
     if device != "cpu":
-        import torch
 
         if not torch.cuda.is_available():
             log.warning("utility: device %r is not available; training on the CPU", device)
@@ -304,7 +307,6 @@ def sdedit_chunk(generator) -> tuple[int, dict[str, int]]:
     ``sdedit`` takes one (the diffusion families batch internally, 32 by default). The noise of
     each call is seeded with ``seed + first index``, so a different chunk draws different (equally
     valid) noise: restyled images are reproducible per device type, not across them."""
-    import inspect
 
     device = getattr(getattr(generator, "device", None), "type", None) or str(getattr(generator, "device", "cpu"))
     chunk = SDEDIT_CHUNK["cuda" if str(device).startswith("cuda") else "cpu"]
@@ -338,7 +340,6 @@ def _sdedit_pool(generator, real: SliceSet, plan: SubjectPlan, opts: UtilityOpti
     target = np.array(target)
     if hasattr(generator, "sampling"):
         generator.sampling = dict(sampling)
-    from tqdm.auto import tqdm
 
     out = np.empty((n, *real.shape), np.float32)
     t0 = time.perf_counter()
@@ -419,8 +420,6 @@ def train_and_score(settings: dict[str, SettingData | str], evaluation: SliceSet
 
     Returns the per-image table (``setting, seed, subject_id, vendor`` + metrics) and the
     per-training table."""
-    import torch
-    from tqdm.auto import tqdm
 
     spec = opts.spec()
     todo = [(s, k) for s in SETTINGS if isinstance(settings.get(s), SettingData) for k in range(opts.seeds)]
@@ -545,7 +544,6 @@ def heldout_vendor_of(ctx: RunContext, vendors: list[str]) -> str | None:
     """The leave-one-vendor-out held-out vendor (``splits_lovo.json``), ``None`` below 2 vendors."""
     if len(vendors) < 2:
         return None
-    from cohorts.splits import load_splits, make_lovo_splits
 
     path = ctx.run_dir.path / "splits_lovo.json"
     prepared = ctx.artefacts["prepared"]
@@ -559,7 +557,6 @@ def heldout_vendor_of(ctx: RunContext, vendors: list[str]) -> str | None:
 
 
 def run_utility(ctx: RunContext) -> dict[str, Any]:
-    from audit.anatomy.stage import check_compatible
 
     cfg = ctx.cfg
     prepared = ctx.artefacts["prepared"]
