@@ -3,7 +3,7 @@ succeed with identical figures, and each shared entry is built once (issue 27, r
 
 Fresh means an empty ``$CMR_AUDIT_CACHE`` except for the judge's verified ONNX file, copied in
 so that the test does not download the wheel three times from PyPI (the concurrent download
-itself is covered with a stand-in wheel in tests/audit/test_locks.py)."""
+itself is covered with a stand-in wheel in tests/audit/core/test_locks.py)."""
 
 from __future__ import annotations
 

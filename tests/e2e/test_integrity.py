@@ -1,5 +1,5 @@
 """A corrupt run checkpoint is an exit-2 error naming the file, never NaN samples later
-(issue 27, req. 2). Cache entries are discarded and rebuilt instead: tests/audit/test_fitcache.py."""
+(issue 27, req. 2). Cache entries are discarded and rebuilt instead: tests/audit/pipeline/test_fitcache.py."""
 
 from __future__ import annotations
 
