@@ -1,10 +1,10 @@
-"""The shared KL autoencoder of the latent families (``ldm``, ``flow``; later ``cine``).
+"""The shared KL autoencoder of the latent families (``ldm``, ``flow``, ``cine``).
 
 Network: MONAI's :class:`~monai.networks.nets.AutoencoderKL` (Rombach et al. 2022, "High-
 Resolution Image Synthesis with Latent Diffusion Models"), sized for a CPU budget: no
 attention, one residual block per level, 16/32/64 channels -- two downsamplings turn a
-128x128 slice into a 32x32x4 latent. (The shared README's probe with 32/64/64 channels,
-attention and two blocks per level managed 59 steps in 4 minutes.)
+128x128 slice into a 32x32x4 latent. (A 32/64/64-channel network with attention and two
+blocks per level trains far too few steps in a CPU preset's budget.)
 
 Loss: L1 reconstruction + an L1 loss on image gradients (keeps edges, which a plain L1
 autoencoder blurs) + a tiny KL term (``kl_weight``) that keeps the latent space smooth.
@@ -16,15 +16,13 @@ al. 2022 (section 3, "perceptual compression"), a patch discriminator
 (:mod:`generators.discriminator`, spectral norm, hinge loss) can be trained against the
 reconstructions from step ``adv_start`` on, the autoencoder adding ``adv_weight * -D(x_hat)``
 plus ``fm_weight *`` discriminator feature matching (Wang et al. 2018) in place of the ImageNet
-LPIPS term, for which no weights exist here. Measured on the 40-subject phantom at 128 px
-(BENCHMARKS.md, "Shared autoencoder"; ``adv_weight=0.1, fm_weight=3``): reconstructions of
-holdout slices get closer to the real test split in judge features (FID 1.60x -> 1.28x the
-real floor, precision / recall 0.49 / 0.47 -> 0.62 / 0.72) for about 20 % more training time,
-but the quick preset's small flow denoiser then samples with far less coverage (recall 0.41 ->
-0.04), so the presets keep the pixel losses; it is there for larger denoisers (set ``adv_weight`` / ``fm_weight``
-in ``generator_options.ae``). Under DP the discriminator would be a second, non-private reader
-of the images, so the term is refused there (the latent families switch it off and list the
-change in the report).
+LPIPS term, for which no weights exist here. With it (BENCHMARKS.md, "Shared autoencoder";
+``adv_weight=0.1, fm_weight=3``) reconstructions of holdout slices get closer to the real test
+split in judge features at some extra training time, but the quick preset's small flow denoiser
+then samples with far less coverage (lower recall), so the presets keep the pixel losses; it is
+there for larger denoisers (set ``adv_weight`` / ``fm_weight`` in ``generator_options.ae``).
+Under DP the discriminator would be a second, non-private reader of the images, so the term is
+refused there (the latent families switch it off and list the change in the report).
 
 Latent scaling: latents are the encoder means multiplied by ``scale = 1 / std`` of the
 training latents (Rombach et al. 2022, section 4.3 / appendix), so the diffusion model sees

@@ -1,7 +1,7 @@
 """The generator interface every family (and every plugin) implements.
 
 A generator is trained on a cohort's ``train`` split only, and hands the audit a *sample
-set* (the NPZ contract of ``../shared/README.md``). White-box attacks additionally use
+set* (the NPZ contract of ``docs/sample_set.md``). White-box attacks additionally use
 :meth:`Generator.score`, a per-image statistic (denoising loss, ELBO, discriminator output).
 
 Registration is by entry point in the group ``cmr_audit.generators`` (see

@@ -1,6 +1,8 @@
-"""``cine``: a 4D cine generator after seed 001 (arXiv 2606.26764), built in-house so it can be audited.
+"""``cine``: a 4D cine generator, built in-house so it can be audited.
 
-A cascade of three models, trained one after the other on the ``train`` split's whole cine stacks:
+After *Anatomy-Guided Residual Motion Diffusion for Controllable 4D Cardiac MRI Synthesis*
+(arXiv 2606.26764): a cascade of three models, trained one after the other on the ``train`` split's whole
+cine stacks:
 
 1. **Semi-supervised dual-decoder VAE** (:mod:`generators.cine_vae`): per-slice encoder, image
    decoder and segmentation decoder; every frame trains the image branch, annotated frames
@@ -20,8 +22,8 @@ slot, which here holds a small MLP of the prior vector (group one-hot, ``EF/100`
 ``ESV/250``, ``slices/16``, ``spacing/10``, a null flag) instead of an embedding table. The
 scales are fixed physiological ones, not statistics of the training data (nothing about the
 private cohort leaks through them). Classifier-free guidance (Ho & Salimans 2022): all priors
-are dropped together with probability ``p_uncond`` (10 %, as in seed 001) and sampling mixes
-``u + w (c - u)`` with ``w = sample.guidance_scale`` (5 in the presets, seed 001's default).
+are dropped together with probability ``p_uncond`` (10 %, as in that paper) and sampling mixes
+``u + w (c - u)`` with ``w = sample.guidance_scale`` (5 in the presets, the paper's default).
 Both LDMs use a DDPM forward process with v-prediction (Salimans & Ho 2022) and trailing-DDIM
 sampling (Song et al. 2021; Lin et al. 2024), as the 2D latent family.
 
@@ -199,8 +201,8 @@ class CineGenerator(Generator):
                   "generator_options.vae_steps": 5, "generator_options.channels": [16, 16],
                   "generator_options.norm_groups": 8, "generator_options.static_steps": 10,
                   "generator_options.motion_steps": 10},
-        # 64x64 at 2.5 mm (a 160 mm field of view), 16 frames per cycle; sized for <= 20 min on 2 cores
-        # (the fit took 961 s on a quiet 2-core machine, BENCHMARKS.md "Cine generation")
+        # 64x64 at 2.5 mm (a 160 mm field of view), 16 frames per cycle; the fit is sized for at most
+        # 20 minutes on a 2-core CPU (BENCHMARKS.md "Cine generation")
         "quick": {"data.size": 64, "data.target_spacing": 2.5, "data.frames": "all", "data.phantom_subjects": 60,
                   "sample.n_samples": 24, "sample.sampler_steps": 20, "sample.guidance_scale": 5.0,
                   "audit.clinical_subjects": 12},

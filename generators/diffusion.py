@@ -26,7 +26,8 @@ Objectives and samplers (MONAI schedulers):
   ODE's solution (the samples cover less of the data: BENCHMARKS.md, flow sampler), and the
   midpoint rule never calls the network at t = 0, where training rarely samples it.
 
-SDEdit (Meng et al. 2022; seed 000 uses it to restyle a reference across vendors):
+SDEdit (Meng et al. 2022; Wong et al., *Can Diffusion Models Bridge the Domain Gap in Cardiac MR
+Imaging?*, use it to restyle a reference across vendors):
 :meth:`DiffusionFamily.sdedit` noises the reference to ``strength`` of the schedule and
 denoises it under the reference's mask and an optional target vendor.
 
@@ -448,10 +449,11 @@ class DDPMGenerator(DiffusionFamily):
                                              "norm_groups": 8, "ae": {}}
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"generator_options.channels": [16, 16], "generator_options.norm_groups": 8},
-        # ~1.05 s/step at batch 16 on 2 cores (2026-11-26): 750 steps fit the 15-min budget.
-        # Sampling: 5 trailing DDIM steps without guidance, 5.9 img/s on 2 quiet cores, FID 4.8x the
-        # real floor and 0.96 of the judge-Dice ceiling; DDIM 20 with guidance 2 made 0.6 img/s at
-        # FID 10x (BENCHMARKS.md, generators)
+        # 96 px and 750 steps: the pixel-space denoiser trains within the quick preset's 15-minute CPU
+        # budget. Sampling: 5 trailing DDIM steps without guidance; guidance pushes this small model's
+        # samples off the real manifold (it follows the mask without it), and 20 steps with guidance
+        # are far slower and further from the real floor in FID (BENCHMARKS.md "Generators at the
+        # quick preset")
         "quick": {"data.size": 96, "data.target_spacing": 2.0, "train.steps": 750, "train.batch_size": 16,
                   "sample.sampler_steps": 5, "sample.guidance_scale": 1.0},
         "full": {"train.steps": 3000, "train.batch_size": 64, "generator_options.channels": [64, 128, 256],
@@ -474,11 +476,11 @@ class LDMGenerator(DiffusionFamily):
                   "generator_options.channels": [32, 64, 64],
                   "generator_options.norm_groups": 16,
                   # pixel losses only: the adversarial term (ae.adv_weight / ae.fm_weight) gives better
-                  # reconstructions but, with this small denoiser, flow samples with less coverage (recall
-                  # 0.41 -> 0.04 in judge features; BENCHMARKS.md, "Shared autoencoder")
+                  # reconstructions but, with this small denoiser, flow samples with far less coverage
+                  # (recall in judge features; BENCHMARKS.md, "Shared autoencoder")
                   "generator_options.ae": {"channels": [8, 16, 32], "norm_groups": 8, "steps": 600}},
-        # one H200 (2026-11-26): autoencoder ~30 ms/step at batch 64, denoiser 53 ms/step at batch 256
-        # in bf16 (benchmarks/results/dp_speed_gpu.json); 2000 + 2000 steps train in about 3.5 min
+        # one H100/H200: 2000 autoencoder + 2000 denoiser steps keep the full preset's whole run near
+        # its 8-minute size (step times: BENCHMARKS.md "GPU" and "Differential privacy")
         "full": {"train.steps": 2000, "train.batch_size": 256, "generator_options.channels": [128, 256, 256],
                  "generator_options.norm_groups": 32, "generator_options.attention": True, "sample.sampler_steps": 50,
                  "generator_options.ae": {"channels": [32, 64, 128], "norm_groups": 16, "steps": 2000, "batch_size": 64}},
@@ -491,10 +493,10 @@ class FlowGenerator(DiffusionFamily):
     description = "rectified flow / flow matching in the LDM latent space, few-step second-order (midpoint) ODE sampling"
     objective = "velocity"
     latent = True
-    # The midpoint rule at 6 steps (12 network calls) integrates the learned field to its limit:
-    # recall 0.61 in judge features at the quick preset, as at 8 and 12 steps (0.62 / 0.60), where
-    # 8 Euler steps (8 calls) stopped at 0.41 and 16 (16 calls) at 0.49; 4 midpoint steps give 0.54
-    # (BENCHMARKS.md, "Flow sampler: a second-order ODE solver").
+    # The midpoint rule at 6 steps (12 network calls) integrates the learned field to its limit at
+    # the quick preset: more midpoint steps do not raise the recall in judge features, fewer lower
+    # it, and Euler stays well below it even with more network calls (BENCHMARKS.md, "Flow sampler:
+    # a second-order ODE solver").
     default_steps = 6
     default_sampler = "midpoint"
     defaults: ClassVar[Mapping[str, Any]] = {**_COMMON, "channels": [64, 128, 128], "norm_groups": 32, "ae": {}}

@@ -142,8 +142,8 @@ class GANGenerator(MaskConditioned2D):
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"generator_options.channels": [16, 16, 8], "generator_options.d_channels": [8, 16],
                   "generator_options.spade_hidden": 8, "generator_options.z_dim": 8},
-        # 0.55-0.58 s/step at batch 16 on 2 idle cores (2026-11-26): 1800 steps took 987 s, over the
-        # 15-minute budget; 1500 steps fit it with the periodic checkpoints
+        # 1500 steps at batch 16 fit the quick preset's 15-minute CPU training budget with the
+        # periodic checkpoints; 1800 do not (BENCHMARKS.md "Generators at the quick preset")
         "quick": {"train.steps": 1500, "train.batch_size": 16, "train.ema_warmup_steps": 300},
         "full": {"train.steps": 4000, "train.batch_size": 64, "generator_options.channels": [256, 128, 64, 32, 16],
                  "generator_options.spade_hidden": 64, "generator_options.d_channels": [64, 128, 256, 256]},

@@ -1,4 +1,4 @@
-"""Reference generators that calibrate the audit (issue: generators, requirement 5).
+"""Reference generators that calibrate the audit: inputs whose right verdict is known in advance.
 
 * ``copycat`` returns training images, lightly augmented (a gamma change within 5 % and
   Gaussian noise of 1 % of the range) with their own masks: the leak every privacy audit
@@ -11,7 +11,7 @@
   strong Gaussian noise. It follows the mask loosely and has no realism.
 * ``cartoon`` paints the conditioning mask with the training set's mean intensity per label and
   blurs it slightly: perfect anatomy and no texture. Judge Dice is lenient and passes it; the
-  fidelity metrics must not (issue: fidelity, requirement 8).
+  fidelity metrics must not (they read texture, not only the layout of the mask).
 * ``external`` audits a sample set made by any other tool (``audit run --samples FILE``).
 
 None of them learns weights; their checkpoints still follow the ``config.json`` +

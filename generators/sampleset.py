@@ -1,6 +1,6 @@
 """The sample-set contract: what any generator, in-house or external, hands to the audit.
 
-One ``.npz`` file (see ``../shared/README.md``):
+One ``.npz`` file (the full contract, with what the loader refuses: ``docs/sample_set.md``):
 
 ========================  =========================================================
 key                       content
@@ -21,10 +21,10 @@ its ``subject_ids`` value and, with ``slice_index`` and a ``(3,)`` spacing, form
 (the anatomy stage then measures EDV/ESV/EF by slice summation, :mod:`audit.anatomy.clinical`).
 In a 2D set several rows of a subject (e.g. its ED and ES frames) may share a ``slice_index``.
 Image-level consumers (judge, Dice/HD95, plausibility) read :attr:`SampleSet.pixel_spacing`
-(always ``(2,)``). Files written before ``slice_index`` and the ``(3,)`` spacing load unchanged.
+(always ``(2,)``). ``slice_index`` and a ``(3,)`` spacing are optional: a set without them is valid.
 
 Images are stored in the judge network's orientation (nibabel array order: first axis = x,
-see ``../shared/judge.md``) and scaled to [0, 1] like :mod:`cohorts.preprocess` output.
+see :mod:`cohorts.judge.preprocess`) and scaled to [0, 1] like :mod:`cohorts.preprocess` output.
 Loading never unpickles (``allow_pickle=False``): strings are stored as NumPy unicode arrays.
 It reads each member's ``.npy`` header first and allocates nothing a header merely claims:
 a file whose arrays add up to more than :data:`MAX_LOAD_BYTES` is refused.

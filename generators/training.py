@@ -7,8 +7,8 @@ optimiser state) continues exactly as the uninterrupted run would have.
 
 EMA: the shadow weights copy the model during the first ``warmup`` steps, then decay with
 ``min(decay, (1 + k) / (10 + k))`` (k = steps since warm-up). A fixed 0.999 from step 0 on a
-short CPU schedule averages in the random initialisation (the shared README's LDM probe
-produced "texture soup" that way).
+short CPU schedule averages in the random initialisation into the weights, and the samples
+come out as "texture soup".
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """``vae``: conditional VAE with an image decoder and a segmentation decoder, semi-supervised.
 
-After seed 001 (a VAE whose latents align with masks because a second decoder reconstructs
+After *Anatomy-Guided Residual Motion Diffusion for Controllable 4D Cardiac MRI Synthesis*
+(arXiv 2606.26764; a VAE whose latents align with masks because a second decoder reconstructs
 the segmentation): the encoder maps an image to a spatial latent ``z`` (Kingma & Welling
 2014); the *segmentation decoder* predicts the mask from ``z``; the *image decoder* renders
 the image from ``z``, modulated per pixel by the mask through SPADE blocks (Park et al.
@@ -119,7 +120,7 @@ class ImageDecoder(nn.Module):
 class VAEGenerator(MaskConditioned2D):
     name = "vae"
     family = "vae"
-    description = "conditional VAE with image (SPADE) and segmentation decoders, trained semi-supervised (seed 001)"
+    description = "conditional VAE with image (SPADE) and segmentation decoders, trained semi-supervised"
     uses_unlabelled = True
     defaults: ClassVar[Mapping[str, Any]] = {
         "channels": [16, 32, 64, 64],
@@ -133,8 +134,8 @@ class VAEGenerator(MaskConditioned2D):
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"generator_options.channels": [8, 16], "generator_options.z_channels": 4,
                   "generator_options.spade_hidden": 8},
-        # 0.63 s/step at batch 16 on 2 quiet cores before the prior net, ~0.8 s/step with it
-        # (2026-11-26, BENCHMARKS.md): 1200 steps take about 13-16 min; 3000 took 31 min
+        # 1200 steps at batch 16 fit the quick preset's 15-minute CPU training budget (BENCHMARKS.md
+        # "Generators at the quick preset", quiet fit timings)
         "quick": {"train.steps": 1200, "train.batch_size": 16},
         "full": {"train.steps": 5000, "train.batch_size": 64, "generator_options.channels": [64, 128, 256, 256]},
     }

@@ -29,7 +29,7 @@ Metric paths are TOML arrays of keys into ``results.json`` (never dotted strings
 ``metric`` (not in ``reference`` or ``applies_if``). Every problem -- unknown key, wrong type,
 unknown operator, bad path -- is a :class:`audit.core.errors.UserError` naming the file and the key.
 
-``fallback`` (issue 26) makes a criterion read the strictest figure a run could compute: for each
+``fallback`` makes a criterion read the strictest figure a run could compute: for each
 match of ``metric`` that is unavailable or absent, the fallback paths are tried in order and the
 first one that is a figure is judged instead (the sign-off names the path it read and why).
 A fallback path must have ``"*"`` exactly where ``metric`` has it; those keys are bound to the
@@ -38,7 +38,7 @@ match's (e.g. the same attack). ``reference_param`` scales by a number the figur
 ``value / params[reference_param]`` and thresholds are factors of it -- e.g. TPR / FPR <= 10
 reads "TPR at most 10x the FPR it was read at", whichever FPR the run supported. An entry
 without that parameter cannot be judged (INCOMPLETE). ``reference`` and ``reference_param``
-exclude each other. Policies without these keys load and evaluate as before.
+exclude each other. All three keys are optional.
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ Verdict-tile thresholds (:data:`THRESHOLDS`; good / borderline / concern, grey w
 * fidelity: FID(synthetic, test) / FID(real floor): <= 1.5 good, <= 3 borderline, above: concern.
 * anatomy: the worse of the synthetic plausible-image rate and the judge Dice (mean over
   structures) as a fraction of the real ceiling: >= 0.90 good, >= 0.75 borderline, below: concern.
-* utility: grey until the utility audit exists.
+* utility: always grey (no tile threshold is defined); the tile counts the utility figures, and
+  the section and the sign-off policy carry them.
 
 Real patient images are never read by this module. With ``include_real_images=True`` the report
 carries a banner saying that it may contain patient data; rendering the real side of

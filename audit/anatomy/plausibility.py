@@ -91,10 +91,9 @@ pixel edge (4-neighbourhood); the world beyond the image border is background.
 Calibration (``benchmarks/plausibility_calibration.py``, numbers in its JSON and in the
 docstring of :class:`Thresholds`): the built-in phantom's ground-truth masks, the judge's
 segmentation of real phantom images, and noise (random label maps, random blobs, the judge's
-segmentation of noise images). No real ACDC data was available when the limits were chosen;
-limits that real anatomy needs beyond what the phantom shows (open basal myocardium, uneven
-wall thickness) were set from the anatomy described above and are exercised by constructed
-masks in the tests.
+segmentation of noise images); no real ACDC data enters the calibration. Limits that real
+anatomy needs beyond what the phantom shows (open basal myocardium, uneven wall thickness) are
+set from the anatomy described above and are exercised by constructed masks in the tests.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ never recorded as 0. Sections (``privacy``, ``fidelity``, ``anatomy``, ``utility
 groups of entries freely; ``provenance`` carries the config hash, data hash, seed and timings.
 
 The JSON Schema ships in the package (``audit/schema/results-v1.schema.json``); every results
-file is validated against it before it is written and when it is read.
+file is validated against it before it is written and when it is read. The contract in prose:
+``docs/results.md``.
 """
 
 from __future__ import annotations

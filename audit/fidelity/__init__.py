@@ -1,4 +1,4 @@
-"""Fidelity metrics (issue: fidelity section).
+"""Fidelity metrics: how close the synthetic images are to real ones.
 
 Modules: :mod:`.distribution` (FID, KID, precision / recall / density / coverage between
 feature sets, with subject-level bootstrap CIs) and :mod:`.paired` (PSNR, SSIM, MS-SSIM of

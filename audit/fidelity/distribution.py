@@ -118,8 +118,8 @@ _THREADPOOLS: list[ThreadpoolController] = []
 
 def _one_blas_thread():
     """Context: one BLAS thread. (d, d) LAPACK calls (d ~ 300) are faster single-threaded, and
-    threaded OpenBLAS spins badly when the cores are shared (measured 50-350 ms vs 2-6 ms per
-    ``eigvalsh`` of 288 x 288 on a busy 2-core machine)."""
+    threaded OpenBLAS spins badly when the cores are shared (an ``eigvalsh`` of 288 x 288 becomes
+    many times slower)."""
     if not _THREADPOOLS:
         _THREADPOOLS.append(ThreadpoolController())
     return _THREADPOOLS[0].limit(limits=1, user_api="blas")

@@ -130,8 +130,9 @@ def _sampling_kwargs(ctx: RunContext) -> dict[str, Any]:
 
 
 def _sdedit_agreement(ctx: RunContext, generator, memo) -> dict[str, Any]:
-    """Seed 000's use: restyle reference-split images towards another vendor with SDEdit and
-    check that the judge still finds the reference's anatomy (judge Dice vs the reference mask)."""
+    """The use in *Can Diffusion Models Bridge the Domain Gap in Cardiac MR Imaging?* (Wong et al.):
+    restyle reference-split images towards another vendor with SDEdit and check that the judge
+    still finds the reference's anatomy (judge Dice vs the reference mask)."""
 
     pool = split_slices(ctx, ctx.cfg.sample.condition_split)
     pool = pool.subset(np.flatnonzero(pool.labelled))

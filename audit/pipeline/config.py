@@ -243,9 +243,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {},
     # one CUDA GPU; the whole run (phantom, training, audit) is sized for about 8 minutes on an
     # H100/H200 (benchmarks/gpu.sh; the generators' own "full" presets set their training length).
-    # Stage times measured on one H200 (2026-11-26, BENCHMARKS.md "GPU"): 100-subject phantom
-    # cohort 69 s before the reader ran in parallel; judge on the GPU ~170 slices/s; utility nets
-    # ~27 steps/s each, hence 300 steps x 2 seeds
+    # The stage times behind the sizes, e.g. 300 utility steps x 2 seeds, are in BENCHMARKS.md "GPU"
     "full": {
         "data.phantom_subjects": 100,
         "data.frames": "all",

@@ -1,6 +1,6 @@
 """Run directories: ``runs/<UTC timestamp>-<generator>/`` (or ``--out``).
 
-Layout (filled stage by stage; see ``../shared/README.md``)::
+Layout (filled stage by stage; every file and ``--resume`` in ``docs/run_directory.md``)::
 
     config.json      fully resolved config (seed and preset included)
     env.json         versions, hardware, git commit, data hash (no hostname)

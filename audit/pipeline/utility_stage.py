@@ -1,9 +1,11 @@
 """The ``utility`` stage: does a segmentation net trained on the synthetic images work on real
 scans, also from a vendor it never saw?
 
-The question seeds 000 and 001 answer with downstream segmentation (Wong et al., arXiv
-2508.06327: SDEdit-restyled images for domain generalisation across vendors; arXiv 2606.26764:
-nnU-Net Dice +1.4 % and HD -3.0 mm with synthetic augmentation). A small MONAI 2D U-Net
+Two of the papers this audit builds on answer that question with downstream segmentation: *Can
+Diffusion Models Bridge the Domain Gap in Cardiac MR Imaging?* (Wong et al., arXiv 2508.06327:
+SDEdit-restyled images for domain generalisation across vendors) and *Anatomy-Guided Residual
+Motion Diffusion for Controllable 4D Cardiac MRI Synthesis* (arXiv 2606.26764: nnU-Net Dice
++1.4 % and HD -3.0 mm with synthetic augmentation). A small MONAI 2D U-Net
 (:mod:`audit.utility.net`) is trained under four settings, each with ``audit.utility_seeds``
 seeds, and scored per subject on real images the generator never saw
 (:mod:`audit.utility.metrics`).
@@ -28,9 +30,9 @@ groups of real subjects:
 
 The subject lists of ``splits_lovo.json`` are *not* used for training and testing, only its
 held-out vendor: that split is drawn independently of the standard one, so its ``test``
-subjects overlap the generator's ``train`` and ``reference`` subjects (5 of 6 on the 40-subject
-phantom). Scoring there would reward a generator for replaying its own training subjects (the
-``holdout`` reference generator would hand the net real images *and masks* of test subjects).
+subjects overlap the generator's ``train`` and ``reference`` subjects. Scoring there would reward
+a generator for replaying its own training subjects (the ``holdout`` reference generator would
+hand the net real images *and masks* of test subjects).
 With fewer than two vendors there is no held-out vendor: the same design runs on the standard
 splits alone, every subject is "seen", and the unseen-vendor figures are absent (the section's
 ``design`` entry says so).
@@ -47,7 +49,7 @@ Settings
 * ``real+synthetic``: the real training slices plus ``audit.utility_synthetic_ratio`` synthetic
   images per real slice (drawn from the same filtered synthetic set, with replacement only if
   the set is smaller); validation on the real validation subjects.
-* ``real+sdedit`` (seed 000): the real training slices plus as many of them restyled with the
+* ``real+sdedit`` (Wong et al.'s augmentation): the real training slices plus as many of them restyled with the
   generator's SDEdit sampler (``audit.utility_sdedit_strength``) towards another *seen* vendor
   (drawn uniformly; the held-out vendor is never a target, which would be domain adaptation
   rather than generalisation), masks reused. Only for generators with ``sdedit`` (diffusion,
@@ -56,8 +58,8 @@ Settings
 Every setting trains for at most ``audit.utility_steps`` steps (same budget) and is early-stopped
 on the *same* real validation subjects, so settings differ only in their training data, not in
 training length or model selection. (Validating TSTR on held-back synthetic images instead, the
-strictest reading of TSTR, cost the ``holdout`` reference 1 of its 7 usable conditioning subjects
-and a noisier stopping point: its TSTR gap to ``real`` at the quick preset was about 0.06 Dice.)
+strictest reading of TSTR, is not done: it would take conditioning subjects away from the
+synthetic training set and make the stopping point noisier.)
 
 Results (``results.json`` ``utility`` section)
 ----------------------------------------------
@@ -85,14 +87,11 @@ first, so subjects, not slices, are the unit of every CI and test.
 
 Cost and what the quick preset can show: one training = ``audit.utility_steps`` steps of
 ``audit.utility_batch_size`` images, five validations, and the prediction and scoring of every
-evaluation image. Measured at 128x128 on the 40-subject phantom (``benchmarks/utility_quick.py``,
-one thread on a 2-core machine busy with another benchmark): 0.16 s per step of 8 images at
-width 8, about 28 s per 160-step training plus 4 s prediction and 3.3 s scoring of 296 images;
-SDEdit of the 184 real training slices (``ldm``) 50 s. At that budget the nets are not converged
-(the best validation step is usually the last; real-only mean Dice about 0.93), so a setting
-that adds images sees each real image less often in the same number of steps: small negative
-differences at the quick preset partly reflect the budget, and the GPU-sized full preset
-(``audit.utility_steps`` 3000) is the reference for release decisions.
+evaluation image (timings: BENCHMARKS.md "Utility audit"). At the quick preset's budget the
+nets are not converged (the best validation step is usually the last), so a setting that adds
+images sees each real image less often in the same number of steps: small negative differences
+at the quick preset partly reflect the budget, and the GPU-sized full preset (more steps, wider
+nets: ``PRESETS["full"]`` in :mod:`audit.pipeline.config`) is the reference for release decisions.
 """
 
 from __future__ import annotations
@@ -296,9 +295,8 @@ def _synthetic_pool(samples: SampleSet, plan: SubjectPlan) -> tuple[SampleSet | 
 
 SDEDIT_CHUNK = {"cpu": 32, "cuda": 256}
 """Images per ``generator.sdedit`` call in the utility stage, by the generator's device type. 32
-on the CPU (memory, progress); 256 on a CUDA GPU, where 32 left the H200 mostly idle (5248
-slices in 164 batches took 65 s at ~2.4 batches/s, BENCHMARKS.md "GPU", third session) -- the
-same size as the full preset's sampling batches (``sample.batch_size`` 250)."""
+on the CPU (memory, progress); 256 on a CUDA GPU, where 32 leaves the GPU mostly idle (BENCHMARKS.md
+"GPU") -- about the size of the full preset's sampling batches (``sample.batch_size`` 250)."""
 
 
 def sdedit_chunk(generator) -> tuple[int, dict[str, int]]:
@@ -319,7 +317,7 @@ def sdedit_chunk(generator) -> tuple[int, dict[str, int]]:
 
 def _sdedit_pool(generator, real: SliceSet, plan: SubjectPlan, opts: UtilityOptions, *, seed: int,
                  sampling: dict[str, Any]) -> tuple[Pool | None, str]:
-    """Real training slices restyled towards another seen vendor (seed 000); ``(pool, what or reason)``."""
+    """Real training slices restyled by SDEdit towards another seen vendor; ``(pool, what or reason)``."""
     if generator is None or not hasattr(generator, "sdedit"):
         name = "an external sample set" if generator is None else f"generator '{getattr(generator, 'name', type(generator).__name__)}'"
         return None, f"{name} has no SDEdit sampler (only the diffusion and flow families have one)"

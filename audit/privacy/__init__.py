@@ -1,4 +1,4 @@
-"""Privacy audit (issue 9): membership inference, memorisation, DP verification.
+"""Privacy audit: membership inference, memorisation, DP verification.
 
 Entry points: :func:`privacy_section` (returns the ``privacy`` results section, the per-image
 risk table and report extras) and :func:`write_artifacts` (``privacy_per_sample.csv``,

@@ -4,7 +4,7 @@ Membership inference compares the generator's behaviour on **members** (subjects
 on) with **non-members** (subjects from the same population it never saw). The low-FPR figures
 that matter for privacy (TPR at 0.1 % FPR, Carlini et al. 2022) need many non-members: the FPR
 grid has steps of ``1 / n_nonmembers``. So every real subject that is a valid non-member
-counts as one, not only the ``holdout`` split (issue 26):
+counts as one, not only the ``holdout`` split:
 
 * **members** = the ``train`` split: the only subjects a generator is fitted on
   (:mod:`generators.base`).

@@ -6,7 +6,8 @@ For every synthetic image, its nearest training (member) image and nearest non-m
 correlation distance ``1 - r`` and the PCA embedding fitted on reference images.
 
 * **DCR ratio** (distance to closest record; Zhao et al. 2021 / Platzer & Reutterer 2021
-  style, and the "nearest-neighbour distance ratio" of the cardiac MRI review, seed 002): the
+  style, and the "nearest-neighbour distance ratio" of the review *Synthetic Cardiac MRI Image
+  Generation using Deep Generative Models*, Kumarasinghe et al., arXiv 2603.24764): the
   share of synthetic images whose closest real image is a training image rather than a holdout
   image. The larger of the two real sets is subsampled (seeded) to the size of the smaller,
   otherwise the bigger set would win by numbers alone (first to the same number of subjects,

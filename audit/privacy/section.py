@@ -1,6 +1,6 @@
 """The privacy audit entry point: :func:`privacy_section` and :func:`write_artifacts`.
 
-Setup (issue 9, issue 26): members = images of ``train`` subjects, non-members = images of every
+Setup: members = images of ``train`` subjects, non-members = images of every
 subject the generator never trained on and whose masks did not condition the samples (same
 distribution; normally the ``holdout`` and ``test`` splits, chosen by
 :func:`audit.privacy.design.membership_design`), attacker population data = the ``reference``

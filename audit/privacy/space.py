@@ -1,6 +1,6 @@
 """Feature spaces and batched nearest-neighbour search for the privacy audit.
 
-Two spaces (issue 9, requirement 4):
+Two spaces:
 
 * ``pixel``: each image flattened. Two distances are offered on it: Euclidean (the GAN-Leaks
   full black-box distance, Chen et al. 2020) and the **correlation distance** ``1 - r``
@@ -75,8 +75,8 @@ class Embedding:
             raise ValueError("the PCA embedding needs at least two reference images")
         self.mean = x.mean(axis=0)
         xc = x - self.mean
-        # randomized range finder (Halko et al. 2011): a full LAPACK SVD of a 2,000 x 4,096 matrix
-        # takes tens of seconds on 2 cores, this a fraction of a second
+        # randomized range finder (Halko et al. 2011): far faster than a full LAPACK SVD at these
+        # sizes for the few components kept (BENCHMARKS.md "Privacy audit")
         from sklearn.utils.extmath import randomized_svd  # lazy: scikit-learn only on this path
 
         _, s, vt = randomized_svd(xc, k, n_oversamples=20, n_iter=4, random_state=self.seed)

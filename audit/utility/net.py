@@ -3,9 +3,8 @@
 Network: MONAI ``BasicUNet`` (2D, one input channel, four output classes in ACDC order; MONAI
 Consortium, arXiv 2211.02701) with features ``(w, w, 2w, 4w, 8w, w)`` for a base width ``w``
 (``audit.utility_width``: 8 at the quick preset -- 0.12 M parameters, sized for a 2-core CPU:
-at 128x128 it trains about twice as fast as width 16 (0.16 vs 0.32 s per batch of 8 on one
-busy core) and, given the same wall time, reaches a higher Dice on the phantom (0.93 vs 0.92)
--- 4 at smoke, 32 on a GPU). Instance normalisation and LeakyReLU are BasicUNet's defaults.
+at 128x128 it trains about twice as fast as width 16 and, given the same wall time, reaches a
+higher Dice on the phantom -- 4 at smoke, 32 on a GPU). Instance normalisation and LeakyReLU are BasicUNet's defaults.
 
 Training: Dice + cross-entropy (``monai.losses.DiceCELoss``, softmax, Dice over the batch), Adam
 (constant lr 3e-3: the CPU presets train for only tens to hundreds of steps, and a high rate

@@ -3,7 +3,7 @@
 Anatomy metrics (judge Dice, plausibility, clinical indices) and the phantom's realism gate
 run it on every image, so it must be (a) exactly the published network (sha256-checked,
 :mod:`.fetch`), (b) fed exactly as it was trained (:mod:`.preprocess`, the one module that
-owns the recipe of ``shared/judge.md``), and (c) fast on a CPU (:mod:`.graph`: int8 static
+owns the input recipe and its inverse), and (c) fast on a CPU (:mod:`.graph`: int8 static
 quantisation). See :class:`Judge` for the API.
 """
 

@@ -43,8 +43,8 @@ def phantom_slices(n_subjects: int = 8, seed: int = 1234, vendors: Sequence[str]
     """ED and ES slices of ``n_subjects`` phantom subjects, cycling through vendors and groups.
 
     Returns one :class:`LabelledSlices` per subject (subjects differ in matrix size).
-    ``labelled_only`` keeps slices whose ground truth contains any structure, as the Dice
-    figures in judge.md do.
+    ``labelled_only`` keeps slices whose ground truth contains any structure, as the judge's
+    reference Dice figures on real scans do (:mod:`cohorts.phantom.realism`).
     """
 
     out: list[LabelledSlices] = []

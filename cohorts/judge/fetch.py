@@ -1,7 +1,7 @@
 """Obtain the judge network's ONNX file and check that it is the one we validated.
 
 The judge is ``myopari/Resources/tiramisu_acdc_fp32.onnx`` from the PyPI wheel
-``myopari==0.1.6`` (MIT; see ``shared/README.md`` and ``shared/judge.md``). We download
+``myopari==0.1.6`` (MIT licence; input recipe in :mod:`.preprocess`). We download
 the wheel with ``pip download --no-deps`` (its own dependencies are heavy and unused), read
 the one member out of the zip, verify its sha256 and store it atomically in
 ``cache_dir("judge")``. ``$CMR_AUDIT_JUDGE=/path.onnx`` points at a local copy instead

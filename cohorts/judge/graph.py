@@ -3,8 +3,8 @@
 * :func:`add_feature_output` exposes the encoder's deepest tensor (the input of the
   bottleneck dense block, ``/transDownBlocks.4/maxpool/MaxPool_output_0``: 288 channels at
   8 x 8 for a 256 x 256 input) as an extra graph output ``features``, global-average-pooled
-  to ``(N, 288)``. Segmentation and features then come out of the same forward pass (issue
-  10 uses them as a domain-aware embedding). ONNX Runtime only computes what is requested, so
+  to ``(N, 288)``. Segmentation and features then come out of the same forward pass (the
+  fidelity audit uses them as a domain-aware embedding). ONNX Runtime only computes what is requested, so
   sessions that ask for ``output`` alone pay nothing for it.
 * :func:`pad_growth_channels` is an exact rewrite (output identical to ~1e-6) that pads the
   12-channel dense-layer convolutions to 16 channels, which int8 kernels handle far better.
@@ -14,26 +14,28 @@
   The source model is opset 12, where ``DequantizeLinear`` has no ``axis``; per-channel
   quantisation needs opset >= 13, so it is converted to opset 17 first.
 
-What was measured (held-out phantom ED/ES slices, 5 subjects, Dice RV/MYO/LV; fp32 gives
-0.962/0.921/0.977; CPU seconds per slice on 1 thread, fp32 0.43 s):
+Dice of the variants (held-out phantom ED/ES slices, 5 subjects, Dice RV/MYO/LV; fp32 gives
+0.962/0.921/0.977). The 16-channel padding leaves Dice as it is and cuts the CPU time per slice,
+and the chosen variant is also the fastest of those that keep Dice (CPU time per variant:
+BENCHMARKS.md "Judge network"):
 
-==================================================  ======================  ==========
-variant                                             Dice RV/MYO/LV          s/slice
-==================================================  ======================  ==========
-everything quantised (QLinearConcat, BN in fp32)    0.402 / 0.815 / 0.959   0.42
-BN rewritten as depthwise conv, all int8            0.103 / 0.780 / 0.926   0.36
-... plus 16-channel padding                         0.103 / 0.780 / 0.927   0.25
-Concat + BN kept fp32 (Conv/Sigmoid/Mul/MaxPool)    0.957 / 0.912 / 0.971   0.45
-... plus 16-channel padding                         0.956 / 0.912 / 0.971   0.34
-... plus first/last conv fp32 (**chosen**)          0.962 / 0.921 / 0.977   0.31
-==================================================  ======================  ==========
+==================================================  ======================
+variant                                             Dice RV/MYO/LV
+==================================================  ======================
+everything quantised (QLinearConcat, BN in fp32)    0.402 / 0.815 / 0.959
+BN rewritten as depthwise conv, all int8            0.103 / 0.780 / 0.926
+... plus 16-channel padding                         0.103 / 0.780 / 0.927
+Concat + BN kept fp32 (Conv/Sigmoid/Mul/MaxPool)    0.957 / 0.912 / 0.971
+... plus 16-channel padding                         0.956 / 0.912 / 0.971
+... plus first/last conv fp32 (**chosen**)          0.962 / 0.921 / 0.977
+==================================================  ======================
 
 Why quantising the concatenations fails: a DenseNet concatenates feature maps of very
 different ranges and then applies a *per-channel* BatchNormalization; a per-tensor uint8
 scale on the concatenation (which QLinearConcat, and a BN-as-depthwise-conv input, impose)
 crushes the small-range channels before BN can rescale them. Keeping Concat and BN in fp32
-quantises only after BN, where ranges are normalised. QDQ format was slower than QOperator
-for the all-int8 graph (0.42 vs 0.39 CPU s/slice on 1 thread), so QOperator is used.
+quantises only after BN, where ranges are normalised. QOperator format is used because QDQ
+format was slower for the all-int8 graph.
 """
 
 from __future__ import annotations

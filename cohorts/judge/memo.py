@@ -1,6 +1,6 @@
 """The judge pass, once per distinct image: segmentation and encoder features cached by image hash.
 
-The judge is the slowest part of every audit (about 4 slices/s int8 on 2 cores) and the same
+The judge is the slowest part of every audit (BENCHMARKS.md "Judge network") and the same
 real images (the ``test`` and ``holdout`` splits) are judged again by every generator of a tox
 matrix and by every resumed run. :class:`JudgeMemo` runs :meth:`Judge.segment_and_features`
 (labels and features from one forward pass) only for images it has not seen, and keeps the

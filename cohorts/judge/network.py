@@ -1,8 +1,8 @@
 """The judge: ONNX Runtime on the CPU, slices in, ACDC label maps (and encoder features) out.
 
 Inputs are 2D short-axis slices in nibabel array order (see :mod:`cohorts.judge.preprocess`
-for the exact convention and recipe). Slices run one at a time: the team measured batch 1 as
-the fastest on 2 cores (shared/README.md), and it keeps memory flat for long cine stacks.
+for the exact convention and recipe). Slices run one at a time: larger batches are not faster
+on a CPU, and batch 1 keeps memory flat for long cine stacks.
 
 ``precision="int8"`` uses a statically quantised copy built on first use from calibration
 slices (:mod:`cohorts.judge.graph`) and cached next to the fp32 file, keyed by the fp32 hash,
@@ -220,7 +220,7 @@ class Judge:
         if single:
             arr = arr[None]
         if spacing is None:
-            sp, fov = (1.0, 1.0), "square"  # unknown spacing: the plain judge.md recipe
+            sp, fov = (1.0, 1.0), "square"  # unknown spacing: the plain square recipe (preprocess steps 1-4)
         else:
             sp, fov = check_spacing(spacing), self.fov
         n = len(arr)

@@ -1,6 +1,6 @@
 """The judge network's preprocessing and its inverse: the ONE place that owns them.
 
-Recipe (``shared/judge.md``), per 2D short-axis slice:
+Recipe (how the network expects its input), per 2D short-axis slice:
 
 1. take the centred square of the shorter side;
 2. resize it to 256 x 256, bilinear with anti-aliasing (skimage ``resize(order=1,
@@ -14,8 +14,8 @@ Recipe (``shared/judge.md``), per 2D short-axis slice:
 **Orientation.** Slices are handed over in *nibabel array order*: a slice ``img[t, z]`` of
 our internal ``(T, Z, H, W)`` arrays equals ``nib.load(f).get_fdata()[:, :, z, t]``, i.e.
 axis 0 (``H``) is the file's x axis with spacing ``sx`` and axis 1 (``W``) is y with spacing
-``sy``. The network was trained on slices in exactly this order (judge.md: a transposed slice
-loses a lot of Dice), so nothing here transposes; callers must not either.
+``sy``. The network was trained on slices in exactly this order (a transposed slice loses a lot
+of Dice), so nothing here transposes; callers must not either.
 
 **Spacing and field of view.** The network was trained on ACDC: 1.4-1.7 mm pixels and
 200-250 pixel matrices, i.e. a square side of roughly 280-420 mm. The "square" is therefore
@@ -24,7 +24,7 @@ isotropic after the resize. With ``fov="acdc"`` a square whose side is outside
 ``[ACDC_FOV_MIN_MM, ACDC_FOV_MAX_MM]`` is replaced by a centred square of
 ``ACDC_FOV_TARGET_MM`` (zero-padded where it reaches outside the image; padding is zero, so
 it never enters the non-zero percentiles), which makes the heart cover the same fraction of
-the 256 x 256 input as in ACDC. ``fov="square"`` is the plain judge.md recipe.
+the 256 x 256 input as in ACDC. ``fov="square"`` is the plain recipe of steps 1-4.
 
 Measured choice (judge fp32; 6 phantom subjects, labelled ED/ES slices resampled to 1.5 mm
 and cropped 128 x 128 around the heart = a 192 mm field of view, like our preprocessed

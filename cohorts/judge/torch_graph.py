@@ -1,8 +1,8 @@
 """Run the judge's ONNX graph in PyTorch, so that it can segment on a CUDA GPU.
 
 ONNX Runtime runs the judge on the CPU (its wheel on PyPI has no GPU provider); on a lent GPU
-machine the judge then dominates an audit (about 5 slices/s int8 on 16 cores of an H200 host,
-2026-11-26, BENCHMARKS.md), while the generators train in minutes. This module executes the
+machine the judge then dominates an audit (BENCHMARKS.md "GPU"), while the generators train in
+minutes. This module executes the
 same graph, node by node, with torch operators. It is written here because the library that
 would do it (onnx2torch) requires torchvision, which this project must not install beside its
 CPU torch; the judge uses only the ~20 operators below, and an unknown operator is an error,

@@ -2,8 +2,8 @@
 
 Per-sample gradients come from Opacus' :class:`~opacus.GradSampleModule` (``hooks`` mode by
 default: for the convolution / group-norm / linear layers of these models it computes each
-row's weight gradient with one einsum per layer, the same FLOPs as the batch gradient; on the
-2-core CPU a DP step of the ldm denoiser costs 2.0x a non-private one, BENCHMARKS.md). Opacus'
+row's weight gradient with one einsum per layer, the same FLOPs as the batch gradient; the cost
+of a DP step against a non-private one: BENCHMARKS.md "Differential privacy"). Opacus'
 ghost clipping only avoids materialising gradients for Linear and Embedding layers -- these
 models are convolutional -- so it would add a second backward pass without saving the einsum.
 
