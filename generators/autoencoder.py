@@ -202,7 +202,6 @@ class LatentAutoencoder:
             optimizers["disc"] = torch.optim.Adam(disc.parameters(), lr=float(o["disc_lr"]), betas=(0.5, 0.999))
             modules["disc"] = disc
         if dp is not None:
-
             plan, ledger, subject_ids = dp
             private = PrivateTraining(plan, ledger, "autoencoder", subject_ids, seed)
             opt = optimizers["ae"] = private.wrap({"ae": self.net}, {"ae": opt}, "autoencoder")["ae"]
@@ -248,7 +247,6 @@ class LatentAutoencoder:
         if dp is None:
             self.scale = float(1.0 / lat.std().clamp_min(1e-6))
         else:
-
             self.scale = inverse_rms(lat, dp[2], plan=dp[0], ledger=dp[1], phase="latent_scale", bound=SCALE_BOUND,
                                      seed=seed, salt=99_991)
         log.info("autoencoder: %d steps, final L1 %.4f, latent scale %.3f", trainer.step,
@@ -383,7 +381,6 @@ def _train_shared(images: np.ndarray, options: Mapping[str, Any], seed: int, dp:
     """Train the shared autoencoder (with DP when ``dp`` is given) and, with ``final``, cache it."""
     ae = LatentAutoencoder(options, images.shape[1:])
     if dp is not None:
-
         own = Ledger(dp[1].delta, dp[1].accountant)
         ae.fit(images, seed, dp=(dp[0], own, dp[2]), device=device)
         ae.dp_ledger = own.to_dict()

@@ -377,7 +377,6 @@ class CineGenerator(Generator):
         row_subject = torch.tensor([i for i, _ in rows])
         subject_ids = np.asarray([str(s.subject_id) for s in subjects])
         if dp_on:
-
             motion_scale = inverse_rms(resid, subject_ids[row_subject.numpy()], plan=self.dp_plan, ledger=self.dp_ledger,
                                        phase="motion_scale", bound=MOTION_RMS_BOUND, seed=seed, salt=99_971)
         else:
@@ -403,7 +402,6 @@ class CineGenerator(Generator):
             ema = EMA(net, tcfg.ema_decay, min(int(tcfg.ema_warmup_steps), steps // 4))
             private = None
             if dp_on:
-
                 private = PrivateTraining(self.dp_plan, self.dp_ledger, name, unit_of_row, seed)
                 opt = private.wrap({name: net}, {name: opt}, f"cine {name} LDM")[name]
 
@@ -456,7 +454,6 @@ class CineGenerator(Generator):
             _merge_losses({name: Path(root) / name / "losses.csv" for name in ("vae", "static", "motion")},
                           context.losses_path)
         if dp_on:
-
             self.dp_summary = summarise(self.dp_plan, self.dp_ledger, adjusted=[], family=self.family,
                                         notes=self.dp_notes())
         log.info("cine: trained on %d subjects (%d slice cines, slices %s, %d frames), latents %dx%dx%d",
@@ -675,7 +672,6 @@ class CineGenerator(Generator):
         g.nets.eval()
         g.steps_done = c.step
         if mc.get("dp") is not None:
-
             g.dp_plan = DPPlan.from_dict(mc["dp"])
         g.dp_summary = (c.extra or {}).get("dp")
         return g

@@ -155,7 +155,6 @@ class DualDecoderVAE:
         self.ae.scale = 1.0
         private = None
         if dp is not None:
-
             amp = False
             private = PrivateTraining(dp[0], dp[1], "vae", np.asarray(dp[2]), seed)
             opt = private.wrap({"vae": torch.nn.ModuleDict({"ae": net, "seg": seg})}, {"vae": opt}, "cine VAE")["vae"]
@@ -189,7 +188,6 @@ class DualDecoderVAE:
         if private is None:
             self.ae.scale = float(1.0 / lat.std().clamp_min(1e-6))
         else:
-
             self.ae.scale = inverse_rms(lat, dp[2], plan=dp[0], ledger=dp[1], phase="vae_latent_scale", bound=SCALE_BOUND,
                                         seed=seed, salt=99_989)
         net.eval()

@@ -36,7 +36,6 @@ class SliceSet:
 
     @classmethod
     def from_prepared(cls, prepared, ids: Iterable[str], frames: str = "ed_es") -> "SliceSet":
-
         ids = list(ids)
         if not ids:
             raise UserError("no subjects in the requested split: cannot build training slices")

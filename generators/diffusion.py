@@ -170,7 +170,6 @@ class DiffusionFamily(MaskConditioned2D):
         self._fit(train, config, context)
 
     def dp_phases(self, train: SliceSet, config: Any) -> list:
-
         phases = super().dp_phases(train, config)
         if not self.latent:
             return phases

@@ -140,7 +140,6 @@ class DataParallelOptimizer:
         self._synced = False
 
     def synchronize(self) -> None:
-
         if self._synced or current() is None:
             return
         grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]

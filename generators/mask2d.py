@@ -111,7 +111,6 @@ class MaskConditioned2D(Generator):
 
     def _from_model_config(self, mc: Mapping[str, Any]) -> None:
         if mc.get("dp") is not None:
-
             self.dp_plan = DPPlan.from_dict(mc["dp"])
         self._set_options(mc["options"])
         self.vocab = Vocab.from_dict(mc["vocab"])
@@ -200,7 +199,6 @@ class MaskConditioned2D(Generator):
         ranks = distributed.current()
         private = None
         if dp_on:
-
             private = PrivateTraining(self.dp_plan, self.dp_ledger, "train", train.subject_ids, int(config.seed))
             self.optimizers = private.wrap(self._optimizer_modules(), self.optimizers, f"generator '{self.name}'")
         self._private = private
@@ -235,7 +233,6 @@ class MaskConditioned2D(Generator):
             self.optimizers = {k: o.optimizer for k, o in self.optimizers.items()}
         self._use_ema()
         if private is not None:
-
             self.dp_summary = summarise(self.dp_plan, self.dp_ledger, adjusted=adjusted, family=self.family,
                                         notes=self.dp_notes())
 

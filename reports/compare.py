@@ -526,7 +526,6 @@ class _Figure(Figure):
 
 
 def _figures(runs: Sequence[RunData], policy: Policy, fig_dir: Path) -> list[_Figure]:
-
     auc_c = _policy_threshold(policy, lambda c: c.metric[:2] == ("privacy", "attacks") and c.metric[-1] == "auc")
     fid_c = _policy_threshold(policy, lambda c: c.metric == ("fidelity", "judge", "synthetic_vs_test", "fid")
                               and c.reference == ("fidelity", "judge", "real_floor", "fid"))

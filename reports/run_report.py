@@ -593,7 +593,6 @@ class Results:
         return out
 
     def leftovers(self, section: str) -> list[tuple[str, Mapping[str, Any]]]:
-
         node = self.node(section)
         if not isinstance(node, Mapping):
             return []
@@ -680,7 +679,6 @@ class _Builder:
 
     def _figure(self, fid: str, title: str, caption: str, build: Callable[[], Any], *, gloss: str | None = None,
                 notes: list[str] | None = None) -> Figure | None:
-
         try:
             fig = build()
             if fig is None:
@@ -984,7 +982,6 @@ class _Builder:
                     r.mark("privacy", "attacks", a, lv)
             roc = curves.get("roc") if isinstance(curves.get("roc"), Mapping) else None
             if roc:
-
                 sec.figure(self._figure(
                     "privacy_roc", "ROC curves per attack",
                     "Linear panels per level; the log-log panel shows the low-FPR regime at image level. "
@@ -1040,7 +1037,6 @@ class _Builder:
                                  f"{'<=' if ok else '>'} claimed \u03b5 {fmt_value(claimed['value'])}: "
                                  f"{'consistent with the claim' if ok else 'the DP claim is violated'}")
         if isinstance(dp, Mapping):
-
             for k, e in iter_entries(dp):
                 r.used.add(f"dp.{k}")
                 t.add(f"dp.{k}", [e], gloss="dp_accounting", sub=str(e.get("notes") or e.get("method") or ""))
@@ -1055,7 +1051,6 @@ class _Builder:
         return sec
 
     def _distance_histograms(self, sec: Section, mem_curves: Mapping[str, Any]) -> None:
-
         panels = []
         for space in sorted(mem_curves, key=lambda k: (k != "pixel_correlation", k)):
             node = mem_curves[space]
@@ -1642,7 +1637,6 @@ def _feature_space(node: Any) -> str | None:
 
 def _version() -> str:
     try:
-
         return version("cmr-audit")
     except Exception:  # noqa: BLE001
         return "unknown"

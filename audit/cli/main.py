@@ -270,7 +270,6 @@ def generators_cmd() -> None:
 
 
 def _print_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-
     table = Table(title=title, show_lines=False)
     for col in columns:
         table.add_column(col)

@@ -58,7 +58,6 @@ def _subjects(samples: SampleSet, idx: np.ndarray) -> np.ndarray:
 
 
 def run_anatomy(ctx: RunContext) -> dict[str, Any]:
-
     samples: SampleSet = ctx.artefacts["samples"]
     cfg = ctx.cfg
     section: dict[str, Any] = {}

@@ -53,7 +53,6 @@ FEATURE_DESCRIPTION = "judge (myopari 0.1.6 FC-DenseNet, pooled 288-d encoder) f
 
 
 def run_fidelity(ctx: RunContext) -> dict[str, Any]:
-
     samples: SampleSet = ctx.artefacts["samples"]
     cfg = ctx.cfg
     if not cfg.audit.fidelity:
@@ -152,7 +151,6 @@ def against_real(ctx: RunContext, samples: SampleSet, idx: np.ndarray, syn_f: np
 
 
 def _paired(ctx: RunContext) -> dict[str, Any]:
-
     cfg = ctx.cfg
     out: dict[str, Any] = {}
     sdedit = ctx.run_dir.path / "sdedit.npz"
@@ -207,7 +205,6 @@ def _real_videos(ctx: RunContext, split: str, k: int, stream: int, frames: int):
 
 
 def _cine(ctx: RunContext, samples: SampleSet, memo) -> dict[str, Any]:
-
     cfg = ctx.cfg
     n, t = samples.images.shape[:2]
     k = max(2, min(n, cfg.audit.max_images // t))

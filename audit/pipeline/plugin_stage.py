@@ -50,7 +50,6 @@ def entry_problem(e: Any) -> str:
 
 
 def run_plugin_metrics(ctx: RunContext) -> dict[str, Any]:
-
     found = plugins.metrics()
     if not found:
         return {}

@@ -18,7 +18,6 @@ from generators.sampleset import SampleSet
 
 
 def run_privacy(ctx: RunContext) -> dict[str, Any]:
-
     samples: SampleSet = ctx.artefacts["samples"]
     cfg = ctx.cfg
     section: dict[str, Any]

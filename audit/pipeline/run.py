@@ -129,18 +129,14 @@ def _check_inputs(cfg: C.RunConfig, run_dir: RunDir | None = None) -> None:
     done = run_dir.stage_done if run_dir is not None else (lambda name: False)
     check_cache_writable()
     if cfg.dp.audit_canaries:
-
         check_request(cfg.dp.audit_canaries, dp_enabled=cfg.dp.enabled,
                       generator_data=getattr(registry.get(cfg.generator).cls, "data", "slices"))
     if cfg.device != "cpu":
-
         resolve(cfg.device)
     fx = cfg.audit.feature_extractor
     if fx and not done("fidelity"):
-
         read_pinned(fx, cfg.audit.feature_extractor_sha256)
     if cfg.data.split_file and not done("cohort"):
-
         load_splits(cfg.data.split_file)
     if cfg.generator == "external" and not done("sample"):
         samples = (cfg.generator_options or {}).get("samples")
@@ -185,7 +181,6 @@ def _fit_worker(group) -> Path | None:
                      use_cache=info["use_cache"])
     decision = distributed.broadcast(None)
     if decision and decision.get("train"):
-
         log.info("rank %d: joining the fit of %s", group.rank, ctx.run_dir.path)
         fit_on_worker(ctx, resume=bool(decision["resume"]))
     return ctx.run_dir.path

@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 
 
 def _prepared(ctx: RunContext):
-
     d = ctx.cfg.data
     root = source.resolve(d.source, phantom_subjects=d.phantom_subjects, phantom_seed=d.phantom_seed)
     config = PreprocessConfig(target_spacing=d.target_spacing, size=d.size)
@@ -62,7 +61,6 @@ def _prepared(ctx: RunContext):
 
 
 def run_cohort(ctx: RunContext) -> dict[str, Any]:
-
     d = ctx.cfg.data
     prepared = _prepared(ctx)
     if d.split_file:
@@ -91,7 +89,6 @@ def run_cohort(ctx: RunContext) -> dict[str, Any]:
 
 
 def load_cohort(ctx: RunContext) -> None:
-
     prepared = _prepared(ctx)
     ctx.artefacts.update(prepared=prepared, splits=load_splits(ctx.run_dir.path / "splits.json", prepared))
 
@@ -107,7 +104,6 @@ def train_data(ctx: RunContext):
     """What ``fit`` gets: the train split's slices (less the canaries whose coin left them out,
     under ``--dp-audit-canaries``), or its whole subjects for a 4D generator."""
     if _uses_subjects(ctx):
-
         ids = ctx.artefacts["splits"].assignments.get("train") or []
         return StackSet.from_prepared(ctx.artefacts["prepared"], ids) if ids else None
     train = split_slices(ctx, "train")
@@ -166,7 +162,6 @@ def _train(ctx: RunContext, train: Any, gen_dir: Path, losses: Path, key: str | 
     _dp_artefacts(ctx, generator)
     info: dict[str, Any] = _train_size(train)
     if ctx.cfg.device.startswith("cuda"):
-
         info["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     if key is not None:
         fitcache.store(key, gen_dir, losses)

@@ -161,7 +161,6 @@ def options_from_config(cfg) -> UtilityOptions:
     a = cfg.audit
     device = str(getattr(cfg, "device", "cpu") or "cpu")
     if device != "cpu":
-
         if not torch.cuda.is_available():
             log.warning("utility: device %r is not available; training on the CPU", device)
             device = "cpu"
@@ -555,7 +554,6 @@ def heldout_vendor_of(ctx: RunContext, vendors: list[str]) -> str | None:
 
 
 def run_utility(ctx: RunContext) -> dict[str, Any]:
-
     cfg = ctx.cfg
     prepared = ctx.artefacts["prepared"]
     vendors = list(prepared.vendors)

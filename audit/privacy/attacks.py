@@ -136,7 +136,6 @@ class Domias(Attack):
         self._d = 0
 
     def fit(self, knowledge: Knowledge) -> "Domias":
-
         self._emb = knowledge.embed()
         syn = self._emb.transform(knowledge.synthetic).astype(np.float64)
         ref = self._emb.transform(knowledge.reference).astype(np.float64)
@@ -266,7 +265,6 @@ class LossThreshold(Attack):
         self.images_per_s = float("nan")
 
     def fit(self, knowledge: Knowledge) -> "LossThreshold":
-
         self._gen = knowledge.generator
         self.seed = knowledge.seed
         rng = np.random.default_rng([knowledge.seed, 17])

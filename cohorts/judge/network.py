@@ -171,7 +171,6 @@ class Judge:
             self._session = self._make_session(prepared_fp32_bytes(fp32))
 
     def _start_torch(self, fp32: Path) -> None:
-
         dev = torch.device(self.device)
         if dev.type not in ("cpu", "cuda"):
             raise UserError(f"judge device {self.device!r}: use cpu, cuda or cuda:N")

@@ -102,7 +102,6 @@ def save_nifti(path: Path, data: np.ndarray, spacing: Sequence[float], dt_ms: fl
 
 
 def _gz_bytes(img: nib.Nifti1Image) -> bytes:
-
     raw = img.to_bytes()
     return gzip.compress(raw, compresslevel=1, mtime=0)
 

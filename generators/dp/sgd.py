@@ -157,7 +157,6 @@ class PrivateTraining:
     """One training phase under DP: private optimisers, Poisson units, ledger bookkeeping."""
 
     def __init__(self, plan: DPPlan, ledger: Ledger, phase: str, unit_of_row: np.ndarray, seed: int):
-
         if distributed.current() is not None:  # see generators.distributed: noise and units are per process
             raise UserError("DP-SGD under torchrun (several processes) is not supported yet: run DP training "
                             "in one process")
