@@ -44,6 +44,12 @@ def resolve(source: str, *, phantom_subjects: int, phantom_seed: int) -> Path:
     """A dataset directory for ``source`` (``phantom`` or a path)."""
     if source == PHANTOM:
         return phantom_dir(phantom_subjects, phantom_seed)
+    return check_folder(source)
+
+
+def check_folder(source: str) -> Path:
+    """The dataset folder ``source`` names; :class:`UserError` if it is missing or not a folder
+    (``audit run`` checks it before any stage)."""
     path = Path(source).expanduser()
     if not path.exists():
         raise UserError(f"dataset directory {path} does not exist (use --data phantom for the built-in phantom)")

@@ -51,6 +51,12 @@ class Generator(abc.ABC):
     #: :class:`~generators.data.StackSet` of whole cine stacks, clinical priors per subject)
     data: ClassVar[str] = "slices"
 
+    @classmethod
+    def check_options(cls, given: Mapping[str, Any]) -> None:
+        """Refuse bad ``generator_options`` (a :class:`~audit.core.errors.UserError` naming the
+        option); ``audit run`` calls it before any stage. The default accepts anything: a family
+        with options checks them (:func:`generators.options.check_options`)."""
+
     @abc.abstractmethod
     def fit(self, train: Any, config: Any, context: FitContext | None = None) -> None:
         """Train on the ``train`` split (a :class:`~generators.data.SliceSet` for 2D models)."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,6 @@ from safetensors.torch import save_file
 from audit.core.atomic import atomic_dir, atomic_write_json, atomic_write_text
 from audit.core.errors import UserError
 from audit.core.provenance import sha256_file
-
-log = logging.getLogger(__name__)
 
 FORMAT = "cmr-audit/checkpoint/v1"
 #: the files whose sha256 ``config.json`` records and :func:`load` verifies
@@ -159,8 +156,9 @@ def _verified_files(path: Path, digests: Any) -> dict[str, bytes]:
     :func:`save` stored in ``config.json`` (read once, hashed and parsed from the same bytes).
 
     A mismatch is a :class:`UserError` naming the file: a bit flip in a weight file would
-    otherwise load silently and surface later as NaN samples. Checkpoints written before the
-    hashes existed carry none; they load with a warning that they could not be verified.
+    otherwise load silently and surface later as NaN samples. A checkpoint without digests
+    (written before they existed, or with them removed) cannot be verified and is refused the same
+    way: a cache treats it as a corrupt entry and rebuilds it, a run checkpoint is an error.
     """
     blobs: dict[str, bytes] = {}
     for fname in HASHED:
@@ -171,8 +169,8 @@ def _verified_files(path: Path, digests: Any) -> dict[str, bytes]:
         except OSError as exc:
             raise UserError(f"{path / fname}: unreadable ({exc.strerror or exc})") from None
     if digests is None:
-        log.warning("%s: checkpoint written without sha256 digests; its files cannot be verified", path)
-        return blobs
+        raise UserError(f"{path / 'config.json'}: no sha256 digests, so the checkpoint cannot be verified "
+                        "(written by an older cmr-audit?); train it again")
     if not isinstance(digests, dict):
         raise UserError(f"{path / 'config.json'}: 'sha256' must map file names to digests")
     for fname, data in blobs.items():

@@ -92,6 +92,7 @@ from generators.data import StackSet
 from generators.diffusion import T_TRAIN, ddim_scheduler
 from generators.dp.plan import DPPlan, PhaseSpec, make_plan
 from generators.dp.release import inverse_rms
+from generators.options import check_options
 from generators.dp.sgd import PrivateTraining
 from generators.dp.summary import summarise
 from generators.mask2d import set_threads
@@ -234,14 +235,16 @@ class CineGenerator(Generator):
         self.dp_summary: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ options
+    @classmethod
+    def check_options(cls, given: Mapping[str, Any]) -> None:
+        check_options(cls.name, given, cls.defaults, nested={"ae": AE_DEFAULTS})
+        if given.get("frames", cls.defaults["frames"]) < 2:
+            raise UserError(f"generator 'cine': option frames must be >= 2, got {given['frames']}")
+
     def _set_options(self, given: Mapping[str, Any]) -> None:
-        unknown = sorted(set(given) - set(self.defaults))
-        if unknown:
-            raise UserError(f"generator 'cine': unknown option(s) {unknown}; known: {', '.join(sorted(self.defaults))}")
+        self.check_options(given)
         opts = {**self.defaults, **given}
         opts["ae"] = {**self.defaults["ae"], **(given.get("ae") or {})}
-        if int(opts["frames"]) < 2:
-            raise UserError(f"generator 'cine': option frames must be >= 2, got {opts['frames']}")
         self.options = opts
 
     # ------------------------------------------------------------------ priors

@@ -101,6 +101,7 @@ class DiffusionFamily(MaskConditioned2D):
     #: what ``sample.sampler = "auto"`` runs
     default_sampler: ClassVar[str] = "ddim"
     ema_nets: ClassVar[tuple[str, ...]] = ("unet",)
+    nested_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {"ae": AE_DEFAULTS}
 
     def __init__(self) -> None:
         super().__init__()
@@ -149,11 +150,20 @@ class DiffusionFamily(MaskConditioned2D):
         if train:
             self.optimizers = {"unet": torch.optim.AdamW(self.nets["unet"].parameters(), lr=o["lr"], weight_decay=0.0)}
 
+    @classmethod
+    def check_options(cls, given: Mapping[str, Any]) -> None:
+        if "guidance_scale" in given:
+            raise UserError(f"generator '{cls.name}': set the guidance with sample.guidance_scale (--set "
+                            f"sample.guidance_scale=W); generator_options.guidance_scale would be overridden by it")
+        super().check_options(given)
+        prediction = given.get("prediction", cls.defaults.get("prediction"))
+        if cls.objective != "velocity" and prediction not in PREDICTIONS:
+            raise UserError(f"generator '{cls.name}': option prediction must be one of {', '.join(PREDICTIONS)}, "
+                            f"got {prediction!r}")
+
     def fit(self, train: SliceSet, config: Any, context=None) -> None:
         given = getattr(config, "generator_options", None) or {}
-        if "guidance_scale" in given:
-            raise UserError(f"generator '{self.name}': set the guidance with sample.guidance_scale (--set "
-                            f"sample.guidance_scale=W); generator_options.guidance_scale would be overridden by it")
+        self.check_options(given)
         self.dp_plan = self.dp_ledger = None
         if self.latent:
             self._set_options(given)

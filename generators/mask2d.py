@@ -41,6 +41,7 @@ from generators.data import SliceSet
 from generators.dp.plan import DPPlan, PhaseSpec, make_plan, n_units
 from generators.dp.sgd import PrivateTraining
 from generators.dp.summary import summarise
+from generators.options import check_options
 from generators.sampleset import SampleSet
 from generators.training import EMA, Trainer, TrainSpec
 
@@ -55,6 +56,8 @@ def set_threads(n: int) -> None:
 
 class MaskConditioned2D(Generator):
     defaults: ClassVar[Mapping[str, Any]] = {}
+    #: full schemas of object-valued options whose default lists only some keys (``ae``)
+    nested_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: nets whose EMA is used for sampling
     ema_nets: ClassVar[tuple[str, ...]] = ()
     #: train on every slice (semi-supervised) instead of annotated slices only
@@ -85,21 +88,15 @@ class MaskConditioned2D(Generator):
         self.amp = True
 
     # ------------------------------------------------------------------ config
+    @classmethod
+    def check_options(cls, given: Mapping[str, Any]) -> None:
+        check_options(cls.name, given, cls.defaults, nested=cls.nested_options)
+
     def _set_options(self, given: Mapping[str, Any]) -> None:
-        unknown = sorted(set(given) - set(self.defaults))
-        if unknown:
-            raise UserError(f"generator '{self.name}': unknown option(s) {unknown}; known: {', '.join(sorted(self.defaults))}")
-        opts = dict(self.defaults)
-        for k, v in given.items():
-            default = self.defaults[k]
-            if isinstance(default, bool) and not isinstance(v, bool):
-                raise UserError(f"generator '{self.name}': option {k} must be true/false, got {v!r}")
-            if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(v, (int, float)):
-                raise UserError(f"generator '{self.name}': option {k} must be a number, got {v!r}")
-            if isinstance(default, list) and not (isinstance(v, list) and all(isinstance(x, int) for x in v)):
-                raise UserError(f"generator '{self.name}': option {k} must be a list of integers, got {v!r}")
-            opts[k] = type(default)(v) if isinstance(default, float) else v
-        self.options = opts
+        check_options(self.name, given, self.defaults, nested=self.nested_options)
+        # a number option given as an integer (lr=1) is stored as the float its default is
+        self.options = {k: float(given[k]) if k in given and isinstance(d, float) else given.get(k, d)
+                        for k, d in self.defaults.items()}
 
     def model_config(self) -> dict[str, Any]:
         assert self.vocab is not None and self.shape is not None and self.spacing is not None

@@ -241,6 +241,16 @@ class ExternalGenerator(Generator):
     def __init__(self) -> None:
         self.path: Path | None = None
 
+    @classmethod
+    def check_options(cls, given: Mapping[str, Any]) -> None:
+        unknown = sorted(set(given) - {"samples"})
+        if unknown:
+            raise UserError(f"generator 'external': unknown option(s) {unknown}; its one option is samples (--samples)")
+        if not given.get("samples"):
+            raise UserError("generator 'external' needs --samples FILE.npz (generator_options.samples)")
+        if not isinstance(given["samples"], str):
+            raise UserError(f"generator_options.samples must be the path of an .npz file, got {given['samples']!r}")
+
     def fit(self, train: SliceSet, config: Any, context: FitContext | None = None) -> None:
         path = (getattr(config, "generator_options", {}) or {}).get("samples")
         if not path:

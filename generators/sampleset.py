@@ -27,13 +27,15 @@ Images are stored in the judge network's orientation (nibabel array order: first
 see :mod:`cohorts.judge.preprocess`) and scaled to [0, 1] like :mod:`cohorts.preprocess` output.
 Loading never unpickles (``allow_pickle=False``): strings are stored as NumPy unicode arrays.
 It reads each member's ``.npy`` header first and allocates nothing a header merely claims:
-a file whose arrays add up to more than :data:`MAX_LOAD_BYTES` is refused.
+a file whose arrays add up to more than :data:`MAX_LOAD_BYTES`, or to more than half the machine's
+memory, is refused.
 Every violation is a :class:`~audit.core.errors.UserError` naming the file and the problem.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import zipfile
 import zlib
 from collections import Counter
@@ -57,6 +59,16 @@ RANGE_TOL = 1e-3
 #: few bytes can declare 10**12 elements; 16 GiB is far above any sample set the audit can use
 #: (1000 cine rows of 25 frames at 256x256 in float32 are 6.5 GB).
 MAX_LOAD_BYTES = 16 * 2**30
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM (POSIX ``sysconf``), or None where the platform does not say."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 #: the contract's arrays have at most four dimensions (cine images ``(N, T, H, W)``)
 _MAX_NDIM = 4
 _NPY_MAGIC = b"\x93NUMPY"
@@ -168,6 +180,10 @@ def _read_npz(path: Path, known: set[str]) -> dict[str, np.ndarray]:
                 if total > MAX_LOAD_BYTES:
                     raise UserError(f"{path}: its arrays hold {total} bytes, more than the {MAX_LOAD_BYTES} bytes a "
                                     "sample set may hold (generators.sampleset.MAX_LOAD_BYTES)")
+                memory = _physical_memory()
+                if memory is not None and total > memory // 2:
+                    raise UserError(f"{path}: its arrays hold {total / 2**30:.1f} GiB, more than half of this machine's "
+                                    f"{memory / 2**30:.1f} GiB of memory; the audit would run out of memory")
                 arrays: dict[str, np.ndarray] = {}
                 for key, info in keys.items():
                     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -130,6 +131,20 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def stale_builds(path: str | os.PathLike) -> list[Path]:
+    """The hidden siblings :func:`atomic_dir` leaves next to ``path`` when its process is killed
+    (SIGKILL, out of memory, power loss) before it can clean up: staging trees
+    (``.NAME.<8 random>``) and old trees moved aside (``.NAME.old-<8 hex>``). Only a caller that
+    holds the entry's lock (:func:`audit.core.locks.exclusive`) may delete them: then no other
+    process is building that entry."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(old-[0-9a-f]{{8}}|[a-z0-9_]{{8}})")
+    try:
+        return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name) and p.is_dir())
+    except OSError:
+        return []
 
 
 def jsonable(obj: Any) -> Any:

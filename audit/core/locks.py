@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 from filelock import FileLock, Timeout
 
-from audit.core.atomic import atomic_dir
+from audit.core.atomic import atomic_dir, stale_builds
 from audit.core.errors import UserError
 
 __all__ = ["lock_path", "exclusive", "build_once"]
@@ -71,6 +72,10 @@ def exclusive(target: str | Path, *, what: str, log_every: float = 30.0, timeout
     if waited > 1.0:
         log.info("%s: lock acquired after waiting %.0f s", what, waited)
     try:
+        # holding the lock, no other process builds this entry: a half-built tree is a dead one's
+        for stale in stale_builds(target):
+            log.warning("%s: removing %s, left by a build that was killed before it finished", what, stale)
+            shutil.rmtree(stale, ignore_errors=True)
         yield
     finally:
         lock.release()

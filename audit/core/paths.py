@@ -43,12 +43,14 @@ def check_cache_writable() -> Path:
     """Create the cache root and write (and remove) a probe file in it; :class:`UserError` if
     that fails. ``audit run`` calls it before any stage, so that a read-only ``$CMR_AUDIT_CACHE``
     is one line at the start instead of a traceback minutes later, in whichever stage first
-    caches something. Cheap: one mkdir and one empty file."""
+    caches something. The sub-folders that already exist (one per kind of entry: phantom,
+    cohorts, judge, generators, ...) are probed too: a run writes into them. Cheap: a few empty files."""
     path = cache_dir()
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=path)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise _unusable(path, exc) from None
+    for folder in [path, *sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))]:
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise _unusable(folder, exc) from None
     return path

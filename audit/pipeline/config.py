@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from audit.core.errors import UserError
+from generators.sampleset import MAX_LOAD_BYTES
 
 __all__ = [
     "DataConfig",
@@ -53,6 +54,10 @@ __all__ = [
 ]
 
 
+#: the largest built-in phantom (each subject is a few MB of NIfTI; larger cohorts are real data)
+MAX_PHANTOM_SUBJECTS = 5000
+#: the largest working grid (pixels per side)
+MAX_SIZE = 1024
 #: the generator of `audit run` without --generator (README command 1)
 DEFAULT_GENERATOR = "ldm"
 
@@ -537,18 +542,35 @@ def _check(cfg: RunConfig) -> None:
     checks = [
         (cfg.data.size >= 16, "data.size must be >= 16 pixels"),
         (cfg.data.target_spacing > 0, "data.target_spacing must be > 0 mm"),
-        (cfg.data.phantom_subjects > 0, "data.phantom_subjects must be > 0"),
+        (0 < cfg.data.phantom_subjects <= MAX_PHANTOM_SUBJECTS,
+         f"data.phantom_subjects must be in [1, {MAX_PHANTOM_SUBJECTS}] (the phantom is demo and test data; "
+         "give a real cohort with --data for more)"),
+        (cfg.data.size <= MAX_SIZE, f"data.size must be <= {MAX_SIZE} pixels"),
         (cfg.data.frames in ("ed_es", "labelled", "all"), "data.frames must be one of ed_es, labelled, all"),
         (cfg.train.steps >= 0, "train.steps must be >= 0"),
         (cfg.train.batch_size > 0, "train.batch_size must be > 0"),
+        (cfg.train.num_threads >= 0, "train.num_threads must be >= 0 (0 = all cores)"),
         (0 <= cfg.train.ema_decay < 1, "train.ema_decay must be in [0, 1)"),
         (cfg.sample.n_samples > 0, "sample.n_samples must be > 0"),
         (cfg.sample.batch_size > 0, "sample.batch_size must be > 0"),
+        (cfg.sample.n_samples * cfg.data.size ** 2 * 4 <= MAX_LOAD_BYTES,
+         f"sample.n_samples x data.size^2 float32 images must fit a sample set ({MAX_LOAD_BYTES // 2**30} GiB), got "
+         f"{cfg.sample.n_samples} x {cfg.data.size}^2"),
+        (cfg.sample.sampler_steps >= 1, "sample.sampler_steps must be >= 1"),
+        (cfg.sample.guidance_scale >= 0, "sample.guidance_scale must be >= 0 (0 = unconditional, 1 = no guidance)"),
         (cfg.sample.sampler in SAMPLERS, f"sample.sampler must be one of {', '.join(SAMPLERS)}"),
         (cfg.sample.condition_split in ("train", "holdout", "reference", "test"), "sample.condition_split must be train, holdout, reference or test"),
         (cfg.audit.max_images > 0, "audit.max_images must be > 0"),
         (cfg.audit.privacy_max_images > 0, "audit.privacy_max_images must be > 0"),
         (cfg.audit.clinical_subjects >= 0, "audit.clinical_subjects must be >= 0"),
+        (cfg.audit.bootstrap >= 1, "audit.bootstrap must be >= 1"),
+        (cfg.audit.sdedit_images >= 0, "audit.sdedit_images must be >= 0"),
+        (min(cfg.audit.utility_seeds, cfg.audit.utility_steps, cfg.audit.utility_batch_size, cfg.audit.utility_width) >= 1,
+         "audit.utility_seeds, audit.utility_steps, audit.utility_batch_size and audit.utility_width must be >= 1"),
+        (cfg.audit.utility_synthetic_ratio >= 0, "audit.utility_synthetic_ratio must be >= 0"),
+        (0 < cfg.audit.utility_sdedit_strength <= 1, "audit.utility_sdedit_strength must be in (0, 1]"),
+        (0 < cfg.audit.utility_val_fraction < 1, "audit.utility_val_fraction must be in (0, 1)"),
+        (cfg.audit.feature_extractor_size >= 16, "audit.feature_extractor_size must be >= 16 pixels"),
         (cfg.audit.judge_precision in ("fp32", "int8"), "audit.judge_precision must be fp32 or int8"),
         (not cfg.audit.feature_extractor_sha256 or re.fullmatch(r"[0-9a-fA-F]{64}", cfg.audit.feature_extractor_sha256),
          f"audit.feature_extractor_sha256 must be 64 hexadecimal digits (the first field of `sha256sum FILE`), "

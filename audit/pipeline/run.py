@@ -27,8 +27,10 @@ from audit.fidelity.external import read_pinned
 from audit.pipeline import config as C
 from audit.pipeline.context import RunContext, Stage, release_fit_workers
 from audit.pipeline.rundir import RunDir, utc_now
-from audit.pipeline.stages import PIPELINE, fit_on_worker
+from audit.pipeline import stages as default_stages
+from audit.pipeline.stages import fit_on_worker
 from audit.privacy.canaries import check_request
+from cohorts.source import PHANTOM, check_folder
 from cohorts.splits import load_splits
 from generators import distributed, registry
 from generators.device import resolve
@@ -136,16 +138,17 @@ def _check_inputs(cfg: C.RunConfig, run_dir: RunDir | None = None) -> None:
     fx = cfg.audit.feature_extractor
     if fx and not done("fidelity"):
         read_pinned(fx, cfg.audit.feature_extractor_sha256)
+    if cfg.data.source != PHANTOM and not done("cohort"):
+        check_folder(cfg.data.source)
     if cfg.data.split_file and not done("cohort"):
-        load_splits(cfg.data.split_file)
+        if not load_splits(cfg.data.split_file).assignments.get("train"):
+            raise UserError(f"{cfg.data.split_file}: the train split is empty (the generator trains on it, and its "
+                            "subjects are the members of the privacy audit)")
+    check_options = getattr(registry.get(cfg.generator).cls, "check_options", None)  # a plugin may not have it
+    if check_options is not None:
+        check_options(cfg.generator_options or {})
     if cfg.generator == "external" and not done("sample"):
-        samples = (cfg.generator_options or {}).get("samples")
-        if not samples:
-            raise UserError("generator 'external' needs --samples FILE.npz (generator_options.samples)")
-        if not isinstance(samples, str):
-            raise UserError(f"generator_options.samples must be the path of an .npz file, got {samples!r}")
-
-        SampleSet.load(samples)
+        SampleSet.load(cfg.generator_options["samples"])
 
 
 def _finish(ctx: RunContext) -> Path:
@@ -220,7 +223,7 @@ def execute(req: RunRequest, stages: list[Stage] | None = None,
         else:
             ctx.run_dir.set_status("running")
         log.info("run %s: generator=%s preset=%s seed=%d", ctx.run_dir.path, ctx.cfg.generator, ctx.cfg.preset, ctx.cfg.seed)
-        for stage in PIPELINE if stages is None else stages:
+        for stage in default_stages.PIPELINE if stages is None else stages:
             if req.resume and ctx.run_dir.stage_done(stage.name):
                 log.info("stage %s: already finished, skipped (--resume)", stage.name)
                 if stage.load is not None:

@@ -40,3 +40,21 @@ def test_inert_adversarial_options_do_not_split_the_cache():
     base = cache_key(images, SMALL, 0)
     assert cache_key(images, {**SMALL, "adv_start": 50, "disc_lr": 1e-3}, 0) == base
     assert cache_key(images, ADV, 0) != base
+
+
+def test_a_corrupt_cache_entry_is_discarded_and_retrained(tmp_path, monkeypatch, caplog):
+    from generators.autoencoder import shared_autoencoder
+
+    monkeypatch.setenv("CMR_AUDIT_CACHE", str(tmp_path))
+    images = _images()
+    first = shared_autoencoder(images, SMALL, 0)
+    entry = next((tmp_path / "autoencoders").iterdir())
+    weights = next(entry.rglob("model.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # one flipped bit in the last weight
+    weights.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="generators.autoencoder"):
+        again = shared_autoencoder(images, SMALL, 0)
+    assert any("unusable" in r.getMessage() and "sha256 mismatch" in r.getMessage() for r in caplog.records)
+    assert np.array_equal(again.reconstruct(images), first.reconstruct(images))  # retrained, same seed
+    assert shared_autoencoder(images, SMALL, 0) is not None  # and the rebuilt entry now loads

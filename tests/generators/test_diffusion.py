@@ -81,7 +81,7 @@ def test_unknown_prediction_is_refused():
 
 def test_checkpoints_without_the_option_load_as_epsilon():
     g = LDMGenerator()
-    g._from_model_config({"options": {"channels": [8, 8]}, "vocab": {"vendors": ["A"], "groups": ["NOR"]},
+    g._from_model_config({"options": {"channels": [8, 8], "norm_groups": 8}, "vocab": {"vendors": ["A"], "groups": ["NOR"]},
                           "shape": [32, 32], "spacing": [1.5, 1.5]})
     assert g.options["prediction"] == "epsilon"
     assert LDMGenerator.defaults["prediction"] == "v_prediction"

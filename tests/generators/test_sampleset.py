@@ -274,3 +274,17 @@ def test_values_beyond_float32_are_not_finite():
         SampleSet(**{**_ok(), "edv": np.full(4, 1e300)})
     with pytest.raises(UserError, match="'slice_index' holds 18446744073709551615, beyond int64"):
         SampleSet(**{**_ok(), "slice_index": np.full(4, 2**64 - 1, np.uint64)})
+
+
+def test_a_set_larger_than_half_the_memory_is_refused_before_allocation(tmp_path, monkeypatch):
+    """A compressed file can declare, honestly, more float32 than the machine holds: refused from
+    the headers, before any array is allocated."""
+    from generators import sampleset
+
+    path = tmp_path / "big.npz"
+    np.savez_compressed(path, images=np.zeros((64, 32, 32), np.float32), spacing=np.ones(2, np.float32))
+    monkeypatch.setattr(sampleset, "_physical_memory", lambda: 100_000)  # a 100 kB machine
+    with pytest.raises(UserError, match=r"big.npz: its arrays hold .* more than half of this machine's"):
+        sampleset.SampleSet.load(path)
+    monkeypatch.setattr(sampleset, "_physical_memory", lambda: None)  # the platform does not say
+    assert sampleset.SampleSet.load(path).images.shape == (64, 32, 32)

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -120,6 +121,8 @@ def _hostile_inputs(d):
                                                "splits": {"train": 5, "holdout": [], "reference": [], "test": []}}))
     (d / "nohash.json").write_text(json.dumps({"schema": "cmr-audit/splits/v1",
                                                "splits": {"train": [], "holdout": [], "reference": [], "test": []}}))
+    (d / "empty-train.json").write_text(json.dumps({"schema": "cmr-audit/splits/v1", "data_hash": "abc", "splits": {
+        "train": [], "holdout": ["a"], "reference": ["b"], "test": ["c"]}}))
     (d / "inf.toml").write_text("[train]\nema_decay = inf\n")
     (d / "nan.json").write_text('{"dp": {"delta": NaN}}')
     return [
@@ -143,12 +146,26 @@ def _hostile_inputs(d):
         (["--split-file", str(d / "splits.json")], "splits.json: invalid split file at 'splits/train': 5 is not of type 'array'"),
         (["--split-file", str(d / "nohash.json")], "nohash.json: invalid split file at '<top>': 'data_hash' is a required property"),
         (["--split-file", str(d / "missing.json")], "missing.json: split file not found"),
+        (["--split-file", str(d / "empty-train.json")], "empty-train.json: the train split is empty"),
         (["--samples", str(d / "missing.npz")], "missing.npz: sample set not found"),
         (["--samples", str(d / "not-a-zip.npz")], "not-a-zip.npz: not an .npz sample set (not a zip archive)"),
         (["--samples", str(d / "truncated.npz")], "truncated.npz: truncated or corrupt .npz (zip) archive"),
         (["--samples", str(d / "huge.npz")], "huge.npz: member 'images.npy' declares shape (1000000, 1000, 1000)"),
         (["--out", str(d / "a-file" / "run")], "cannot write to run directory"),
         (["--out", str(d / ("x" * 300))], "is 300 bytes, longer than the"),
+        (["--data", str(d / "no-such-folder")], "no-such-folder does not exist"),
+        (["--set", "sample.sampler_steps=-1"], "sample.sampler_steps must be >= 1"),
+        (["--set", "train.num_threads=-3"], "train.num_threads must be >= 0"),
+        (["--set", "data.phantom_subjects=100000000000"], "data.phantom_subjects must be in [1, 5000]"),
+        (["--set", "sample.n_samples=10000000"], "must fit a sample set (16 GiB)"),
+        (["--generator", "gan", "--set", "generator_options.z_dim=-1"], "generator 'gan': option z_dim must be >= 1"),
+        (["--generator", "gan", "--set", "generator_options.channels=[0]"], "option channels must be a non-empty list"),
+        (["--generator", "gan", "--set", "generator_options.lr_g=1e999"], "config key 'generator_options.lr_g' must be a"),
+        (["--generator", "gan", "--set", "generator_options.zdim=8"], "generator 'gan': unknown option(s) ['zdim']"),
+        (["--generator", "ldm", "--set", "generator_options.norm_groups=7"], "must all be divisible by norm_groups 7"),
+        (["--generator", "cine", "--set", "generator_options.frames=abc"], "option frames must be an integer, got 'abc'"),
+        (["--generator", "cine", "--set", 'generator_options.ae={"latent_channels": "x"}'],
+         "option ae.latent_channels must be an integer"),
     ]
 
 
@@ -184,6 +201,31 @@ def test_unwritable_cache_folder_is_one_line_naming_the_env_var(capsys, tmp_path
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"error: cache folder {tmp_path / 'a-file' / 'cache'} is not writable" in err and "$CMR_AUDIT_CACHE" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unwritable_cache_sub_folder_is_found_before_any_stage(capsys, tmp_path, monkeypatch):
+    """A run writes into the cache's sub-folders (generators, autoencoders, ...): each existing one
+    is probed at the start, not only the root (the probe's failure is simulated: root may write
+    anywhere)."""
+    import tempfile
+
+    from audit.pipeline import run, stages
+
+    monkeypatch.setattr(stages, "PIPELINE", [run.Stage("cohort", lambda ctx: (_ for _ in ()).throw(AssertionError("a stage ran")))])
+    cache = tmp_path / "cache"
+    (cache / "generators").mkdir(parents=True)
+    monkeypatch.setenv("CMR_AUDIT_CACHE", str(cache))
+    real = tempfile.mkstemp
+
+    def mkstemp(*a, dir=None, **k):
+        if dir is not None and Path(dir).name == "generators":
+            raise PermissionError(13, "Permission denied")
+        return real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    code, _, err = _run(["run", "--generator", "copycat", "--preset", "smoke", "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"cache folder {cache / 'generators'} is not writable (Permission denied)" in err
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes to read-only folders")

@@ -126,6 +126,38 @@ def test_a_lock_is_released_when_its_holder_is_killed(tmp_path):
     assert time.monotonic() - t0 < 20
 
 
+def _killed_builder(target: str, started: str) -> None:
+    with exclusive(target, what="the entry"), atomic_dir(target) as staging:
+        (staging / "half.bin").write_bytes(b"x" * 1000)
+        Path(started).write_text("1")
+        time.sleep(60)
+
+
+def test_a_killed_build_leaves_nothing_once_the_next_builder_holds_the_lock(tmp_path, caplog):
+    """SIGKILL skips atomic_dir's clean-up: the staging tree stays. The next process to hold the
+    entry's lock removes it (and an old tree moved aside), and leaves other entries alone."""
+    import signal
+
+    target, started = tmp_path / "entry-v1.0", tmp_path / "started"
+    p = mp.get_context("fork").Process(target=_killed_builder, args=(str(target), str(started)))
+    p.start()
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(10)
+    (tmp_path / ".entry-v1.0.old-0123abcd").mkdir()  # a tree moved aside by a publisher killed mid-swap
+    others = [tmp_path / ".entry-v1.0.1.abcdefgh", tmp_path / "entry-v1.0.1"]  # another entry's build and entry
+    for o in others:
+        o.mkdir()
+    leftovers = [d for d in tmp_path.iterdir() if d.name.startswith(".entry-v1.0.") and d.is_dir()]
+    assert len(leftovers) == 3  # the killed staging tree, the aside tree, the other entry's staging tree
+    with caplog.at_level("WARNING", logger="audit.core.locks"), exclusive(target, what="the entry", timeout=20):
+        pass
+    assert sorted(d.name for d in tmp_path.iterdir() if d.is_dir()) == sorted(o.name for o in others)
+    assert sum("left by a build that was killed" in r.getMessage() for r in caplog.records) == 2
+
+
 def test_a_lock_that_stays_held_past_the_timeout_is_a_user_error(tmp_path):
     from filelock import FileLock
 
