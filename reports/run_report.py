@@ -40,13 +40,17 @@ Sections (their HTML ids are :data:`SECTION_IDS`):
 Any section whose entries were not placed in a dedicated table lists them in an "other
 figures" table, so nothing in ``results.json`` is silently dropped.
 
-Verdict-tile thresholds (:data:`THRESHOLDS`; good / borderline / concern, grey when unavailable):
+Verdict-tile colours (:func:`tile_thresholds`; good / borderline / concern, grey when unavailable)
+come from the sign-off policy the run was signed off with (``signoff.json``), or the shipped
+default policy: a figure is *good* when its policy criterion passes on the point estimate,
+*borderline* when it lands in the criterion's warning band, a *concern* when it fails. The binding
+verdict (which reads confidence bounds where the policy says so) is the sign-off's.
 
 * privacy: the best membership-inference AUC (black- or white-box, image or subject level as
-  the privacy summary reports it): <= 0.55 good, <= 0.60 borderline, above: concern.
-* fidelity: FID(synthetic, test) / FID(real floor): <= 1.5 good, <= 3 borderline, above: concern.
-* anatomy: the worse of the synthetic plausible-image rate and the judge Dice (mean over
-  structures) as a fraction of the real ceiling: >= 0.90 good, >= 0.75 borderline, below: concern.
+  the privacy summary reports it), criterion ``mia_auc``.
+* fidelity: FID(synthetic, test) / FID(real floor), criterion ``fid_vs_real_floor``.
+* anatomy: the worse of the synthetic plausible-image rate (``plausible_rate``) and the judge Dice
+  as a fraction of the real ceiling (``judge_dice_vs_ceiling``).
 * utility: always grey (no tile threshold is defined); the tile counts the utility figures, and
   the section and the sign-off policy carry them.
 
@@ -80,10 +84,11 @@ from audit.utility.metrics import dice_bars
 from generators.dp.accountant import Phase, epsilon_rdp
 from generators.sampleset import SampleSet
 from reports import plots
+from reports.policy import Policy, load_policy
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REPORT_NAME", "SECTION_IDS", "THRESHOLDS", "GLOSSARY", "write_report", "render_report"]
+__all__ = ["REPORT_NAME", "SECTION_IDS", "TILE_CRITERIA", "GLOSSARY", "tile_thresholds", "write_report", "render_report"]
 
 REPORT_NAME = "report.html"
 SECTION_IDS = ("verdict", "inputs", "privacy", "fidelity", "anatomy", "utility", "samples", "provenance", "glossary")
@@ -91,12 +96,38 @@ TEMPLATE = "run_report.html.j2"
 N_GRID = 16
 N_NEAREST = 8
 
-#: verdict-tile thresholds: (good_limit, borderline_limit) and the direction of "better"
-THRESHOLDS: dict[str, dict[str, Any]] = {
-    "privacy_auc": {"good": 0.55, "borderline": 0.60, "better": "lower"},
-    "fidelity_fid_ratio": {"good": 1.5, "borderline": 3.0, "better": "lower"},
-    "anatomy_rate": {"good": 0.90, "borderline": 0.75, "better": "higher"},
+#: verdict-tile figure -> the sign-off policy criterion whose thresholds colour it
+TILE_CRITERIA: dict[str, str] = {
+    "privacy_auc": "mia_auc",
+    "fidelity_fid_ratio": "fid_vs_real_floor",
+    "anatomy_plausible": "plausible_rate",
+    "anatomy_dice_ratio": "judge_dice_vs_ceiling",
 }
+
+
+def tile_thresholds(policy: Policy) -> dict[str, dict[str, Any]]:
+    """``{tile figure: {"pass", "warn", "better", "criterion"}}`` from ``policy``'s criteria; a
+    figure whose criterion the policy does not have is left out (its tile stays grey)."""
+    by_id = {c.id: c for c in policy.criteria}
+    out: dict[str, dict[str, Any]] = {}
+    for key, cid in TILE_CRITERIA.items():
+        c = by_id.get(cid)
+        if c is not None and c.op in ("<=", "<", ">=", ">"):
+            out[key] = {"pass": c.threshold, "warn": c.warn_threshold, "better": "lower" if c.op in ("<=", "<") else "higher",
+                        "criterion": cid}
+    return out
+
+
+def _tile_level(value: float | None, th: Mapping[str, Any] | None) -> str:
+    if value is None or th is None:
+        return "na"
+    lower = th["better"] == "lower"
+    if (value <= th["pass"]) if lower else (value >= th["pass"]):
+        return "good"
+    warn = th.get("warn")
+    if warn is not None and ((value <= warn) if lower else (value >= warn)):
+        return "warn"
+    return "bad"
 _LEVEL_WORDS = {"good": "good", "warn": "borderline", "bad": "concern", "na": "not available"}
 _LEVEL_ORDER = {"good": 0, "warn": 1, "bad": 2}
 
@@ -105,11 +136,14 @@ _LEVEL_ORDER = {"good": 0, "warn": 1, "bad": 2}
 #: anchor -> (title, "what this means / how to read it")
 GLOSSARY: dict[str, tuple[str, str]] = {
     "verdict": ("Verdict tiles",
-                "Colours are a quick reading aid with fixed thresholds: privacy, best membership-inference AUC "
-                "<= 0.55 good, <= 0.60 borderline, above that a concern; fidelity, FID / real-floor FID <= 1.5 good, "
-                "<= 3 borderline; anatomy, the worse of the plausible-image rate and the judge Dice as a fraction of "
-                "the real ceiling, >= 0.90 good, >= 0.75 borderline. Grey: the figure is not available. The binding "
-                "PASS / WARN / FAIL decision is the sign-off (audit signoff RUN_DIR --policy POLICY.toml)."),
+                "Colours are a quick reading aid with the thresholds of the sign-off policy (the one this run was "
+                "signed off with, else the shipped default): good when the figure's criterion passes on the point "
+                "estimate, borderline in the criterion's warning band, a concern when it fails. Privacy: best "
+                "membership-inference AUC (criterion mia_auc); fidelity: FID / real-floor FID (fid_vs_real_floor); "
+                "anatomy: the worse of the plausible-image rate (plausible_rate) and the judge Dice as a fraction of "
+                "the real ceiling (judge_dice_vs_ceiling). Grey: the figure is not available. The binding PASS / WARN "
+                "/ FAIL decision is the sign-off (audit signoff RUN_DIR --policy POLICY.toml), which reads confidence "
+                "bounds where the policy says so."),
     "metric_entry": ("Reading a figure",
                      "Each figure is a value with, where computed, a 95 % confidence interval in brackets and n, the "
                      "number of images or subjects behind it. Hover over a value for the exact method; the methods are "
@@ -722,13 +756,10 @@ class _Builder:
         r = self.res
         tiles: list[dict[str, Any]] = []
 
+        thresholds = self.tile_policy()[1]
+
         def level(value: float | None, key: str) -> str:
-            if value is None:
-                return "na"
-            th = THRESHOLDS[key]
-            if th["better"] == "lower":
-                return "good" if value <= th["good"] else "warn" if value <= th["borderline"] else "bad"
-            return "good" if value >= th["good"] else "warn" if value >= th["borderline"] else "bad"
+            return _tile_level(value, thresholds.get(key))
 
         def value_of(e: Mapping | None) -> float | None:
             return float(e["value"]) if _is_metric(e) else None
@@ -791,7 +822,7 @@ class _Builder:
         subs, levels = [], []
         if _is_metric(plaus):
             head = f"{fmt_value(plaus['value'], 'fraction')} %"
-            levels.append(level(float(plaus["value"]), "anatomy_rate"))
+            levels.append(level(float(plaus["value"]), "anatomy_plausible"))
             real = r.node("anatomy", "plausibility", "real_test", "plausible_rate")
             subs.append("plausible synthetic images" + (f" (real test {fmt_value(real['value'], 'fraction')} %)" if _is_metric(real) else ""))
         else:
@@ -799,7 +830,7 @@ class _Builder:
         if _is_metric(dice):
             if _is_metric(ceil) and ceil["value"] > 0:
                 frac = float(dice["value"]) / float(ceil["value"])
-                levels.append(level(frac, "anatomy_rate"))
+                levels.append(level(frac, "anatomy_dice_ratio"))
                 subs.append(f"judge Dice {fmt_value(dice['value'])} vs real ceiling {fmt_value(ceil['value'])} "
                             f"({fmt_value(frac, 'fraction')} % of it)")
             else:
@@ -839,6 +870,20 @@ class _Builder:
         if self._config_switch(axis) is False:
             return f"switched off (audit.{axis} = false)"
         return "not in results.json"
+
+    def tile_policy(self) -> tuple[str, dict[str, dict[str, Any]]]:
+        """``(policy name, tile thresholds)``: the policy of the run's ``signoff.json`` when it
+        still loads, else the shipped default."""
+        if not hasattr(self, "_tile_policy"):
+            policy = None
+            try:
+                recorded = (_read_json(self.inp.run_dir / "signoff.json").get("policy") or {}).get("path")
+                policy = load_policy(recorded) if recorded else None
+            except Exception:  # noqa: BLE001 - no sign-off yet, or its policy file moved: the default
+                policy = None
+            policy = policy or load_policy()
+            self._tile_policy = (policy.name, tile_thresholds(policy))
+        return self._tile_policy
 
     def signoff(self) -> dict[str, str] | None:
         path = self.inp.run_dir / "signoff.json"
@@ -1569,7 +1614,8 @@ class _Builder:
             "sections": sections,
             "include_real_images": self.include_real_images,
             "glossary": GLOSSARY,
-            "thresholds": THRESHOLDS,
+            "thresholds": self.tile_policy()[1],
+            "tile_policy": self.tile_policy()[0],
             "generated_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "version": _version(),
             "n_figures": len(self.figures),

@@ -230,9 +230,12 @@ def test_content_of_sections(full):
     assert "c" * 40 in html and "b" * 64 in html  # git commit, data hash
     assert 'id="real-images-banner"' not in html
     assert "0.58" in html  # best black-box AUC headline
-    assert 'class="tile warn" id="tile-privacy"' in html  # 0.55 < 0.58 <= 0.60
-    assert 'class="tile warn" id="tile-fidelity"' in html  # 1.5 < 2.3 <= 3
+    # colours from the shipped default policy (no sign-off yet): mia_auc passes at <= 0.60,
+    # fid_vs_real_floor at <= 3, plausible_rate and judge_dice_vs_ceiling at >= 0.90
+    assert 'class="tile good" id="tile-privacy"' in html  # 0.58 <= 0.60
+    assert 'class="tile good" id="tile-fidelity"' in html  # 2.3 <= 3
     assert 'class="tile good" id="tile-anatomy"' in html  # 0.92 and 0.85/0.9 = 0.94
+    assert "cmr-audit default release policy" in html
     assert 'class="tile na" id="tile-utility"' in html
 
 
@@ -369,3 +372,37 @@ def test_cine_clinical_from_the_generator_masks_gets_its_own_table(tmp_path, no_
 def test_not_a_directory(tmp_path):
     with pytest.raises(UserError, match="not a run directory"):
         write_report(tmp_path / "nope")
+
+
+def test_tile_colours_follow_the_policy_thresholds_and_its_warning_band():
+    from reports.policy import load_policy
+    from reports.run_report import _tile_level, tile_thresholds
+
+    th = tile_thresholds(load_policy())
+    assert th["privacy_auc"] == {"pass": 0.60, "warn": 0.65, "better": "lower", "criterion": "mia_auc"}
+    assert [_tile_level(v, th["privacy_auc"]) for v in (0.58, 0.60, 0.62, 0.70)] == ["good", "good", "warn", "bad"]
+    assert [_tile_level(v, th["anatomy_plausible"]) for v in (0.95, 0.89)] == ["good", "bad"]  # no warning band
+    assert _tile_level(None, th["fidelity_fid_ratio"]) == "na" and _tile_level(0.5, None) == "na"
+
+
+def test_tiles_use_the_policy_the_run_was_signed_off_with(tmp_path):
+    """A stricter policy recorded in signoff.json recolours the tiles; without it, the default."""
+    import shutil
+
+    from reports.policy import default_policy_path
+    from reports.run_report import _Builder, load_inputs
+
+    run = tmp_path / "run"
+    run.mkdir()
+    strict = tmp_path / "strict.toml"
+    text = default_policy_path().read_text("utf-8")
+    strict.write_text(text.replace("threshold = 0.60\nwarn_threshold = 0.65", "threshold = 0.52\nwarn_threshold = 0.55")
+                      .replace('name = "cmr-audit default release policy"', 'name = "strict"'), "utf-8")
+    assert "threshold = 0.52" in strict.read_text("utf-8")
+    (run / "signoff.json").write_text(json.dumps({"policy": {"path": str(strict)}, "verdict": "FAIL"}))
+    name, th = _Builder(load_inputs(run), include_real_images=False).tile_policy()
+    assert name == "strict" and th["privacy_auc"]["pass"] == 0.52 and th["privacy_auc"]["warn"] == 0.55
+    shutil.rmtree(run)
+    run.mkdir()
+    name, th = _Builder(load_inputs(run), include_real_images=False).tile_policy()
+    assert name == "cmr-audit default release policy" and th["privacy_auc"]["pass"] == 0.60
