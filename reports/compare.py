@@ -58,9 +58,10 @@ from audit.core.atomic import atomic_write_text
 from audit.core.errors import UserError
 from audit.core.results import load_results, unavailable
 from reports import plots
+from reports.glossary import GLOSSARY
 from reports.plots import _MARKERS, OKABE_ITO, PALETTE, new_figure, style
 from reports.policy import Criterion, Policy, format_path, load_policy
-from reports.run_report import GLOSSARY, Figure, Table, _data_uri, _environment, _is_metric, _version, fmt_value
+from reports.run_report import Figure, Table, _data_uri, _environment, _is_metric, _version, fmt_value
 from reports.signoff import EXIT_CODES, FAIL, INCOMPLETE, NA, PASS, RANK, WARN, _resolve, evaluate_policy
 
 log = logging.getLogger(__name__)
