@@ -107,19 +107,24 @@ def _holder(target: str, started: str, seconds: float) -> None:
         time.sleep(seconds)
 
 
-@fork
-def test_a_lock_is_released_when_its_holder_is_killed(tmp_path):
-    """OS-level locks: SIGKILL of the process that builds an entry frees the next run at once."""
+def _kill_once_started(fn, args: tuple, started: Path) -> None:
+    """Run ``fn(*args)`` in a forked process and SIGKILL it once it has written ``started``."""
     import signal
 
-    target, started = tmp_path / "entry", tmp_path / "started"
-    p = mp.get_context("fork").Process(target=_holder, args=(str(target), str(started), 60))
+    p = mp.get_context("fork").Process(target=fn, args=args)
     p.start()
     deadline = time.monotonic() + 30
     while not started.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     os.kill(p.pid, signal.SIGKILL)
     p.join(10)
+
+
+@fork
+def test_a_lock_is_released_when_its_holder_is_killed(tmp_path):
+    """OS-level locks: SIGKILL of the process that builds an entry frees the next run at once."""
+    target, started = tmp_path / "entry", tmp_path / "started"
+    _kill_once_started(_holder, (str(target), str(started), 60), started)
     t0 = time.monotonic()
     with exclusive(target, what="the entry", log_every=0.5, timeout=20):
         pass
@@ -133,19 +138,12 @@ def _killed_builder(target: str, started: str) -> None:
         time.sleep(60)
 
 
+@fork
 def test_a_killed_build_leaves_nothing_once_the_next_builder_holds_the_lock(tmp_path, caplog):
     """SIGKILL skips atomic_dir's clean-up: the staging tree stays. The next process to hold the
     entry's lock removes it (and an old tree moved aside), and leaves other entries alone."""
-    import signal
-
     target, started = tmp_path / "entry-v1.0", tmp_path / "started"
-    p = mp.get_context("fork").Process(target=_killed_builder, args=(str(target), str(started)))
-    p.start()
-    deadline = time.monotonic() + 30
-    while not started.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(p.pid, signal.SIGKILL)
-    p.join(10)
+    _kill_once_started(_killed_builder, (str(target), str(started)), started)
     (tmp_path / ".entry-v1.0.old-0123abcd").mkdir()  # a tree moved aside by a publisher killed mid-swap
     others = [tmp_path / ".entry-v1.0.1.abcdefgh", tmp_path / "entry-v1.0.1"]  # another entry's build and entry
     for o in others:
