@@ -62,6 +62,7 @@ nearest-neighbour pairs is not implemented yet (the report says so).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import logging
@@ -710,19 +711,18 @@ class _Builder:
             return f"switched off (audit.{axis} = false)"
         return "not in results.json"
 
+    @functools.cached_property
+    def _policy(self) -> Policy:
+        """The policy of the run's ``signoff.json`` when it still loads, else the shipped default."""
+        try:
+            recorded = (_read_json(self.inp.run_dir / "signoff.json").get("policy") or {}).get("path")
+            return load_policy(recorded) if recorded else load_policy()
+        except Exception:  # noqa: BLE001 - no sign-off yet, or its policy file moved: the default
+            return load_policy()
+
     def tile_policy(self) -> tuple[str, dict[str, dict[str, Any]]]:
-        """``(policy name, tile thresholds)``: the policy of the run's ``signoff.json`` when it
-        still loads, else the shipped default."""
-        if not hasattr(self, "_tile_policy"):
-            policy = None
-            try:
-                recorded = (_read_json(self.inp.run_dir / "signoff.json").get("policy") or {}).get("path")
-                policy = load_policy(recorded) if recorded else None
-            except Exception:  # noqa: BLE001 - no sign-off yet, or its policy file moved: the default
-                policy = None
-            policy = policy or load_policy()
-            self._tile_policy = (policy.name, tile_thresholds(policy))
-        return self._tile_policy
+        """``(policy name, tile thresholds)`` of :attr:`_policy`."""
+        return self._policy.name, tile_thresholds(self._policy)
 
     def signoff(self) -> dict[str, str] | None:
         path = self.inp.run_dir / "signoff.json"

@@ -130,9 +130,10 @@ def _check_inputs(cfg: C.RunConfig, run_dir: RunDir | None = None) -> None:
 
     done = run_dir.stage_done if run_dir is not None else (lambda name: False)
     check_cache_writable()
+    generator_cls = registry.get(cfg.generator).cls
     if cfg.dp.audit_canaries:
         check_request(cfg.dp.audit_canaries, dp_enabled=cfg.dp.enabled,
-                      generator_data=getattr(registry.get(cfg.generator).cls, "data", "slices"))
+                      generator_data=getattr(generator_cls, "data", "slices"))
     if cfg.device != "cpu":
         resolve(cfg.device)
     fx = cfg.audit.feature_extractor
@@ -144,7 +145,7 @@ def _check_inputs(cfg: C.RunConfig, run_dir: RunDir | None = None) -> None:
         if not load_splits(cfg.data.split_file).assignments.get("train"):
             raise UserError(f"{cfg.data.split_file}: the train split is empty (the generator trains on it, and its "
                             "subjects are the members of the privacy audit)")
-    check_options = getattr(registry.get(cfg.generator).cls, "check_options", None)  # a plugin may not have it
+    check_options = getattr(generator_cls, "check_options", None)  # a plugin may not have it
     if check_options is not None:
         check_options(cfg.generator_options or {})
     if cfg.generator == "external" and not done("sample"):
