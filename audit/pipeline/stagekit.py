@@ -16,13 +16,27 @@ import numpy as np
 
 from audit.core.atomic import atomic_write_json
 from audit.core.errors import UserError
+from audit.core.logs import progress_disabled
 from audit.pipeline.context import RunContext
 from audit.privacy.canaries import CanaryPlan, plan_canaries
+from cohorts import source
+from cohorts.cache import load_prepared
 from cohorts.judge import Judge
 from cohorts.judge.memo import JudgeMemo
+from cohorts.preprocess import PreprocessConfig
 from generators import distributed
 from generators.data import SliceSet
 from generators.sampleset import SampleSet
+
+
+def prepared_cohort(ctx: RunContext, *, centre: str = "mask"):
+    """The run's cohort on the working grid (``data.target_spacing``, ``data.size``), from the
+    content-addressed cohort cache: windows centred on the masks (the cohort stage's), or with
+    ``centre="motion"`` placed without the ground truth (:mod:`cohorts.preprocess`)."""
+    d = ctx.cfg.data
+    root = source.resolve(d.source, phantom_subjects=d.phantom_subjects, phantom_seed=d.phantom_seed)
+    config = PreprocessConfig(target_spacing=d.target_spacing, size=d.size, centre=centre)
+    return load_prepared(root, config, progress=not progress_disabled())
 
 REAL_STREAM = {"test": 4, "holdout": 5}
 """Seed streams of the real audit subsets (shared with the fidelity stage, so the judge cache hits)."""

@@ -28,7 +28,6 @@ import torch
 
 from audit.core.atomic import atomic_write_json
 from audit.core.errors import UserError
-from audit.core.logs import progress_disabled
 from audit.pipeline import fitcache
 from audit.pipeline.anatomy_stage import run_anatomy
 from audit.pipeline.cohort_check import check_cohort_for_run
@@ -36,11 +35,8 @@ from audit.pipeline.context import RunContext, Stage, release_fit_workers
 from audit.pipeline.fidelity_stage import run_fidelity
 from audit.pipeline.plugin_stage import run_plugin_metrics
 from audit.pipeline.privacy_stage import run_privacy
-from audit.pipeline.stagekit import canary_plan, section_loader, split_slices
+from audit.pipeline.stagekit import canary_plan, prepared_cohort, section_loader, split_slices
 from audit.pipeline.utility_stage import run_utility
-from cohorts import source
-from cohorts.cache import load_prepared
-from cohorts.preprocess import PreprocessConfig
 from cohorts.splits import load_splits, make_lovo_splits, make_splits, save_splits
 from generators.base import FitContext
 from generators.data import StackSet
@@ -53,16 +49,9 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- cohort
 
 
-def _prepared(ctx: RunContext):
-    d = ctx.cfg.data
-    root = source.resolve(d.source, phantom_subjects=d.phantom_subjects, phantom_seed=d.phantom_seed)
-    config = PreprocessConfig(target_spacing=d.target_spacing, size=d.size)
-    return load_prepared(root, config, progress=not progress_disabled())
-
-
 def run_cohort(ctx: RunContext) -> dict[str, Any]:
     d = ctx.cfg.data
-    prepared = _prepared(ctx)
+    prepared = prepared_cohort(ctx)
     if d.split_file:
         splits = load_splits(d.split_file, prepared)
     else:
@@ -89,7 +78,7 @@ def run_cohort(ctx: RunContext) -> dict[str, Any]:
 
 
 def load_cohort(ctx: RunContext) -> None:
-    prepared = _prepared(ctx)
+    prepared = prepared_cohort(ctx)
     ctx.artefacts.update(prepared=prepared, splits=load_splits(ctx.run_dir.path / "splits.json", prepared))
 
 
@@ -173,7 +162,7 @@ def fit_on_worker(ctx: RunContext, resume: bool) -> None:
     """A rank > 0 under torchrun: the same training as rank 0's :func:`run_fit` (same cohort,
     split, config and checkpoint to resume from), writing nothing (rank 0 saves)."""
 
-    prepared = _prepared(ctx)  # rank 0 has built the cohort cache by now
+    prepared = prepared_cohort(ctx)  # rank 0 has built the cohort cache by now
     ctx.artefacts.update(prepared=prepared, splits=load_splits(ctx.run_dir.path / "splits.json", prepared))
     generator = ctx.entry.cls()
     generator.fit(train_data(ctx), ctx.cfg, FitContext(checkpoint_root=ctx.run_dir.checkpoints, resume=resume))

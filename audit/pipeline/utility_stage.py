@@ -5,10 +5,13 @@ Two of the papers this audit builds on answer that question with downstream segm
 Diffusion Models Bridge the Domain Gap in Cardiac MR Imaging?* (Wong et al., arXiv 2508.06327:
 SDEdit-restyled images for domain generalisation across vendors) and *Anatomy-Guided Residual
 Motion Diffusion for Controllable 4D Cardiac MRI Synthesis* (arXiv 2606.26764: nnU-Net Dice
-+1.4 % and HD -3.0 mm with synthetic augmentation). A small MONAI 2D U-Net
-(:mod:`audit.utility.net`) is trained under four settings, each with ``audit.utility_seeds``
-seeds, and scored per subject on real images the generator never saw
-(:mod:`audit.utility.metrics`).
++1.4 % and HD -3.0 mm with synthetic augmentation). A MONAI 2D U-Net (:mod:`audit.utility.net`)
+is trained under five settings, each with ``audit.utility_seeds`` seeds, and scored per subject
+on real images the generator never saw (:mod:`audit.utility.metrics`). The module is one of
+four: the options (:mod:`~audit.pipeline.utility_options`), the subject plan
+(:mod:`~audit.pipeline.utility_plan`), the training data of each setting
+(:mod:`~audit.pipeline.utility_pools`) and, here, the trainings, the results section and the
+stage.
 
 Data design (which real subjects play which role)
 -------------------------------------------------
@@ -42,6 +45,11 @@ Settings
 
 * ``real``: real training slices (seen vendors only, so the held-out vendor is never seen);
   validation on the real validation subjects.
+* ``real+augmentation``: the same real slices with strong conventional augmentation (affine,
+  elastic, bias field, gamma, contrast, noise, blur: :mod:`audit.utility.augment`) -- the ad-hoc
+  baseline Wong et al. compare synthetic data with. Every generator setting is compared with it
+  as well as with ``real``: synthetic data earn their place only if they beat what a few
+  transforms give for free.
 * ``synthetic`` (train on synthetic, test on real; TSTR): only the generator's image/mask
   pairs are trained on. Synthetic images whose conditioning vendor is the held-out vendor are
   dropped when the sample set has vendor labels (otherwise they cannot be told apart, and a note
@@ -74,6 +82,8 @@ Results (``results.json`` ``utility`` section)
   ``assd_diff_mm`` (with the verdict ``improves`` / ``no evidence`` / ``worsens`` -- the 95 %
   CI of the difference above 0, across 0, below 0; lower is better for distances -- in
   ``notes``) and ``wilcoxon_p`` (paired signed-rank test per structure);
+* ``vs_augmentation.<setting>.<vendor>``: the same paired figures for the generator settings
+  (``synthetic``, ``real+synthetic``, ``real+sdedit``) minus ``real+augmentation``;
 * ``data``: images per setting and evaluation subjects per vendor.
 
 A vendor without evaluation subjects, a sample set without masks or a missing SDEdit sampler
@@ -83,25 +93,25 @@ gives *unavailable* entries with the reason, never 0. Per-subject scores go to
 
 Evaluation images are the annotated slices (``data.frames``) of the evaluation subjects, at
 most ``audit.max_images`` per vendor (drawn with the run seed); metrics are averaged per subject
-first, so subjects, not slices, are the unit of every CI and test.
+first, so subjects, not slices, are the unit of every CI and test. The ground truth never places
+the window a net segments: the validation and evaluation subjects are cut from the cohort
+prepared with ``centre="motion"`` (``audit.utility_eval_crop``; the heart found where the image
+changes over the cardiac cycle, :func:`cohorts.preprocess.motion_centre`), while the training
+slices keep the cohort stage's mask-centred windows (the data holder's own labels) and the
+training augmentation (affine, random patches) teaches the net hearts anywhere in the window.
 
-Cost and what the quick preset can show: one training = ``audit.utility_steps`` steps of
-``audit.utility_batch_size`` images, five validations, and the prediction and scoring of every
-evaluation image (timings: BENCHMARKS.md "Utility audit"). At the quick preset's budget the
-nets are not converged (the best validation step is usually the last), so a setting that adds
-images sees each real image less often in the same number of steps: small negative differences
-at the quick preset partly reflect the budget, and the GPU-sized full preset (more steps, wider
-nets: ``PRESETS["full"]`` in :mod:`audit.pipeline.config`) is the reference for release decisions.
+Cost: one training = at most ``audit.utility_steps`` steps of ``audit.utility_batch_size``
+images (patches of ``audit.utility_crop``), five validations, and the prediction and scoring of
+every evaluation image; the stage's wall time and the Dice the recipe reaches on real scans are
+in BENCHMARKS.md ("Utility segmenter on real ACDC").
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
-import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -114,7 +124,10 @@ from audit.core.logs import progress_disabled
 from audit.core.results import metric, unavailable
 from audit.core.tables import write_csv
 from audit.pipeline.context import RunContext
-from audit.pipeline.stagekit import check_compatible, store_section
+from audit.pipeline.stagekit import check_compatible, prepared_cohort, store_section
+from audit.pipeline.utility_options import UtilityOptions, options_from_config, vendor_key
+from audit.pipeline.utility_plan import SubjectPlan, cap_per_vendor, labelled_slices, plan_subjects
+from audit.pipeline.utility_pools import SETTINGS, SYNTHETIC_SETTINGS, SettingData, build_settings
 from audit.utility.metrics import absolute_entries, paired_entries, per_image
 from audit.utility.net import Pool, TrainSpec, predict, train_segmenter
 from cohorts.splits import load_splits, make_lovo_splits
@@ -123,273 +136,9 @@ from generators.sampleset import SampleSet
 
 log = logging.getLogger(__name__)
 
-SETTINGS = ("real", "synthetic", "real+synthetic", "real+sdedit")
-_KEY_BAD = re.compile(r"[^A-Za-z0-9_@.%+-]")
-
-@dataclass(frozen=True)
-class UtilityOptions:
-    seeds: int = 3
-    steps: int = 160
-    batch_size: int = 8
-    width: int = 8
-    synthetic_ratio: float = 1.0
-    sdedit_strength: float = 0.5
-    val_fraction: float = 0.2
-    patience: int = 3
-    lr: float = 3e-3
-    device: str = "cpu"
-    threads: int = 0
-
-    def spec(self) -> TrainSpec:
-        return TrainSpec(steps=self.steps, batch_size=self.batch_size, width=self.width, lr=self.lr,
-                         patience=self.patience, device=self.device)
-
-    def check(self) -> None:
-        if self.seeds < 1 or self.steps < 1 or self.batch_size < 1 or self.width < 1:
-            raise UserError("audit.utility_seeds, audit.utility_steps, audit.utility_batch_size and audit.utility_width "
-                            f"must be >= 1 (got {self.seeds}, {self.steps}, {self.batch_size}, {self.width})")
-        if not (np.isfinite(self.synthetic_ratio) and self.synthetic_ratio >= 0):
-            raise UserError(f"audit.utility_synthetic_ratio must be a finite number >= 0, got {self.synthetic_ratio}")
-        if not 0 < self.sdedit_strength <= 1:
-            raise UserError(f"audit.utility_sdedit_strength must be in (0, 1], got {self.sdedit_strength}")
-        if not 0 < self.val_fraction < 1:
-            raise UserError(f"audit.utility_val_fraction must be in (0, 1), got {self.val_fraction}")
-
-
-def options_from_config(cfg) -> UtilityOptions:
-    """The ``audit.utility_*`` keys of the run config (preset values in :data:`audit.pipeline.config.PRESETS`)."""
-    a = cfg.audit
-    device = str(getattr(cfg, "device", "cpu") or "cpu")
-    if device != "cpu":
-        if not torch.cuda.is_available():
-            log.warning("utility: device %r is not available; training on the CPU", device)
-            device = "cpu"
-    opts = UtilityOptions(
-        seeds=int(a.utility_seeds),
-        steps=int(a.utility_steps),
-        batch_size=int(a.utility_batch_size),
-        width=int(a.utility_width),
-        synthetic_ratio=float(a.utility_synthetic_ratio),
-        sdedit_strength=float(a.utility_sdedit_strength),
-        val_fraction=float(a.utility_val_fraction),
-        device=device,
-        threads=int(getattr(getattr(cfg, "train", None), "num_threads", 0) or 0),
-    )
-    opts.check()
-    return opts
-
-
-def vendor_key(vendor: str) -> str:
-    """A vendor name as a results key (the schema allows ``[A-Za-z0-9_@.%+-]``)."""
-    return _KEY_BAD.sub("_", str(vendor)) or "_"
-
-
-# --------------------------------------------------------------------------- subjects
-
-
-@dataclass
-class SubjectPlan:
-    """Which real subjects train, validate and evaluate (see the module docstring)."""
-
-    vendors: list[str]
-    heldout_vendor: str | None
-    train: list[str]
-    val: list[str]
-    evaluate: dict[str, list[str]]
-    """vendor -> evaluation subjects (every cohort vendor is a key, possibly with an empty list)"""
-    excluded: dict[str, int] = field(default_factory=dict)
-    """vendor -> annotated subjects the generator saw (train, conditioning or sample ids)"""
-
-    def missing_reason(self, vendor: str) -> str:
-        role = "the held-out vendor" if vendor == self.heldout_vendor else "vendor"
-        return (f"no evaluation subject of {role} {vendor}: all {self.excluded.get(vendor, 0)} of its annotated subjects "
-                "trained the generator or conditioned the samples")
-
-
-def _annotated(prepared, ids) -> list[str]:
-    return [i for i in ids if prepared[i].mask is not None and bool(np.any(prepared[i].labelled))]
-
-
-def plan_subjects(prepared, splits, *, condition_split: str, sample_subject_ids, heldout_vendor: str | None,
-                  val_fraction: float, seed: int) -> SubjectPlan:
-    """Split the cohort's annotated subjects into real training, validation and evaluation
-    subjects; raise :class:`UserError` when there is too little real training data."""
-    vendors = list(prepared.vendors)
-    if heldout_vendor is not None and heldout_vendor not in vendors:
-        raise UserError(f"utility: held-out vendor {heldout_vendor!r} is not in the cohort (vendors: {', '.join(vendors)})")
-    a = splits.assignments
-    exposed = set(a.get("train") or []) | set(a.get(condition_split) or [])
-    if sample_subject_ids is not None:
-        exposed |= set(np.asarray(sample_subject_ids).astype(str).tolist()) & set(prepared.ids)
-    annotated = _annotated(prepared, prepared.ids)
-    train = sorted(i for i in _annotated(prepared, a.get("train") or []) if prepared[i].vendor != heldout_vendor)
-    if len(train) < 2:
-        raise UserError(f"utility: the train split has {len(train)} annotated subject(s) of the seen vendors; the real "
-                        "baseline needs at least 2 (one is carved off for validation)")
-    rng = np.random.default_rng([seed, 12])
-    n_val = min(len(train) - 1, max(1, int(round(val_fraction * len(train)))))
-    perm = [train[i] for i in rng.permutation(len(train))]
-    val, train = sorted(perm[:n_val]), sorted(perm[n_val:])
-    evaluate = {v: sorted(i for i in annotated if prepared[i].vendor == v and i not in exposed) for v in vendors}
-    excluded = {v: sum(1 for i in annotated if prepared[i].vendor == v and i in exposed) for v in vendors}
-    return SubjectPlan(vendors, heldout_vendor, train, val, evaluate, excluded)
-
-
-def labelled_slices(prepared, ids: list[str], frames: str) -> SliceSet | None:
-    """Annotated 2D slices of ``ids`` (``None`` when there are none)."""
-    if not ids:
-        return None
-    s = SliceSet.from_prepared(prepared, ids, frames=frames)
-    keep = np.flatnonzero(s.labelled)
-    return s.subset(keep) if len(keep) else None
-
-
-def cap_per_vendor(slices: SliceSet, cap: int, *, seed: int) -> SliceSet:
-    """At most ``cap`` evaluation slices per vendor (``audit.max_images``), drawn with the run seed."""
-    keep = []
-    for v in np.unique(slices.vendor):
-        idx = np.flatnonzero(slices.vendor == v)
-        if len(idx) > cap:
-            idx = np.sort(np.random.default_rng([seed, 17]).choice(idx, cap, replace=False))
-        keep.append(idx)
-    return slices.subset(np.sort(np.concatenate(keep)))
-
-
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass
-class SettingData:
-    train: Pool
-    val: Pool
-    describe: str
-    notes: list[str] = field(default_factory=list)
-
-
-def _synthetic_pool(samples: SampleSet, plan: SubjectPlan) -> tuple[SampleSet | None, list[str], str | None]:
-    """The usable synthetic image/mask pairs: ``(set or None, notes, reason if None)``."""
-    if samples.masks is None:
-        return None, [], ("the sample set has no masks: a segmentation net cannot be trained on it "
-                          "(train-on-synthetic is impossible for a black-box sample set without masks)")
-    notes: list[str] = []
-    keep = np.ones(len(samples), bool)
-    if plan.heldout_vendor is not None:
-        if samples.vendor is not None:
-            drop = np.asarray(samples.vendor).astype(str) == plan.heldout_vendor
-            if drop.any():
-                notes.append(f"{int(drop.sum())} synthetic images conditioned on the held-out vendor {plan.heldout_vendor} "
-                             "dropped")
-            keep &= ~drop
-        else:
-            notes.append("the sample set has no vendor labels: images in the held-out vendor's style cannot be removed, "
-                         "so the unseen-vendor figures of the synthetic settings may be optimistic")
-    if not keep.any():
-        return None, notes, f"no synthetic image left after dropping those of the held-out vendor {plan.heldout_vendor}"
-    idx = np.flatnonzero(keep)
-    sub = SampleSet(images=samples.images[idx], spacing=samples.spacing, masks=samples.masks[idx],
-                    subject_ids=None if samples.subject_ids is None else np.asarray(samples.subject_ids)[idx],
-                    vendor=None if samples.vendor is None else np.asarray(samples.vendor)[idx])
-    return sub, notes, None
-
-
-SDEDIT_CHUNK = {"cpu": 32, "cuda": 256}
-"""Images per ``generator.sdedit`` call in the utility stage, by the generator's device type. 32
-on the CPU (memory, progress); 256 on a CUDA GPU, where 32 leaves the GPU mostly idle (BENCHMARKS.md
-"GPU") -- about the size of the full preset's sampling batches (``sample.batch_size`` 250)."""
-
-
-def sdedit_chunk(generator) -> tuple[int, dict[str, int]]:
-    """``(images per call, extra keyword arguments)`` for ``generator.sdedit``: the chunk of
-    :data:`SDEDIT_CHUNK` for the generator's device, and ``batch_size`` = that chunk when its
-    ``sdedit`` takes one (the diffusion families batch internally, 32 by default). The noise of
-    each call is seeded with ``seed + first index``, so a different chunk draws different (equally
-    valid) noise: restyled images are reproducible per device type, not across them."""
-
-    device = getattr(getattr(generator, "device", None), "type", None) or str(getattr(generator, "device", "cpu"))
-    chunk = SDEDIT_CHUNK["cuda" if str(device).startswith("cuda") else "cpu"]
-    try:
-        takes_batch = "batch_size" in inspect.signature(generator.sdedit).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-        takes_batch = False
-    return chunk, ({"batch_size": chunk} if takes_batch else {})
-
-
-def _sdedit_pool(generator, real: SliceSet, plan: SubjectPlan, opts: UtilityOptions, *, seed: int,
-                 sampling: dict[str, Any]) -> tuple[Pool | None, str]:
-    """Real training slices restyled by SDEdit towards another seen vendor; ``(pool, what or reason)``."""
-    if generator is None or not hasattr(generator, "sdedit"):
-        name = "an external sample set" if generator is None else f"generator '{getattr(generator, 'name', type(generator).__name__)}'"
-        return None, f"{name} has no SDEdit sampler (only the diffusion and flow families have one)"
-    vocab = getattr(generator, "vocab", None)
-    known = list(getattr(vocab, "vendors", []) or [])
-    targets = [v for v in known if v != plan.heldout_vendor]
-    if not targets:
-        return None, "the generator knows no seen vendor to restyle towards"
-    n = int(round(opts.synthetic_ratio * len(real)))
-    if n == 0:
-        return None, "audit.utility_synthetic_ratio is 0: no restyled image to add"
-    rng = np.random.default_rng([seed, 14])
-    src = rng.permutation(np.resize(np.arange(len(real)), n)) if n > len(real) else np.sort(rng.choice(len(real), n, replace=False))
-    target = []
-    for v in real.vendor[src]:
-        others = [t for t in targets if t != v] or targets
-        target.append(others[int(rng.integers(len(others)))])
-    target = np.array(target)
-    if hasattr(generator, "sampling"):
-        generator.sampling = dict(sampling)
-
-    out = np.empty((n, *real.shape), np.float32)
-    t0 = time.perf_counter()
-    chunk, extra = sdedit_chunk(generator)
-    for lo in tqdm(range(0, n, chunk), desc="utility: SDEdit", unit="batch", disable=progress_disabled(), leave=False):
-        hi = min(lo + chunk, n)
-        out[lo:hi] = generator.sdedit(real.images[src[lo:hi]], real.masks[src[lo:hi]], strength=opts.sdedit_strength,
-                                      vendor=target[lo:hi], group=real.group[src[lo:hi]], seed=seed + lo, **extra)
-    log.info("utility: %d real training slices restyled with SDEdit (strength %g, batches of %d) in %.1f s", n,
-             opts.sdedit_strength, chunk, time.perf_counter() - t0)
-    what = (f"{n} real training slices restyled with the generator's SDEdit sampler (strength {opts.sdedit_strength:g}) "
-            f"towards another seen vendor ({', '.join(targets)}), masks reused")
-    return Pool(np.clip(out, 0, 1), real.masks[src].copy()), what
-
-
-def build_settings(real: SliceSet, val: SliceSet, samples: SampleSet, generator, plan: SubjectPlan,
-                   opts: UtilityOptions, *, seed: int, sampling: dict[str, Any] | None = None
-                   ) -> dict[str, SettingData | str]:
-    """Training and validation pools of every setting, or the reason it is unavailable."""
-    real_pool, val_pool = Pool(real.images, real.masks), Pool(val.images, val.masks)
-    n_real = len(real_pool)
-    out: dict[str, SettingData | str] = {
-        "real": SettingData(real_pool, val_pool, f"{n_real} real training slices of {len(plan.train)} subjects "
-                                                 f"(train split, seen vendors); validation: {len(val)} slices of "
-                                                 f"{len(plan.val)} real subjects"),
-    }
-    syn, notes, reason = _synthetic_pool(samples, plan)
-    if syn is None:
-        out["synthetic"] = out["real+synthetic"] = reason
-    else:
-        out["synthetic"] = SettingData(Pool(syn.images, syn.masks), val_pool,
-                                       f"{len(syn)} synthetic images only; validation on the real validation subjects",
-                                       list(notes))
-        k = int(round(opts.synthetic_ratio * n_real))
-        if k == 0:
-            out["real+synthetic"] = "audit.utility_synthetic_ratio is 0: no synthetic image to add"
-        else:
-            rng = np.random.default_rng([seed, 15])
-            replace = k > len(syn)
-            pick = np.sort(rng.choice(len(syn), k, replace=replace))
-            extra = list(notes) + ([f"only {len(syn)} synthetic images for {k} draws: drawn with replacement"] if replace else [])
-            out["real+synthetic"] = SettingData(
-                Pool(np.concatenate([real.images, syn.images[pick]]), np.concatenate([real.masks, syn.masks[pick]])),
-                val_pool, f"{n_real} real training slices + {k} synthetic images (ratio {opts.synthetic_ratio:g}); "
-                          "validation on the real validation subjects", extra)
-    sd, what = _sdedit_pool(generator, real, plan, opts, seed=seed, sampling=sampling or {})
-    if sd is None:
-        out["real+sdedit"] = what
-    else:
-        out["real+sdedit"] = SettingData(Pool(np.concatenate([real.images, sd.images]), np.concatenate([real.masks, sd.masks])),
-                                         val_pool, f"{n_real} real training slices + {what}; validation on the real "
-                                                   "validation subjects")
-    return out
+__all__ = ["SETTINGS", "SYNTHETIC_SETTINGS", "SettingData", "SubjectPlan", "UtilityOptions", "build_settings",
+           "cap_per_vendor", "labelled_slices", "options_from_config", "plan_subjects", "run_utility",
+           "train_and_score", "unavailable_section", "utility_section", "vendor_key"]
 
 
 # --------------------------------------------------------------------------- trainings
@@ -430,8 +179,8 @@ def train_and_score(settings: dict[str, SettingData | str], evaluation: SliceSet
                 data = settings[setting]
                 assert isinstance(data, SettingData)
                 bar.set_postfix_str(f"{setting} seed {k}")
-                _, table, info = train_one_and_score(data.train, data.val, evaluation, spec, seed=seed, k=k,
-                                                  on_step=bar.update)
+                _, table, info = train_one_and_score(data.train, data.val, evaluation, replace(spec, strong=data.strong),
+                                                     seed=seed, k=k, on_step=bar.update)
                 bar.update(spec.steps - info["steps"])
                 table.insert(0, "vendor", evaluation.vendor)
                 table.insert(0, "subject_id", evaluation.subject_ids)
@@ -487,51 +236,57 @@ def _data_entries(settings: dict[str, SettingData | str], plan: SubjectPlan) -> 
     return data
 
 
+def _paired(table: pd.DataFrame, setting: str, baseline: str, vendor: str, subjects: list[str], seeds: list[int], *,
+            n_boot: int, seed: int) -> dict[str, Any]:
+    rows = table[(table["setting"] == setting) & (table["vendor"] == vendor)]
+    base = table[(table["setting"] == baseline) & (table["vendor"] == vendor)]
+    return paired_entries(rows, base, subjects, seeds, seeds, n_boot=n_boot, seed=seed, setting=setting, baseline=baseline)
+
+
 def utility_section(table: pd.DataFrame, settings: dict[str, SettingData | str], plan: SubjectPlan, *, seeds: int,
                     n_boot: int, seed: int) -> dict[str, Any]:
     """The ``utility`` results section from the per-image table (see the module docstring)."""
     seed_list = list(range(seeds))
-    section: dict[str, Any] = {"settings": {}, "vs_real": {}, "data": _data_entries(settings, plan)}
-    real_ok = isinstance(settings.get("real"), SettingData) and not table.empty
+    section: dict[str, Any] = {"settings": {}, "vs_real": {}, "vs_augmentation": {},
+                               "data": _data_entries(settings, plan)}
+    baselines = {"vs_real": "real", "vs_augmentation": "real+augmentation"}
+    ok = {b: isinstance(settings.get(b), SettingData) and not table.empty for b in baselines.values()}
     for s in SETTINGS:
         d = settings.get(s)
+        compare = [(key, b) for key, b in baselines.items() if s != b and (b == "real" or s in SYNTHETIC_SETTINGS)]
         if not isinstance(d, SettingData):
             section["settings"][s] = unavailable(d or "not computed")
-            if s != "real":
-                section["vs_real"][s] = {vendor_key(v): {"dice_diff": unavailable(f"setting {s} unavailable: {d}")}
-                                         for v in plan.vendors}
+            for key, _ in compare:
+                section[key][s] = {vendor_key(v): {"dice_diff": unavailable(f"setting {s} unavailable: {d}")}
+                                   for v in plan.vendors}
             continue
-        what = f"a net trained on {s} data"
         section["settings"][s] = {}
-        if s != "real":
-            section["vs_real"][s] = {}
+        for key, _ in compare:
+            section[key][s] = {}
         for v in plan.vendors:
             vk = vendor_key(v)
             subjects = plan.evaluate[v]
             if not subjects:
                 section["settings"][s][vk] = unavailable(plan.missing_reason(v))
-                if s != "real":
-                    section["vs_real"][s][vk] = {"dice_diff": unavailable(plan.missing_reason(v))}
+                for key, _ in compare:
+                    section[key][s][vk] = {"dice_diff": unavailable(plan.missing_reason(v))}
                 continue
             rows = table[(table["setting"] == s) & (table["vendor"] == v)]
             held = " (held-out vendor)" if v == plan.heldout_vendor else ""
             section["settings"][s][vk] = absolute_entries(rows, subjects, seed_list, n_boot=n_boot, seed=seed,
-                                                          what=f"{what}, real subjects of vendor {v}{held}")
-            if s == "real":
-                continue
-            if not real_ok:
-                section["vs_real"][s][vk] = {"dice_diff": unavailable("the real baseline is unavailable")}
-                continue
-            base = table[(table["setting"] == "real") & (table["vendor"] == v)]
-            section["vs_real"][s][vk] = paired_entries(rows, base, subjects, seed_list, seed_list, n_boot=n_boot,
-                                                       seed=seed, setting=s)
+                                                          what=f"a net trained on {s} data, real subjects of vendor {v}{held}")
+            for key, b in compare:
+                section[key][s][vk] = (_paired(table, s, b, v, subjects, seed_list, n_boot=n_boot, seed=seed) if ok[b] else
+                                       {"dice_diff": unavailable(f"the {b} baseline is unavailable")})
     return section
 
 
 def unavailable_section(reason: str, vendors: list[str]) -> dict[str, Any]:
     """Everything unavailable for one reason (per vendor, so the sign-off names the vendors)."""
+    per_vendor = {vendor_key(v): {"dice_diff": unavailable(reason)} for v in vendors}
     return {"audit": unavailable(reason),
-            "vs_real": {s: {vendor_key(v): {"dice_diff": unavailable(reason)} for v in vendors} for s in SETTINGS[1:]}}
+            "vs_real": {s: dict(per_vendor) for s in SETTINGS[1:]},
+            "vs_augmentation": {s: dict(per_vendor) for s in SYNTHETIC_SETTINGS}}
 
 
 # --------------------------------------------------------------------------- stage
@@ -574,8 +329,12 @@ def run_utility(ctx: RunContext) -> dict[str, Any]:
         store_section(ctx, "utility", unavailable_section(f"utility audit not possible: {exc}", vendors))
         return {}
     frames = cfg.data.frames
-    real, val = labelled_slices(prepared, plan.train, frames), labelled_slices(prepared, plan.val, frames)
-    evaluation = labelled_slices(prepared, [i for v in plan.vendors for i in plan.evaluate[v]], frames)
+    # the net trains on the cohort's windows (placed with the training masks: labels the data holder owns); the
+    # validation and evaluation subjects are cut from windows the ground truth did not place (audit.utility_eval_crop)
+    windows = None if opts.eval_crop == "mask" else prepared_cohort(ctx, centre=opts.eval_crop)
+    real = labelled_slices(prepared, plan.train, frames)
+    val = labelled_slices(prepared, plan.val, frames, windows=windows)
+    evaluation = labelled_slices(prepared, [i for v in plan.vendors for i in plan.evaluate[v]], frames, windows=windows)
     if evaluation is not None:
         evaluation = cap_per_vendor(evaluation, cfg.audit.max_images, seed=cfg.seed)
     if real is None or val is None or evaluation is None:
@@ -599,7 +358,7 @@ def run_utility(ctx: RunContext) -> dict[str, Any]:
     write_csv(ctx.run_dir.path / "utility_per_subject.csv", subj)
     write_csv(ctx.run_dir.path / "utility_training.csv", runs)
     store_section(ctx, "utility", section)
-    info: dict[str, Any] = {"trainings": int(len(runs)), "heldout_vendor": held,
+    info: dict[str, Any] = {"trainings": int(len(runs)), "heldout_vendor": held, "eval_crop": opts.eval_crop,
                             "training_and_scoring_s": round(time.perf_counter() - t0, 1)}
     if len(runs):
         info["step_s"] = round(float(runs["step_s"].mean()), 4)

@@ -192,12 +192,13 @@ def wilcoxon_p(diff: np.ndarray) -> tuple[float | None, str]:
 
 
 def paired_entries(table: pd.DataFrame, base: pd.DataFrame, subjects: list[str], seeds: list[int], base_seeds: list[int],
-                   *, n_boot: int, seed: int, setting: str) -> dict[str, Any]:
-    """``setting`` minus ``real`` on the same subjects: ``dice_diff`` (mean over structures),
-    ``dice_diff_by_structure``, ``hd95_diff_mm``, ``assd_diff_mm`` and ``wilcoxon_p``."""
+                   *, n_boot: int, seed: int, setting: str, baseline: str = "real") -> dict[str, Any]:
+    """``setting`` minus ``baseline`` (the rows of ``base``) on the same subjects: ``dice_diff``
+    (mean over structures), ``dice_diff_by_structure``, ``hd95_diff_mm``, ``assd_diff_mm`` and
+    ``wilcoxon_p``."""
     out: dict[str, Any] = {"dice_diff_by_structure": {}, "hd95_diff_mm": {}, "assd_diff_mm": {},
                            "wilcoxon_p": {"dice": {}, "hd95": {}, "assd": {}}}
-    how = (f"{setting} minus real: per subject, the mean over its images and over the training seeds of each setting; "
+    how = (f"{setting} minus {baseline}: per subject, the mean over its images and over the training seeds of each setting; "
            "then the mean over subjects (n = subjects evaluated by both); 95% CI: paired bootstrap over subjects "
            "(both settings on the same resampled subjects) with each setting's seeds resampled independently")
     for prefix, unit, label in (("dice", "1", "Dice"), ("hd95", "mm", "HD95"), ("assd", "mm", "ASSD")):
@@ -231,7 +232,7 @@ def paired_entries(table: pd.DataFrame, base: pd.DataFrame, subjects: list[str],
                     unavailable(f"paired Wilcoxon signed-rank test not computable: {note}") if p is None else
                     metric(p, "1", n=int(ok.sum()), notes=note or None,
                            method=f"two-sided paired Wilcoxon signed-rank test (SciPy) of per-subject {label} {structure} "
-                                  f"differences ({setting} minus real; each subject averaged over images and seeds)"))
+                                  f"differences ({setting} minus {baseline}; each subject averaged over images and seeds)"))
     return out
 
 

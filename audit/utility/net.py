@@ -2,33 +2,25 @@
 
 Network: MONAI ``BasicUNet`` (2D, one input channel, four output classes in ACDC order; MONAI
 Consortium, arXiv 2211.02701) with features ``(w, w, 2w, 4w, 8w, w)`` for a base width ``w``
-(``audit.utility_width``: 8 at the quick preset -- 0.12 M parameters, sized for a 2-core CPU:
-at 128x128 it trains about twice as fast as width 16 and, given the same wall time, reaches a
-higher Dice on the phantom -- 4 at smoke, 32 on a GPU). Instance normalisation and LeakyReLU are BasicUNet's defaults.
+(``audit.utility_width``: 16 at the quick preset, 0.5 M parameters; 4 at smoke, 32 on a GPU).
+Instance normalisation and LeakyReLU are BasicUNet's defaults. ``arch="dynunet"`` gives MONAI
+DynUNet in the nnU-Net 2D layout for 128x128 instead (3x3 convolutions, five 2x down-samplings,
+filters ``w .. 16w``; inputs of at least 64x64).
 
-Training: Dice + cross-entropy (``monai.losses.DiceCELoss``, softmax, Dice over the batch), Adam
-(constant lr 3e-3: the CPU presets train for only tens to hundreds of steps, and a high rate
-reaches a useful net within them; a cosine decay was measurably worse at that budget), batches
-drawn without replacement within an epoch from the setting's training pool.
-Light augmentation on the fly, identical for every setting: an intensity change per image --
-gamma log-uniform in [0.78, 1.28], scale in [0.9, 1.1], shift in [-0.05, 0.05], Gaussian noise
-with sigma in [0, 0.02], clipped to [0, 1]. No flips: every image the audit sees has the same
-short-axis orientation (RV on one side of the LV), mirroring makes the net learn both sides, and
-at the CPU budgets it cost Dice and stability (smoke phantom, 60 steps, 3 seeds: mean Dice of
-the real net 0.58 with flips, one seed with a collapsed LV, vs 0.74 without). No geometric
-resampling either: it would blur the masks and cost CPU time.
-
-Recipe options (:class:`TrainSpec`; the defaults above are the code's quick recipe): ``arch``
-``dynunet`` (MONAI DynUNet in the nnU-Net 2D layout for 128x128 -- 3x3 convolutions, five 2x
-down-samplings, filters ``w .. 16w``; needs inputs of at least 64x64), ``optimizer`` ``adamw`` or
-``sgd`` (Nesterov, momentum 0.99, as nnU-Net), ``schedule`` ``poly`` (nnU-Net's
-``lr * (1 - step / steps) ** 0.9``), ``spatial_p`` (probability of a random affine per image:
-rotation within +-15 degrees, isotropic scale in [0.85, 1.15], translation within +-10 % of the
-field of view -- also what makes the net tolerate a crop that is not centred on the heart by its
-mask, see ``cohorts.preprocess`` ``centre="motion"``) and ``bf16`` (bfloat16 autocast of the
-forward pass, for CPUs with AMX / AVX512-BF16 and GPUs). On real ACDC the constant-rate recipe
-stays far from a converged net at the quick budget; the measured trials are in BENCHMARKS.md
-("Utility segmenter on real ACDC").
+Training recipe (:class:`TrainSpec`; nnU-Net's ingredients, Isensee et al. 2021, Nature Methods
+18:203-211, sized for a 2-core CPU): Dice + cross-entropy (``monai.losses.DiceCELoss``, softmax,
+Dice over the batch); AdamW (``audit.utility_lr`` 3e-3, weight decay 1e-4) with nnU-Net's poly
+decay ``lr * (1 - step / steps) ** 0.9``; batches drawn without replacement within an epoch from
+the setting's training pool; optionally square training patches (``audit.utility_crop``) with
+foreground oversampling; bfloat16 autocast where the hardware has it (``audit.utility_precision``).
+Augmentation on the fly (:mod:`audit.utility.augment`), the same for every setting: a random
+affine with probability 0.5 (rotation +-15 degrees, scale 0.85-1.15, translation +-10 % of the
+field of view -- with the patches, what lets the net find a heart that is not in the middle of
+the window, as in the label-free evaluation crop) and a light intensity change (gamma, scale,
+shift, noise). No flips (see :mod:`audit.utility.augment`). Other options: ``optimizer``
+``adam`` or ``sgd`` (Nesterov, momentum 0.99, as nnU-Net), ``schedule`` ``constant``,
+``strong`` (the ``real+augmentation`` baseline's pipeline). The measured trials behind the
+recipe, on real ACDC, are in BENCHMARKS.md ("Utility segmenter on real ACDC").
 
 Early stopping: every ``eval_every`` steps the mean foreground Dice (RV, MYO, LV pooled over the
 validation images) is measured on the validation pool; the best weights are kept and training
@@ -50,6 +42,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from audit.utility.augment import augment, random_crop, spatial_augment, strong_augment
+
 log = logging.getLogger(__name__)
 
 N_CLASSES = 4
@@ -70,15 +64,23 @@ class TrainSpec:
     device: str = "cpu"
     arch: str = "basicunet"
     """``basicunet`` (MONAI BasicUNet) or ``dynunet`` (MONAI DynUNet, nnU-Net-style)."""
-    optimizer: str = "adam"
+    optimizer: str = "adamw"
     """``adam``, ``adamw`` or ``sgd`` (Nesterov, momentum 0.99 as nnU-Net)."""
-    weight_decay: float = 0.0
-    schedule: str = "constant"
+    weight_decay: float = 1e-4
+    schedule: str = "poly"
     """``constant`` or ``poly`` (nnU-Net: ``lr * (1 - step / steps) ** 0.9``)."""
-    spatial_p: float = 0.0
+    spatial_p: float = 0.5
     """Probability per image of a random affine (rotation, isotropic scale, translation)."""
     bf16: bool = False
     """bfloat16 autocast of the forward pass (CPUs with AMX/AVX512-BF16; CUDA)."""
+    crop: int = 0
+    """Side of the square training patch cut from each (augmented) image; 0 = the whole image."""
+    foreground_p: float = 1.0 / 3.0
+    """With ``crop``: probability that a patch is centred on a random labelled pixel (nnU-Net's
+    foreground oversampling); otherwise its position is uniform."""
+    strong: bool = False
+    """The strong conventional augmentation of the ``real+augmentation`` baseline
+    (:class:`audit.utility.augment.StrongAugment`) in place of the affine of ``spatial_p``."""
 
     @property
     def every(self) -> int:
@@ -116,37 +118,15 @@ def build_net(width: int, arch: str = "basicunet") -> torch.nn.Module:
     raise ValueError(f"unknown utility network {arch!r} (basicunet, dynunet)")
 
 
-def spatial_augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, p: float,
-                    *, rotate: float = 15.0, scale: tuple[float, float] = (0.85, 1.15), shift: float = 0.1
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A random affine per image with probability ``p``: rotation within +-``rotate`` degrees,
-    isotropic scale in ``scale``, translation within +-``shift`` of the field of view; bilinear
-    for images, nearest for masks, zero padding. No mirroring (see the module docstring)."""
-    b = x.shape[0]
-    u = torch.rand(b, 5, generator=gen)
-    on = (u[:, 0] < p).float()
-    ang = torch.deg2rad((u[:, 1] * 2 - 1) * rotate) * on
-    sc = 1.0 + (scale[0] + (scale[1] - scale[0]) * u[:, 2] - 1.0) * on
-    tx, ty = (u[:, 3] * 2 - 1) * 2 * shift * on, (u[:, 4] * 2 - 1) * 2 * shift * on
-    cos, sin = torch.cos(ang) / sc, torch.sin(ang) / sc
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
-    x = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    y = torch.nn.functional.grid_sample(y.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    return x, y.long()
-
-
-def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random intensity change (gamma, scale, shift, noise) of a batch ``(B,1,H,W)``; masks unchanged."""
-    b = x.shape[0]
-    u = torch.rand(b, 4, generator=gen)
-    gamma = torch.exp((u[:, 0] - 0.5) * 0.5).view(b, 1, 1, 1)  # log-uniform in [e^-0.25, e^0.25]
-    scale = (0.9 + 0.2 * u[:, 1]).view(b, 1, 1, 1)
-    shift = (-0.05 + 0.1 * u[:, 2]).view(b, 1, 1, 1)
-    sigma = (0.02 * u[:, 3]).view(b, 1, 1, 1)
-    noise = torch.randn(x.shape, generator=gen) * sigma
-    x = (x.clamp(0, 1) ** gamma * scale + shift + noise).clamp(0, 1)
-    return x, y
+def bf16_supported(device: str = "cpu") -> bool:
+    """Whether bfloat16 autocast is native on ``device``: a CUDA GPU with bf16, or a CPU whose
+    oneDNN build has bf16 kernels (AVX512-BF16 / AMX; elsewhere it is emulated and slower than fp32)."""
+    if torch.device(device).type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - a torch build without the probe
+        return False
 
 
 def _autocast(device: str, enabled: bool):
@@ -209,6 +189,7 @@ def train_segmenter(train: Pool, val: Pool, spec: TrainSpec, seed: int,
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     gen = torch.Generator().manual_seed(int(seed))
     rng = np.random.default_rng(int(seed))
+    strong = strong_augment(int(seed) + 1) if spec.strong else None
     images = torch.from_numpy(np.ascontiguousarray(train.images, np.float32)).unsqueeze(1)
     masks = torch.from_numpy(np.ascontiguousarray(train.masks, np.int64)).unsqueeze(1)
     bs = min(spec.batch_size, len(train))
@@ -225,8 +206,12 @@ def train_segmenter(train: Pool, val: Pool, spec: TrainSpec, seed: int,
         idx = torch.from_numpy(order[pos:pos + bs])
         pos += bs
         x, y = images[idx], masks[idx]
-        if spec.spatial_p > 0:
+        if strong is not None:
+            x, y = strong(x, y)
+        elif spec.spatial_p > 0:
             x, y = spatial_augment(x, y, gen, spec.spatial_p)
+        if spec.crop > 0:
+            x, y = random_crop(x, y, gen, spec.crop, spec.foreground_p)
         x, y = augment(x, y, gen)
         if spec.schedule == "poly":
             for g in opt.param_groups:

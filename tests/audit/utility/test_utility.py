@@ -175,11 +175,14 @@ def test_synthetic_without_masks_is_unavailable_with_reason(cohort):
     for name in ("synthetic", "real+synthetic"):
         assert isinstance(settings[name], str) and "no masks" in settings[name]
     assert "no SDEdit sampler" in settings["real+sdedit"]
-    section = utility_section(pd.DataFrame(), {k: v for k, v in settings.items() if k != "real"} | {"real": "skipped"},
+    assert settings["real+augmentation"].strong and settings["real+augmentation"].train is settings["real"].train
+    skipped = {"real": "skipped", "real+augmentation": "skipped"}
+    section = utility_section(pd.DataFrame(), {k: v for k, v in settings.items() if k not in skipped} | skipped,
                               plan, seeds=1, n_boot=50, seed=0)
     for v in plan.vendors:
-        e = section["vs_real"]["real+synthetic"][v]["dice_diff"]
-        assert e["status"] == "unavailable" and "no masks" in e["reason"]
+        for key in ("vs_real", "vs_augmentation"):
+            e = section[key]["real+synthetic"][v]["dice_diff"]
+            assert e["status"] == "unavailable" and "no masks" in e["reason"]
     assert section["settings"]["synthetic"]["status"] == "unavailable"
     _validate(section)
 
@@ -316,7 +319,7 @@ class _FakeSDEdit:
 
 
 def test_sdedit_batches_are_larger_on_a_gpu():
-    from audit.pipeline.utility_stage import sdedit_chunk
+    from audit.pipeline.utility_pools import sdedit_chunk
 
     class OnCuda(_FakeSDEdit):
         device = torch.device("cuda", 0)  # only read, never used
@@ -349,7 +352,8 @@ def test_run_utility_end_to_end(cohort, tmp_path):
     assert section == ctx.artefacts["results.utility"]
     _validate(section)
     assert info["heldout_vendor"] == lovo.heldout_vendor == "D"
-    assert info["trainings"] == 4 * 2  # four settings x two smoke seeds
+    assert info["trainings"] == 5 * 2  # five settings x two smoke seeds
+    assert info["eval_crop"] == "motion"  # the ground truth did not place the evaluation windows
     # SDEdit targets are seen vendors other than the source, never the held-out one
     targets = {v for _, vs in gen.calls for v in vs}
     assert targets and "D" not in targets
@@ -364,10 +368,14 @@ def test_run_utility_end_to_end(cohort, tmp_path):
             assert e["unit"] == "1" and e["n"] >= 1 and "verdict:" in e["notes"]
     assert "value" in per_vendor["D"]["dice_diff"]  # the held-out vendor is scored
     subj = pd.read_csv(tmp_path / "utility_per_subject.csv")
-    assert set(subj["setting"]) == {"real", "synthetic", "real+synthetic", "real+sdedit"}
+    assert set(subj["setting"]) == {"real", "real+augmentation", "synthetic", "real+synthetic", "real+sdedit"}
+    # every generator setting is also compared with the augmentation baseline, per vendor
+    assert set(section["vs_augmentation"]) == {"synthetic", "real+synthetic", "real+sdedit"}
+    e = section["vs_augmentation"]["real+synthetic"]["D"]["dice_diff"]
+    assert "real+synthetic minus real+augmentation" in e["method"] and "verdict:" in e["notes"]
     assert {"dice_RV", "hd95_LV", "assd_MYO", "empty_pred_LV", "images"} <= set(subj.columns)
     runs = pd.read_csv(tmp_path / "utility_training.csv")
-    assert len(runs) == 8 and (runs["step_s"] > 0).all()
+    assert len(runs) == 10 and (runs["step_s"] > 0).all()
 
 
 def test_switched_off_and_bad_options(cohort, tmp_path):
@@ -420,7 +428,7 @@ def test_single_vendor_cohort_uses_the_standard_splits_and_says_so(cohort, tmp_p
     info = run_utility(ctx)
     section = ctx.artefacts["results.utility"]
     _validate(section)
-    assert info["heldout_vendor"] is None and info["trainings"] == 3  # real, synthetic, real+synthetic
+    assert info["heldout_vendor"] is None and info["trainings"] == 4  # real, real+augmentation, synthetic, real+synthetic
     assert "no leave-one-vendor-out" in section["design"]["heldout_vendor"]["reason"]
     assert set(section["vs_real"]["real+synthetic"]) == {"A"}
     assert "value" in section["vs_real"]["real+synthetic"]["A"]["dice_diff"]
