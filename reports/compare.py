@@ -61,7 +61,13 @@ from reports import plots
 from reports.glossary import GLOSSARY
 from reports.plots import _MARKERS, OKABE_ITO, PALETTE, new_figure, style
 from reports.policy import Criterion, Policy, format_path, load_policy
-from reports.run_report import Figure, Table, _data_uri, _environment, _is_metric, _version, fmt_value
+from reports.formatting import data_uri as _data_uri
+from reports.formatting import fmt_value
+from reports.formatting import is_metric as _is_metric
+from reports.html import environment as _environment
+from reports.html import package_version as _version
+from reports.sections.base import Figure
+from reports.table import Table
 from reports.signoff import EXIT_CODES, FAIL, INCOMPLETE, NA, PASS, RANK, WARN, _resolve, evaluate_policy
 
 log = logging.getLogger(__name__)
