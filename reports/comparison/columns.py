@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 
 from audit.core.results import unavailable
 from reports.comparison.runs import RunData
-from reports.formatting import is_metric as _is_metric
+from reports.formatting import is_metric
 from reports.policy import format_path
 from reports.signoff import _resolve
 
@@ -74,7 +74,7 @@ def _extreme(run: RunData, path: tuple[str, ...], *, take: str, what: str) -> di
 
 def _tagged(e: dict[str, Any]) -> dict[str, Any]:
     """The privacy summary names the attack behind a best AUC in its notes: show that in the cell."""
-    if _is_metric(e) and e.get("notes"):
+    if is_metric(e) and e.get("notes"):
         e["tag"] = str(e["notes"])
     return e
 
@@ -85,13 +85,13 @@ def _fid_ratio(run: RunData) -> dict[str, Any]:
     e = _entry(run, "fidelity", "judge", "fid_ratio_to_floor")
     fid = _entry(run, "fidelity", "judge", "synthetic_vs_test", "fid")
     floor = _entry(run, "fidelity", "judge", "real_floor", "fid")
-    if not _is_metric(e):
-        if _is_metric(fid) and _is_metric(floor) and float(floor["value"]) > 0:
+    if not is_metric(e):
+        if is_metric(fid) and is_metric(floor) and float(floor["value"]) > 0:
             e = {"value": float(fid["value"]) / float(floor["value"]), "unit": "1",
                  "method": "FID(synthetic, test) / FID(holdout, test), computed by audit compare"}
         else:
             return e
-    if e.get("ci_low") is None and _is_metric(fid) and _is_metric(floor) and float(floor["value"]) > 0:
+    if e.get("ci_low") is None and is_metric(fid) and is_metric(floor) and float(floor["value"]) > 0:
         lo, hi = fid.get("ci_low"), fid.get("ci_high")
         if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
             e["ci_low"], e["ci_high"] = lo / float(floor["value"]), hi / float(floor["value"])
@@ -103,7 +103,7 @@ def _fid_ratio(run: RunData) -> dict[str, Any]:
 def _epsilon_lb(run: RunData) -> dict[str, Any]:
     e = _entry(run, "privacy", "dp_verification", "epsilon_lb")
     claimed = _entry(run, "privacy", "dp_verification", "claimed_epsilon")
-    if _is_metric(e) and _is_metric(claimed) and float(e["value"]) > float(claimed["value"]):
+    if is_metric(e) and is_metric(claimed) and float(e["value"]) > float(claimed["value"]):
         e["tag"] = "exceeds the claimed \u03b5: the DP claim is violated"
     return e
 

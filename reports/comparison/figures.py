@@ -13,8 +13,7 @@ from reports import plots
 from reports.comparison.columns import CHANCE_AUC, COLUMN_BY_ID
 from reports.comparison.ranking import pareto_front
 from reports.comparison.runs import RunData
-from reports.formatting import data_uri as _data_uri
-from reports.formatting import is_metric as _is_metric
+from reports.formatting import data_uri, is_metric
 from reports.plots import _MARKERS, OKABE_ITO, PALETTE, new_figure, style
 from reports.policy import Criterion, Policy
 from reports.sections.base import Figure
@@ -27,7 +26,7 @@ def _policy_threshold(policy: Policy, test: Callable[[Criterion], bool]) -> Crit
 
 
 def _ci(e: Mapping[str, Any] | None) -> tuple[float, float] | None:
-    if not _is_metric(e):
+    if not is_metric(e):
         return None
     lo, hi = e.get("ci_low"), e.get("ci_high")
     if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and math.isfinite(lo) and math.isfinite(hi):
@@ -159,7 +158,7 @@ def comparison_figures(runs: Sequence[RunData], policy: Policy, fig_dir: Path) -
         caption = ("One point per run with 95 % CI whiskers (x whiskers of the FID ratio: the FID's CI over the "
                    "floor's point estimate); hollow markers: reference runs; dashed steps: the Pareto front; "
                    "vermillion lines: the policy's thresholds.")
-        out.append(_Figure(fid_id, title, caption, _data_uri(plots.compact_png(png)),
+        out.append(_Figure(fid_id, title, caption, data_uri(plots.compact_png(png)),
                            [f"{fig_dir.name}/{fid_id}.png", f"{fig_dir.name}/{fid_id}.svg"], "pareto", notes=notes))
     dp = _epsilon_figure(runs, fig_dir)
     if dp is not None:
@@ -223,5 +222,5 @@ def _epsilon_figure(runs: Sequence[RunData], fig_dir: Path) -> _Figure | None:
     caption = ("One line per generator trained at several privacy budgets; ∞ = the same generator trained without "
                "DP. Claimed ε is the accountant's end-to-end figure (results.json dp.epsilon). Missing points: "
                "the figure is unavailable for that run.")
-    return _Figure(fid_id, title, caption, _data_uri(plots.compact_png(png)),
+    return _Figure(fid_id, title, caption, data_uri(plots.compact_png(png)),
                    [f"{fig_dir.name}/{fid_id}.png", f"{fig_dir.name}/{fid_id}.svg"], "claimed_epsilon")

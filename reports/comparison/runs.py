@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from audit.core.errors import UserError
 from audit.core.results import load_results
-from reports.formatting import is_metric as _is_metric
+from reports.formatting import is_metric
 from reports.signoff import FAIL, INCOMPLETE, NA, PASS, RANK, WARN
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class RunData:
 
     def value(self, column: str) -> float | None:
         e = self.cells.get(column)
-        return float(e["value"]) if _is_metric(e) and math.isfinite(e["value"]) else None
+        return float(e["value"]) if is_metric(e) and math.isfinite(e["value"]) else None
 
     def privacy_verdict(self) -> str:
         """The worst contribution among the privacy criteria (N/A when none applies)."""
