@@ -239,88 +239,89 @@ def _missing(c: Criterion, m: _Match) -> str:
     return INCOMPLETE
 
 
-def evaluate_criterion(c: Criterion, doc: Mapping[str, Any]) -> dict[str, Any]:
-    """Evaluate one criterion on a validated results document; returns the criterion's record."""
-    res = _base(c)
+def _applies(c: Criterion, doc: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(verdict, reason)`` when the ``applies_if`` gate settles the criterion (N/A or INCOMPLETE), else None."""
+    if c.applies_if is None:
+        return None
+    (gate,) = _resolve(doc, c.applies_if)
+    if gate.kind == "unavailable":
+        return NA, f"not applicable: {format_path(gate.path)} is unavailable ({gate.reason})"
+    if gate.kind != "metric":
+        return INCOMPLETE, f"cannot tell whether the criterion applies: {gate.reason}"
+    return None
 
-    if c.applies_if is not None:
-        (gate,) = _resolve(doc, c.applies_if)
-        if gate.kind == "unavailable":
-            return _finish(res, NA, f"not applicable: {format_path(gate.path)} is unavailable ({gate.reason})")
-        if gate.kind != "metric":
-            return _finish(res, INCOMPLETE, f"cannot tell whether the criterion applies: {gate.reason}")
 
-    ref_value = None
-    if c.reference is not None:
-        (ref,) = _resolve(doc, c.reference)
-        res["reference"] = _entry_view(ref)
-        if ref.kind != "metric":
-            why = f"{format_path(ref.path)} is unavailable ({ref.reason})" if ref.kind == "unavailable" else ref.reason
-            return _finish(res, _missing(c, ref), f"reference {why}")
-        ref_value = float(ref.entry["value"])
-        if ref_value <= 0:
-            return _finish(res, INCOMPLETE, f"reference {format_path(ref.path)} = {_f(ref_value)} is not positive: "
-                                            "a threshold relative to it is undefined")
-        res["effective_threshold"] = c.threshold * ref_value
-        if c.warn_threshold is not None:
-            res["effective_warn_threshold"] = c.warn_threshold * ref_value
+def _reference_value(c: Criterion, doc: Mapping[str, Any], res: dict[str, Any]) -> tuple[float | None, tuple[str, str] | None]:
+    """The reference's point estimate (None without a reference) and, when the reference settles the
+    criterion, ``(verdict, reason)``; records the reference and the effective thresholds in ``res``."""
+    if c.reference is None:
+        return None, None
+    (ref,) = _resolve(doc, c.reference)
+    res["reference"] = _entry_view(ref)
+    if ref.kind != "metric":
+        why = f"{format_path(ref.path)} is unavailable ({ref.reason})" if ref.kind == "unavailable" else ref.reason
+        return None, (_missing(c, ref), f"reference {why}")
+    ref_value = float(ref.entry["value"])
+    if ref_value <= 0:
+        return None, (INCOMPLETE, f"reference {format_path(ref.path)} = {_f(ref_value)} is not positive: "
+                                  "a threshold relative to it is undefined")
+    res["effective_threshold"] = c.threshold * ref_value
+    if c.warn_threshold is not None:
+        res["effective_warn_threshold"] = c.warn_threshold * ref_value
+    return ref_value, None
 
-    matches = _with_fallbacks(doc, c, _resolve(doc, c.metric, skip_branches=c.skip_unavailable_branches))
-    judged: list[tuple[_Match, str, str, dict[str, Any]]] = []
-    unknown: list[_Match] = []
-    not_applicable: list[_Match] = []
-    for m in matches:
-        if m.kind == "skipped":
-            res["skipped"].append({"path": list(m.path), "path_display": format_path(m.path), "reason": m.reason})
-            continue
-        view = _entry_view(m)
-        if m.kind == "metric" and c.reference_param is not None and _param(m.entry, c.reference_param) is None:
-            view = {k: v for k, v in view.items() if k in ("path", "path_display", "fallback_for", "fallback_reason")}
-            m = _Match(m.path, "absent", m.entry,
-                       f"{format_path(m.path)} has no positive params.{c.reference_param} to scale by (results "
-                       "written before cmr-audit recorded it: re-run the audit)", m.fallback_for, m.fallback_reason)
-            view.update(status="absent", reason=m.reason)
-        if m.kind == "metric":
-            e = m.entry
-            x, lo, hi = float(e["value"]), e.get("ci_low"), e.get("ci_high")
-            divisor = ref_value if ref_value is not None else _param(e, c.reference_param)
-            if divisor is not None:
-                x = x / divisor
-                lo = None if lo is None else lo / divisor
-                hi = None if hi is None else hi / divisor
-                view.update(ratio=x, ratio_ci_low=lo, ratio_ci_high=hi)
-            what = ""
-            if ref_value is not None:
-                what = f"{_f(float(e['value']))} / {_f(ref_value)} = ratio "
-            elif divisor is not None:
-                what = f"{_f(float(e['value']))} / {c.reference_param} {_f(divisor)} = ratio "
-            if m.fallback_for is not None:
-                what = f"(read instead of {format_path(m.fallback_for)}: {m.fallback_reason}) {what}"
-            verdict, reason = _judge(c, x, lo, hi, what)
-            if (verdict == PASS and c.reference_param is not None and c.upper and e.get("unit") == "fraction"
-                    and c.threshold * divisor >= 1):
-                verdict, reason = WARN, (f"{reason}, but at {c.reference_param} {_f(divisor)} the limit "
-                                         f"{_f(c.threshold)} x {_f(divisor)} >= 1: no fraction can exceed it, so this "
-                                         f"figure cannot show a leak (a lower {c.reference_param}, i.e. more data, is "
-                                         "needed)")
-            view.update(verdict=verdict, reason=reason, compared=x)
-            judged.append((m, verdict, reason, view))
-        elif m.kind == "unavailable" and c.missing == "not_applicable":
-            view["verdict"] = NA
-            not_applicable.append(m)
-        else:
-            view["verdict"] = INCOMPLETE
-            unknown.append(m)
-        res["matches"].append(view)
+
+def _without_param(c: Criterion, m: _Match, view: dict[str, Any]) -> tuple[_Match, dict[str, Any]]:
+    """A metric match that lacks the positive ``params[reference_param]`` it must be scaled by, as an absent one."""
+    view = {k: v for k, v in view.items() if k in ("path", "path_display", "fallback_for", "fallback_reason")}
+    m = _Match(m.path, "absent", m.entry,
+               f"{format_path(m.path)} has no positive params.{c.reference_param} to scale by (results "
+               "written before cmr-audit recorded it: re-run the audit)", m.fallback_for, m.fallback_reason)
+    view.update(status="absent", reason=m.reason)
+    return m, view
+
+
+def _judge_metric(c: Criterion, m: _Match, view: dict[str, Any], ref_value: float | None) -> None:
+    """Judge one metric match: the compared figure (a ratio when scaled), its verdict and reason, into ``view``."""
+    e = m.entry
+    x, lo, hi = float(e["value"]), e.get("ci_low"), e.get("ci_high")
+    divisor = ref_value if ref_value is not None else _param(e, c.reference_param)
+    if divisor is not None:
+        x = x / divisor
+        lo = None if lo is None else lo / divisor
+        hi = None if hi is None else hi / divisor
+        view.update(ratio=x, ratio_ci_low=lo, ratio_ci_high=hi)
+    what = ""
+    if ref_value is not None:
+        what = f"{_f(float(e['value']))} / {_f(ref_value)} = ratio "
+    elif divisor is not None:
+        what = f"{_f(float(e['value']))} / {c.reference_param} {_f(divisor)} = ratio "
+    if m.fallback_for is not None:
+        what = f"(read instead of {format_path(m.fallback_for)}: {m.fallback_reason}) {what}"
+    verdict, reason = _judge(c, x, lo, hi, what)
+    if (verdict == PASS and c.reference_param is not None and c.upper and e.get("unit") == "fraction"
+            and c.threshold * divisor >= 1):
+        verdict, reason = WARN, (f"{reason}, but at {c.reference_param} {_f(divisor)} the limit "
+                                 f"{_f(c.threshold)} x {_f(divisor)} >= 1: no fraction can exceed it, so this "
+                                 f"figure cannot show a leak (a lower {c.reference_param}, i.e. more data, is "
+                                 "needed)")
+    view.update(verdict=verdict, reason=reason, compared=x)
+
+
+def _unknown_reason(ms: list[_Match]) -> str:
+    m = ms[0]
+    why = f"{format_path(m.path)} is unavailable: {m.reason}" if m.kind == "unavailable" else m.reason
+    return why + (f" (and {len(ms) - 1} more)" if len(ms) > 1 else "")
+
+
+def _conclude(c: Criterion, res: dict[str, Any], judged: list[tuple[_Match, str, str, dict[str, Any]]],
+              unknown: list[_Match], not_applicable: list[_Match]) -> dict[str, Any]:
+    """The criterion's verdict over its matches: a failing match is a definite FAIL, an unavailable one
+    makes it INCOMPLETE, otherwise the worst judged match; records the observed match in ``res``."""
 
     def worst(items: list[tuple[_Match, str, str, dict[str, Any]]]):
         sign = 1.0 if c.upper else -1.0  # larger sign * value = worse
         return max(items, key=lambda t: (RANK[t[1]], sign * t[3]["compared"]))
-
-    def unknown_reason(ms: list[_Match]) -> str:
-        m = ms[0]
-        why = f"{format_path(m.path)} is unavailable: {m.reason}" if m.kind == "unavailable" else m.reason
-        return why + (f" (and {len(ms) - 1} more)" if len(ms) > 1 else "")
 
     failing = [t for t in judged if t[1] == FAIL]
     if failing:
@@ -332,16 +333,49 @@ def evaluate_criterion(c: Criterion, doc: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         if judged:
             res["observed"] = worst(judged)[3]
-        return _finish(res, INCOMPLETE, unknown_reason(unknown))
+        return _finish(res, INCOMPLETE, _unknown_reason(unknown))
     if judged:
         m, verdict, reason, view = worst(judged)
         res["observed"] = view
         where = f"{format_path(m.path)}: " if WILDCARD in c.metric else ""
         return _finish(res, verdict, f"{where}{reason}")
     if not_applicable:
-        return _finish(res, NA, f"not applicable: {unknown_reason(not_applicable)}")
+        return _finish(res, NA, f"not applicable: {_unknown_reason(not_applicable)}")
     skipped = f" ({len(res['skipped'])} unavailable branch(es) skipped)" if res["skipped"] else ""
     return _finish(res, INCOMPLETE, f"no figure in results.json matches {format_path(c.metric)}{skipped}")
+
+
+def evaluate_criterion(c: Criterion, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Evaluate one criterion on a validated results document; returns the criterion's record."""
+    res = _base(c)
+    settled = _applies(c, doc)
+    if settled is None:
+        ref_value, settled = _reference_value(c, doc, res)
+    if settled is not None:
+        return _finish(res, *settled)
+
+    matches = _with_fallbacks(doc, c, _resolve(doc, c.metric, skip_branches=c.skip_unavailable_branches))
+    judged: list[tuple[_Match, str, str, dict[str, Any]]] = []
+    unknown: list[_Match] = []
+    not_applicable: list[_Match] = []
+    for m in matches:
+        if m.kind == "skipped":
+            res["skipped"].append({"path": list(m.path), "path_display": format_path(m.path), "reason": m.reason})
+            continue
+        view = _entry_view(m)
+        if m.kind == "metric" and c.reference_param is not None and _param(m.entry, c.reference_param) is None:
+            m, view = _without_param(c, m, view)
+        if m.kind == "metric":
+            _judge_metric(c, m, view, ref_value)
+            judged.append((m, view["verdict"], view["reason"], view))
+        elif m.kind == "unavailable" and c.missing == "not_applicable":
+            view["verdict"] = NA
+            not_applicable.append(m)
+        else:
+            view["verdict"] = INCOMPLETE
+            unknown.append(m)
+        res["matches"].append(view)
+    return _conclude(c, res, judged, unknown, not_applicable)
 
 
 def overall_verdict(criteria: list[Mapping[str, Any]]) -> str:

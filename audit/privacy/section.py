@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,25 @@ def _rank(scores: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- the section
 
 
+@dataclass
+class _Scored:
+    """The member and non-member images every attack scores, with their labels and subjects."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    labels: np.ndarray  # True = member
+    subjects: np.ndarray
+    conditions: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, train: SliceSet, holdout: SliceSet) -> "_Scored":
+        return cls(images=np.concatenate([train.images, holdout.images]),
+                   masks=np.concatenate([train.masks, holdout.masks]),
+                   labels=np.r_[np.ones(len(train), bool), np.zeros(len(holdout), bool)],
+                   subjects=np.r_[train.subject_ids, holdout.subject_ids].astype(str),
+                   conditions={"vendor": np.r_[train.vendor, holdout.vendor], "group": np.r_[train.group, holdout.group]})
+
+
 def privacy_section(train: SliceSet, nonmembers: SliceSet, reference: SliceSet, samples: SampleSet, generator: Any = None,
                     *, n_boot: int = 1000, seed: int = 0, max_images: int | None = None,
                     claimed_epsilon: float | None = None, delta: float = 0.0,
@@ -137,13 +157,7 @@ def privacy_section(train: SliceSet, nonmembers: SliceSet, reference: SliceSet, 
     holdout = _cap(nonmembers, max_images, seed, 12)  # "holdout" below: the non-member images, whatever their split
     if len(train) < MIN_IMAGES or len(holdout) < MIN_IMAGES:
         raise UserError(f"privacy audit: max_images={max_images} leaves fewer than {MIN_IMAGES} member or non-member images")
-    real = np.concatenate([train.images, holdout.images])
-    real_masks = np.concatenate([train.masks, holdout.masks])
-    labels = np.r_[np.ones(len(train), bool), np.zeros(len(holdout), bool)]
-    subjects = np.r_[train.subject_ids, holdout.subject_ids].astype(str)
-    conditions = {"vendor": np.r_[train.vendor, holdout.vendor], "group": np.r_[train.group, holdout.group]}
-    syn_clusters = samples.subject_ids if samples.subject_ids is not None else None
-
+    scored = _Scored.of(train, holdout)
     knowledge = atk.Knowledge(
         synthetic=samples.images, reference=reference.images, reference_masks=reference.masks,
         reference_conditions={"vendor": reference.vendor, "group": reference.group},
@@ -153,37 +167,68 @@ def privacy_section(train: SliceSet, nonmembers: SliceSet, reference: SliceSet, 
     t0 = time.perf_counter()
     knowledge.embed()
     timing: dict[str, float] = {"embedding_fit": time.perf_counter() - t0}
+    suite, wb_missing, plugin_names = _suite(attacks, generator)
 
-    plugin_names: set[str] = set()
-    if attacks is None:
-        wb, wb_missing = atk.white_box_attacks(generator)
-        suite = atk.black_box_attacks() + wb
-        plugged, broken = _plugin_attacks({a.name for a in suite} | set(wb_missing), generator)
-        suite += plugged
-        wb_missing.update(broken)
-        plugin_names = {a.name for a in plugged}
-    else:
-        suite, wb_missing = list(attacks), {}
+    nonmember_split, names = _nonmember_splits(holdout, design)
+    section: dict[str, Any] = {"setup": _setup_entries(train, holdout, reference, samples, cine, nonmember_split, design)}
+    extras: dict[str, Any] = {"roc": {}, "attacks": {}, "memorisation": {}}
+    table = pd.DataFrame({
+        "row_id": [f"train:{i}" for i in range(len(train))] + [f"nonmember:{i}" for i in range(len(holdout))],
+        "split": np.r_[np.full(len(train), "train", dtype=object), nonmember_split], "member": scored.labels,
+        "subject_id": scored.subjects,
+        "image_index": np.r_[np.arange(len(train)), np.arange(len(holdout))],
+    })
+    att_section, image_scores = _run_attacks(suite, plugin_names, knowledge, scored, table, extras, timing,
+                                             n_boot=n_boot, seed=seed, nonmember_splits=names)
+    for name, reason in wb_missing.items():
+        att_section[name] = unavailable(reason)
+    section["attacks"] = att_section
+    section["summary"] = _summary(att_section, suite)
+    section["memorisation"] = _memorisation(samples, train, holdout, knowledge, table, extras, timing,
+                                            n_boot=n_boot, seed=seed)
+    section["dp_verification"] = _dp_entries(image_scores, scored.labels, scored.subjects, claimed_epsilon, delta)
+    section["dp_verification"]["one_run_epsilon_lb"] = _one_run_entry(suite, att_section, canaries, delta,
+                                                                      claimed_epsilon, extras)
+    timing["total"] = time.perf_counter() - t_start
+    extras["timing_s"] = {k: round(v, 4) for k, v in timing.items()}
+    table = table.sort_values([c for c in table.columns if c.endswith("_rank")][:1] or ["row_id"], kind="mergesort")
+    return section, table.reset_index(drop=True), extras
 
+
+def _suite(attacks: list[atk.Attack] | None, generator: Any) -> tuple[list[atk.Attack], dict[str, str], set[str]]:
+    """The attacks to run, ``{name: reason}`` of the white-box / plugin attacks that cannot, and the
+    plugin attacks' names. ``attacks`` given: exactly those."""
+    if attacks is not None:
+        return list(attacks), {}, set()
+    wb, wb_missing = atk.white_box_attacks(generator)
+    suite = atk.black_box_attacks() + wb
+    plugged, broken = _plugin_attacks({a.name for a in suite} | set(wb_missing), generator)
+    suite += plugged
+    wb_missing.update(broken)
+    return suite, wb_missing, {a.name for a in plugged}
+
+
+def _nonmember_splits(holdout: SliceSet, design: MembershipDesign | None) -> tuple[np.ndarray, str]:
+    """The split of every non-member image, and the splits' names joined by "+" (design order first)."""
     split_of = dict(design.nonmember_splits) if design is not None else {}
     nonmember_split = np.array([split_of.get(str(s), "holdout") for s in holdout.subject_ids], dtype=object)
     order = design.nonmember_split_names if design is not None else []
     names = "+".join(n for n in dict.fromkeys(order + nonmember_split.tolist()) if n in set(nonmember_split.tolist()))
-    section: dict[str, Any] = {"setup": _setup_entries(train, holdout, reference, samples, cine, nonmember_split, design)}
+    return nonmember_split, names
+
+
+def _run_attacks(suite: list[atk.Attack], plugin_names: set[str], knowledge: atk.Knowledge, scored: _Scored,
+                 table: pd.DataFrame, extras: dict[str, Any], timing: dict[str, float], *, n_boot: int, seed: int,
+                 nonmember_splits: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Fit and score every attack, evaluate its scores (entries, ROC) and add its columns to ``table``;
+    an attack that cannot score becomes an unavailable entry. Returns the entries and the image scores."""
     att_section: dict[str, Any] = {}
-    extras: dict[str, Any] = {"roc": {}, "attacks": {}, "memorisation": {}}
-    table = pd.DataFrame({
-        "row_id": [f"train:{i}" for i in range(len(train))] + [f"nonmember:{i}" for i in range(len(holdout))],
-        "split": np.r_[np.full(len(train), "train", dtype=object), nonmember_split], "member": labels,
-        "subject_id": subjects,
-        "image_index": np.r_[np.arange(len(train)), np.arange(len(holdout))],
-    })
     image_scores: dict[str, np.ndarray] = {}
     for attack in suite:
         t0 = time.perf_counter()
         try:
             attack.fit(knowledge)
-            s = np.asarray(attack.score(real, real_masks, **conditions), np.float64)
+            s = np.asarray(attack.score(scored.images, scored.masks, **scored.conditions), np.float64)
         except UserError as exc:  # e.g. a generator that cannot score these inputs
             att_section[attack.name] = unavailable(f"{attack.description}: {exc}")
             continue
@@ -194,24 +239,27 @@ def privacy_section(train: SliceSet, nonmembers: SliceSet, reference: SliceSet, 
             att_section[attack.name] = unavailable(f"plugin attack failed: {type(exc).__name__}: {exc}")
             continue
         timing[attack.name] = time.perf_counter() - t0
-        if s.shape != (len(real),) or not np.isfinite(s).all():
+        if s.shape != (len(scored.images),) or not np.isfinite(s).all():
             att_section[attack.name] = unavailable(f"attack '{attack.name}' returned non-finite or mis-shaped scores")
             continue
         image_scores[attack.name] = s
         table[f"{attack.name}_score"] = s
         table[f"{attack.name}_rank"] = _rank(s)
-        node, roc = _evaluate_attack(attack, s, labels, subjects, n_boot=n_boot, seed=seed, nonmember_splits=names)
+        node, roc = _evaluate_attack(attack, s, scored.labels, scored.subjects, n_boot=n_boot, seed=seed,
+                                     nonmember_splits=nonmember_splits)
         att_section[attack.name] = node
         extras["roc"][attack.name] = roc
         extras["attacks"][attack.name] = {"kind": attack.kind, "description": attack.description, **attack.info()}
         log.info("privacy: %s AUC %.3f [%.3f, %.3f] (%.1f s)", attack.name, node["image"]["auc"]["value"],
                  node["image"]["auc"]["ci_low"] or np.nan, node["image"]["auc"]["ci_high"] or np.nan, timing[attack.name])
-    for name, reason in wb_missing.items():
-        att_section[name] = unavailable(reason)
-    section["attacks"] = att_section
-    section["summary"] = _summary(att_section, suite)
+    return att_section, image_scores
 
-    # memorisation in two spaces
+
+def _memorisation(samples: SampleSet, train: SliceSet, holdout: SliceSet, knowledge: atk.Knowledge, table: pd.DataFrame,
+                  extras: dict[str, Any], timing: dict[str, float], *, n_boot: int, seed: int) -> dict[str, Any]:
+    """Memorisation in two spaces (pixel correlation, PCA): the entries, the per-image columns of
+    ``table`` and the nearest pairs and histograms for the report."""
+    syn_clusters = samples.subject_ids if samples.subject_ids is not None else None
     mem: dict[str, Any] = {}
     for space_name in ("pixel_correlation", "pca"):
         t0 = time.perf_counter()
@@ -225,15 +273,7 @@ def privacy_section(train: SliceSet, nonmembers: SliceSet, reference: SliceSet, 
         table[f"copy_flag_{space_name}"] = r.real_to_syn < r.threshold
         extras["memorisation"][space_name] = {"top_pairs": r.top_pairs, "histogram": r.histogram,
                                               "distance": r.unit_note}
-    section["memorisation"] = mem
-
-    section["dp_verification"] = _dp_entries(image_scores, labels, subjects, claimed_epsilon, delta)
-    section["dp_verification"]["one_run_epsilon_lb"] = _one_run_entry(suite, att_section, canaries, delta,
-                                                                      claimed_epsilon, extras)
-    timing["total"] = time.perf_counter() - t_start
-    extras["timing_s"] = {k: round(v, 4) for k, v in timing.items()}
-    table = table.sort_values([c for c in table.columns if c.endswith("_rank")][:1] or ["row_id"], kind="mergesort")
-    return section, table.reset_index(drop=True), extras
+    return mem
 
 
 def _setup_entries(train, holdout, reference, samples, cine: bool = False, nonmember_split: np.ndarray | None = None,

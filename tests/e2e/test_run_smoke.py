@@ -144,9 +144,9 @@ def test_dp_run_records_the_ledger_and_signs_off_on_it(tmp_path, capsys):
     html = (out / "report.html").read_text("utf-8")
     assert "dp.epsilon" in html and "dp.phases.autoencoder.steps" in html
     assert "Privacy budget spent over training" in html and (out / "figures" / "dp_budget.png").is_file()
-    from reports.run_report import _budget_plot
+    from reports.sections.privacy import budget_plot
 
-    curve = _budget_plot(dp).axes[0].lines[0].get_ydata()
+    curve = budget_plot(dp).axes[0].lines[0].get_ydata()
     assert curve[0] == 0 and abs(curve[-1] - dp["epsilon"]["value"]) < 1e-9  # the curve ends at the claim
     main(["--quiet", "signoff", str(out)])
     signoff = json.loads((out / "signoff.json").read_text())

@@ -71,7 +71,7 @@ def full(tmp_path_factory):
 @pytest.fixture
 def no_figures(monkeypatch):
     """Skip matplotlib in tests about text, ranking and errors."""
-    monkeypatch.setattr(compare, "_figures", lambda runs, policy, fig_dir: [])
+    monkeypatch.setattr(compare, "comparison_figures", lambda runs, policy, fig_dir: [])
 
 
 def _row(html: str, label: str) -> str:

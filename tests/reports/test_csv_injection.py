@@ -23,7 +23,8 @@ from audit.pipeline.anatomy_stage import write_clinical
 from audit.privacy.section import write_artifacts
 from audit.core.tables import FORMULA_PREFIXES, write_csv
 from generators.sampleset import SampleSet
-from reports import compare, run_report
+from reports import run_report
+from reports.comparison.table import CompareTable
 
 SUBJECTS = ["=cmd|' /C calc'!A0", "+SUM(1;2)", "-2+3", "@SUM(A1)"]
 VENDOR, GROUP = "=HYPERLINK(\"http://evil.example\";\"click\")", "\t=1+1"
@@ -87,7 +88,7 @@ def test_our_readers_get_the_original_text_back(hostile_run):
 
 
 def test_comparison_table_is_neutralised():
-    t = compare._CompareTable("compare", "Headline figures per run", ["generator", "FID ratio"], row_header="run")
+    t = CompareTable("compare", "Headline figures per run", ["generator", "FID ratio"], row_header="run")
     t.add("=run|x", ["@generator", -0.5], highlight=[False, True])
     rows = list(csv.reader(t.csv_text().splitlines()))
     assert rows[0] == ["row", "column", "value", "unit", "ci_low", "ci_high", "n", "status", "reason", "method",

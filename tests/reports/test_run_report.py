@@ -376,13 +376,13 @@ def test_not_a_directory(tmp_path):
 
 def test_tile_colours_follow_the_policy_thresholds_and_its_warning_band():
     from reports.policy import load_policy
-    from reports.run_report import _tile_level, tile_thresholds
+    from reports.thresholds import tile_level, tile_thresholds
 
     th = tile_thresholds(load_policy())
     assert th["privacy_auc"] == {"pass": 0.60, "warn": 0.65, "better": "lower", "criterion": "mia_auc"}
-    assert [_tile_level(v, th["privacy_auc"]) for v in (0.58, 0.60, 0.62, 0.70)] == ["good", "good", "warn", "bad"]
-    assert [_tile_level(v, th["anatomy_plausible"]) for v in (0.95, 0.89)] == ["good", "bad"]  # no warning band
-    assert _tile_level(None, th["fidelity_fid_ratio"]) == "na" and _tile_level(0.5, None) == "na"
+    assert [tile_level(v, th["privacy_auc"]) for v in (0.58, 0.60, 0.62, 0.70)] == ["good", "good", "warn", "bad"]
+    assert [tile_level(v, th["anatomy_plausible"]) for v in (0.95, 0.89)] == ["good", "bad"]  # no warning band
+    assert tile_level(None, th["fidelity_fid_ratio"]) == "na" and tile_level(0.5, None) == "na"
 
 
 def test_tiles_use_the_policy_the_run_was_signed_off_with(tmp_path):

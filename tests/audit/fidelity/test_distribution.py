@@ -11,6 +11,9 @@ import torch
 
 from audit.core.errors import UserError
 from audit.fidelity import distribution as D
+from audit.fidelity import frechet as F
+from audit.fidelity import kid as K
+from audit.fidelity import prdc as P
 from audit.fidelity.distribution import compare, covariance, fid, frechet_distance, kid, prdc
 from audit.core.results import new_results, validate_results
 
@@ -105,7 +108,7 @@ def test_fid_auto_uses_ledoit_wolf_when_n_le_d(caplog):
     d = 288
     same1, same2 = rng.standard_normal((100, d)), rng.standard_normal((100, d))
     shifted = rng.standard_normal((100, d)) + 0.5
-    with caplog.at_level(logging.WARNING, logger="audit.fidelity.distribution"):
+    with caplog.at_level(logging.WARNING, logger="audit.fidelity.frechet"):
         v_same, est = fid(same1, same2)
     assert est == "ledoit_wolf"
     assert "n <= d" in caplog.text
@@ -138,7 +141,7 @@ def test_weighted_fid_terms_equal_repeated_rows():
     c = rng.integers(0, 4, 30)
     rows = np.repeat(np.arange(30), c)
     for est in ("sample", "ledoit_wolf"):
-        mu, cov = D._weighted_fid_terms(x, c, est)
+        mu, cov = F._weighted_fid_terms(x, c, est)
         np.testing.assert_allclose(mu, x[rows].mean(0), atol=1e-12)
         np.testing.assert_allclose(cov, covariance(x[rows], est), atol=1e-12)
 
@@ -182,7 +185,7 @@ def test_kid_cached_and_streamed_paths_agree(monkeypatch):
     rng = np.random.default_rng(9)
     a, b = _blobs(rng, 80, 10, 0.0), _blobs(rng, 60, 10, 0.2)
     cached = kid(a, b, subsets=7, subset_size=1000, seed=3)  # subset size capped at 60
-    monkeypatch.setattr(D, "_KERNEL_CACHE_LIMIT", 0)
+    monkeypatch.setattr(K, "_KERNEL_CACHE_LIMIT", 0)
     streamed = kid(a, b, subsets=7, subset_size=1000, seed=3)
     np.testing.assert_allclose(cached, streamed, rtol=1e-10, atol=1e-14)
 
@@ -199,11 +202,11 @@ def test_weighted_mmd2_reduces_to_u_statistic():
     rng = np.random.default_rng(11)
     a, b = _blobs(rng, 40, 6, 0.0), _blobs(rng, 30, 6, 0.3)
     g = 1 / 6
-    kaa, kbb, kab = D._poly_kernel(a, a, 3, g, 1.0), D._poly_kernel(b, b, 3, g, 1.0), D._poly_kernel(a, b, 3, g, 1.0)
+    kaa, kbb, kab = K._poly_kernel(a, a, 3, g, 1.0), K._poly_kernel(b, b, 3, g, 1.0), K._poly_kernel(a, b, 3, g, 1.0)
     sub_a, sub_b = np.arange(40) // 4, np.arange(30) // 3
     ones_a, ones_b = np.ones((1, 10)), np.ones((1, 10))
-    got = D._weighted_mmd2(ones_a, sub_a, ones_b, sub_b, kaa, kbb, kab)[0]
-    assert got == pytest.approx(D._mmd2_unbiased(kaa, kbb, kab), rel=1e-12)
+    got = K._weighted_mmd2(ones_a, sub_a, ones_b, sub_b, kaa, kbb, kab)[0]
+    assert got == pytest.approx(K._mmd2_unbiased(kaa, kbb, kab), rel=1e-12)
 
 
 def test_weighted_mmd2_matches_explicit_pair_weights():
@@ -213,7 +216,7 @@ def test_weighted_mmd2_matches_explicit_pair_weights():
     sub_a, sub_b = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 4, 4]), np.arange(9) // 3
     cs_a, cs_b = np.array([[2, 0, 1, 1, 1]]), np.array([[0, 3, 0]])
     g = 1 / 3
-    kaa, kbb, kab = D._poly_kernel(a, a, 3, g, 1.0), D._poly_kernel(b, b, 3, g, 1.0), D._poly_kernel(a, b, 3, g, 1.0)
+    kaa, kbb, kab = K._poly_kernel(a, a, 3, g, 1.0), K._poly_kernel(b, b, 3, g, 1.0), K._poly_kernel(a, b, 3, g, 1.0)
 
     def within(k, sub, cs):
         num = den = 0.0
@@ -229,7 +232,7 @@ def test_weighted_mmd2_matches_explicit_pair_weights():
     ca, cb = cs_a[0][sub_a], cs_b[0][sub_b]
     cross = sum(ca[i] * cb[j] * kab[i, j] for i in range(12) for j in range(9)) / (ca.sum() * cb.sum())
     expected = within(kaa, sub_a, cs_a[0]) + within(kbb, sub_b, cs_b[0]) - 2 * cross
-    got = D._weighted_mmd2(cs_a.astype(float), sub_a, cs_b.astype(float), sub_b, kaa, kbb, kab)[0]
+    got = K._weighted_mmd2(cs_a.astype(float), sub_a, cs_b.astype(float), sub_b, kaa, kbb, kab)[0]
     assert got == pytest.approx(expected, rel=1e-10)
 
 
@@ -310,9 +313,9 @@ def test_bootstrap_radii_match_explicit_multiset():
     rng = np.random.default_rng(18)
     x = rng.standard_normal((60, 5))
     subjects = np.repeat(np.arange(20), 3)
-    dist = D._pairwise_distances(x, x)
+    dist = P._pairwise_distances(x, x)
     for keep in (4, 128):  # 4 forces the exact fallback for many rows
-        nn = D._Neighbours(dist, subjects, n_keep=keep)
+        nn = P._Neighbours(dist, subjects, n_keep=keep)
         for seed in range(5):
             cs = np.random.default_rng(seed).multinomial(20, np.full(20, 0.05))
             c = cs[subjects]
@@ -323,22 +326,22 @@ def test_bootstrap_radii_match_explicit_multiset():
                 else:
                     assert r[i] == pytest.approx(_brute_radius(dist, subjects, c, i, 3))
     ones = np.ones(60, np.int64)
-    np.testing.assert_allclose(D._Neighbours(dist, np.arange(60)).radii(ones, 3), D._knn_radius(dist, 3))
+    np.testing.assert_allclose(P._Neighbours(dist, np.arange(60)).radii(ones, 3), P._knn_radius(dist, 3))
 
 
 def test_sparse_prdc_equals_dense():
     rng = np.random.default_rng(19)
     real, fake = _blobs(rng, 120, 6, 0.0), _blobs(rng, 100, 6, 0.3)
     sub_r, sub_f = np.arange(120) // 4, np.arange(100) // 5
-    d_rr, d_ff, d_rf = (D._pairwise_distances(u, v) for u, v in ((real, real), (fake, fake), (real, fake)))
-    nn_r, nn_f = D._Neighbours(d_rr, sub_r), D._Neighbours(d_ff, sub_f)
+    d_rr, d_ff, d_rf = (P._pairwise_distances(u, v) for u, v in ((real, real), (fake, fake), (real, fake)))
+    nn_r, nn_f = P._Neighbours(d_rr, sub_r), P._Neighbours(d_ff, sub_f)
     for keep in (3, 256):  # 3 forces the dense fallback
-        cross = D._CrossNeighbours(d_rf, keep=keep)
+        cross = P._CrossNeighbours(d_rf, keep=keep)
         for seed in range(5):
             g = np.random.default_rng(seed)
             cr, cf = g.multinomial(30, np.full(30, 1 / 30))[sub_r], g.multinomial(20, np.full(20, 0.05))[sub_f]
             r_r, r_f = nn_r.radii(cr, 5), nn_f.radii(cf, 5)
-            np.testing.assert_allclose(cross.prdc(r_r, r_f, cr, cf, 5), D._prdc_weighted(d_rf, r_r, r_f, cr, cf, 5),
+            np.testing.assert_allclose(cross.prdc(r_r, r_f, cr, cf, 5), P._prdc_weighted(d_rf, r_r, r_f, cr, cf, 5),
                                        atol=1e-12)
 
 
@@ -349,10 +352,10 @@ def test_weighted_prdc_equals_repeated_points():
     real, fake = _blobs(rng, 30, 3, 0.0), _blobs(rng, 25, 3, 0.2)
     cr, cf = rng.integers(0, 3, 30), rng.integers(0, 3, 25)
     cr[0] = cf[0] = 1
-    d_rr, d_ff, d_rf = (D._pairwise_distances(u, v) for u, v in ((real, real), (fake, fake), (real, fake)))
-    r_r = D._Neighbours(d_rr, np.arange(30)).radii(cr, 2)
-    r_f = D._Neighbours(d_ff, np.arange(25)).radii(cf, 2)
-    got = D._prdc_weighted(d_rf, r_r, r_f, cr, cf, 2)
+    d_rr, d_ff, d_rf = (P._pairwise_distances(u, v) for u, v in ((real, real), (fake, fake), (real, fake)))
+    r_r = P._Neighbours(d_rr, np.arange(30)).radii(cr, 2)
+    r_f = P._Neighbours(d_ff, np.arange(25)).radii(cf, 2)
+    got = P._prdc_weighted(d_rf, r_r, r_f, cr, cf, 2)
     # expand: radius of each copy from the other originals' copies
     rows_r, rows_f = np.repeat(np.arange(30), cr), np.repeat(np.arange(25), cf)
     rr = np.array([r_r[i] for i in rows_r])
