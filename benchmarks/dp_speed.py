@@ -211,7 +211,8 @@ def measure_cine(steps: int, mode: str, preset: str = "quick", n_slices: int = 1
 
     from audit.pipeline.config import resolve_config
     from generators.autoencoder import LatentAutoencoder
-    from generators.cine import CineGenerator, _unet, ldm_loss
+    from generators.cine import CineGenerator
+    from generators.cine_ldm import build_unet, ldm_loss
     from generators.cine_vae import DualDecoderVAE
     from generators.diffusion import T_TRAIN
     from generators.registry import discover
@@ -243,7 +244,7 @@ def measure_cine(steps: int, mode: str, preset: str = "quick", n_slices: int = 1
             bs, in_ch, out_ch, extra_ch, n_pri = int(o["static_batch_size"]), n_slices * c, n_slices * c, 0, g.n_priors
         else:
             bs, in_ch, out_ch, extra_ch, n_pri = int(o["motion_batch_size"]), (T - 1) * c, (T - 1) * c, c, g.n_priors + 1
-        net = _unet(in_ch + extra_ch, out_ch, n_pri, o).to(DEVICE)
+        net = build_unet(in_ch + extra_ch, out_ch, n_pri, o).to(DEVICE)
         x0 = torch.randn(bs, in_ch, h, w, generator=gen).to(DEVICE)
         extra = torch.randn(bs, extra_ch, h, w, generator=gen).to(DEVICE) if extra_ch else None
         prior = torch.rand(bs, n_pri, generator=gen).to(DEVICE)

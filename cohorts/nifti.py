@@ -22,6 +22,7 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import nibabel as nib
 import numpy as np
@@ -111,73 +112,104 @@ def read_nifti(
     def problem(msg: str) -> None:
         problems.append(Problem(p, msg, subject_id))
 
+    loaded = _load(path, ndims, problem)
+    if loaded is None:
+        return None, problems
+    img, raw = loaded
+    geometry = _geometry(img, problem)
+    if geometry is None:
+        return None, problems
+    affine, spacing, zooms = geometry
+    if kind == "image":
+        data = _image_data(raw, problem)
+    elif kind == "mask":
+        data = _mask_data(raw, labels, problem)
+        if data is None:
+            return None, problems
+    else:  # pragma: no cover - programming error
+        raise ValueError(f"kind must be 'image' or 'mask', not {kind!r}")
+    return NiftiVolume(p, data, affine, spacing, zooms), problems
+
+
+def _load(path: Path, ndims: tuple[int, ...], problem: Callable[[str], None]) -> tuple[Any, np.ndarray] | None:
+    """The nibabel image and its voxel array, or None (after reporting why) when the file is
+    missing, its header unreadable or without spacing, its data corrupt, or its shape wrong."""
     if not path.is_file():
         problem("file not found")
-        return None, problems
+        return None
     try:
         hdr = _raw_header(path)
     except Exception as exc:  # noqa: BLE001 - any failure here means an unreadable header
         problem(f"corrupt or truncated NIfTI header ({type(exc).__name__}: {exc})")
-        return None, problems
+        return None
     pixdim = np.asarray(hdr["pixdim"], dtype=np.float64)[1:4]
     if not np.all(np.isfinite(pixdim)) or np.any(pixdim <= 0):
         problem(f"zero or missing voxel spacing in header (pixdim[1:4] = {pixdim.tolist()})")
-        return None, problems
+        return None
     try:
-        img = nib.load(p)
+        img = nib.load(str(path))
         raw = np.asanyarray(img.dataobj)
     except Exception as exc:  # noqa: BLE001 - gzip/zlib/EOF/ImageFileError all mean "corrupt"
         problem(f"corrupt or truncated NIfTI ({type(exc).__name__}: {exc})")
-        return None, problems
+        return None
     # Drop trailing singleton axes beyond the 4th (some writers store (X, Y, Z, T, 1)).
     while raw.ndim > 4 and raw.shape[-1] == 1:
         raw = raw[..., 0]
     if raw.ndim not in ndims:
         problem(f"expected a {' or '.join(f'{n}D' for n in ndims)} volume, got shape {tuple(raw.shape)}")
-        return None, problems
+        return None
     if any(n == 0 for n in raw.shape):
         problem(f"empty volume, shape {tuple(raw.shape)}")
-        return None, problems
+        return None
+    return img, raw
 
+
+def _geometry(img: Any, problem: Callable[[str], None]) -> tuple[np.ndarray, tuple[float, float, float], tuple[float, ...]] | None:
+    """``(affine, spacing, zooms)`` of a loaded image, or None (after reporting why) when the
+    affine is not finite, not invertible or contradicts the header's pixdim."""
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)):
         problem("affine contains NaN or Inf")
-        return None, problems
+        return None
     spacing = spacing_from_affine(affine)
     norms = np.asarray(spacing)
     det = abs(float(np.linalg.det(affine[:3, :3])))
     if np.any(norms <= 0) or det <= _SINGULAR_TOL * float(np.prod(norms)):
         problem(f"affine is not invertible (det of 3x3 part = {det:.3g})")
-        return None, problems
+        return None
     zooms = tuple(float(z) for z in img.header.get_zooms())
     if not np.allclose(norms, zooms[:3], rtol=_SPACING_RTOL, atol=_SPACING_ATOL):
         problem(
             f"spacing from the affine {tuple(round(s, 4) for s in spacing)} disagrees with header "
             f"pixdim {tuple(round(z, 4) for z in zooms[:3])}"
         )
-        return None, problems
+        return None
+    return affine, spacing, zooms
 
-    if kind == "image":
-        data = raw.astype(np.float32, copy=False)
-        bad = int(np.count_nonzero(~np.isfinite(data)))
-        if bad:
-            problem(f"{bad} NaN/Inf voxel(s)")
-    elif kind == "mask":
-        vals = np.asarray(raw)
-        if not np.issubdtype(vals.dtype, np.integer):
-            if not np.all(np.isfinite(vals)):
-                problem("mask contains NaN/Inf voxels")
-                return None, problems
-            if not np.array_equal(vals, np.round(vals)):
-                problem("mask contains non-integer values")
-                return None, problems
-        uniq = set(int(v) for v in np.unique(vals))
-        allowed = labels if labels is not None else frozenset(range(256))
-        extra = sorted(uniq - set(allowed))
-        if extra:
-            problem(f"labels {extra} outside the label set {sorted(allowed)}")
-            return None, problems
-        data = vals.astype(np.uint8, copy=False)
-    else:  # pragma: no cover - programming error
-        raise ValueError(f"kind must be 'image' or 'mask', not {kind!r}")
-    return NiftiVolume(p, data, affine, spacing, zooms), problems
+
+def _image_data(raw: np.ndarray, problem: Callable[[str], None]) -> np.ndarray:
+    """float32 voxels; NaN/Inf voxels are reported (the volume is still returned)."""
+    data = raw.astype(np.float32, copy=False)
+    bad = int(np.count_nonzero(~np.isfinite(data)))
+    if bad:
+        problem(f"{bad} NaN/Inf voxel(s)")
+    return data
+
+
+def _mask_data(raw: np.ndarray, labels: frozenset[int] | None, problem: Callable[[str], None]) -> np.ndarray | None:
+    """uint8 labels, or None (after reporting why) for non-finite, non-integer or unknown labels."""
+    vals = np.asarray(raw)
+    if not np.issubdtype(vals.dtype, np.integer):
+        if not np.all(np.isfinite(vals)):
+            problem("mask contains NaN/Inf voxels")
+            return None
+        if not np.array_equal(vals, np.round(vals)):
+            problem("mask contains non-integer values")
+            return None
+    uniq = set(int(v) for v in np.unique(vals))
+    allowed = labels if labels is not None else frozenset(range(256))
+    extra = sorted(uniq - set(allowed))
+    if extra:
+        problem(f"labels {extra} outside the label set {sorted(allowed)}")
+        return None
+    return vals.astype(np.uint8, copy=False)

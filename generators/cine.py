@@ -64,6 +64,11 @@ report notes what is still read in the clear: the groups present and the range o
 and spacings (acquisition protocol, not images).
 
 Not supported: several processes under torchrun (refused), vendor conditioning.
+
+Layout: this module holds the generator (options, priors, fit, sample, save/load); the LDM
+pieces (prior vector, UNet, loss, guided DDIM, temporal low-pass) are in
+:mod:`generators.cine_ldm`, the LDMs' training rows and phases in :mod:`generators.cine_train`,
+the VAE in :mod:`generators.cine_vae`.
 """
 
 from __future__ import annotations
@@ -73,110 +78,38 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from audit.core.errors import UserError
 from audit.core.logs import progress_disabled
-from audit.core.tables import read_csv, write_csv
 from generators import checkpoint as ckpt
 from generators import device as devices
 from generators import distributed
 from generators.autoencoder import AE_DEFAULTS, LatentAutoencoder
 from generators.base import FitContext, Generator
+from generators.cine_ldm import PRIOR_SCALES, build_unet, cycle_frames, guided_ddim, ldm_loss, prior_vector, smooth_cycle
+from generators.cine_train import CascadeData, PhaseSettings, cascade_data, ddpm_scheduler, merge_losses, train_ldm_phase
 from generators.cine_vae import DualDecoderVAE, train_vae
 from generators.data import StackSet
-from generators.diffusion import T_TRAIN, ddim_scheduler
 from generators.dp.plan import DPPlan, PhaseSpec, make_plan
 from generators.dp.release import inverse_rms
 from generators.options import check_options
-from generators.dp.sgd import PrivateTraining
 from generators.dp.summary import summarise
 from generators.mask2d import set_threads
 from generators.sampleset import SampleSet
-from generators.training import EMA, Trainer, TrainSpec, sampled_step
+
+__all__ = ["CineGenerator", "PRIOR_SCALES", "EF_TOLERANCE", "MOTION_RMS_BOUND", "cycle_frames", "smooth_cycle",
+           "ldm_loss"]
 
 log = logging.getLogger(__name__)
 
-#: fixed scales of the continuous priors (data-independent)
-PRIOR_SCALES = {"ef": 100.0, "edv": 250.0, "esv": 250.0, "n_slices": 16.0, "slice_spacing": 10.0}
 #: tolerance (EF points) between a requested EF and the EF implied by the requested EDV and ESV
 EF_TOLERANCE = 5.0
 #: clipping bound of a subject's motion-residual RMS in the DP release (scaled-latent units, where the
 #: whole latent has RMS 1; residuals are a fraction of it)
 MOTION_RMS_BOUND = 1.0
-
-
-def smooth_cycle(resid: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Cyclic Gaussian low-pass over time of residual trajectories ``(N, T-1, ...)`` (frames 1..T-1;
-    frame 0 = ED has residual 0), with ``sigma`` in frames; ED stays exactly the static latent.
-
-    The cardiac cycle is periodic, so the filter is a circular convolution (via the FFT) of the
-    whole trajectory including the ED zero; the filtered ED value is then subtracted from every
-    frame so the ED frame is unchanged."""
-    if sigma <= 0:
-        return resid
-    n, t1 = resid.shape[:2]
-    T = t1 + 1
-    traj = torch.cat([torch.zeros_like(resid[:, :1]), resid], 1).float()
-    lag = torch.arange(T, dtype=torch.float32)
-    kernel = torch.exp(-0.5 * (torch.minimum(lag, T - lag) / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).to(traj.device)
-    shape = (1, -1) + (1,) * (traj.dim() - 2)
-    out = torch.fft.irfft(torch.fft.rfft(traj, dim=1) * torch.fft.rfft(kernel, n=T).view(shape), n=T, dim=1)
-    return (out - out[:, :1])[:, 1:]
-
-
-def cycle_frames(n_frames: int, ed: int, frames: int) -> np.ndarray:
-    """Indices of ``frames`` frames spread evenly over one cycle starting at ``ed`` (cyclic)."""
-    return (int(ed) + np.round(np.linspace(0, n_frames - 1, frames)).astype(int)) % n_frames
-
-
-class PriorNet(nn.Module):
-    """MLP from the prior vector to the UNet's embedding (sits in MONAI's class-embedding slot)."""
-
-    def __init__(self, n_in: int, n_out: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(n_in, n_out), nn.SiLU(), nn.Linear(n_out, n_out))
-
-    def forward(self, priors: torch.Tensor) -> torch.Tensor:
-        return self.net(priors.float())
-
-
-def ldm_loss(net: nn.Module, scheduler: Any, x0: torch.Tensor, extra: torch.Tensor | None, prior: torch.Tensor,
-             weight: torch.Tensor | None, *, prediction: str, per_sample: bool, amp: bool) -> torch.Tensor:
-    """Diffusion loss of one batch: noise ``x0`` at uniform timesteps, regress the v (or eps)
-    target, MSE over the valid channels (``weight``: 1 for real slices, 0 for the static stack's
-    zero padding). ``per_sample``: the mean of per-row losses (each normalised by its own valid
-    count) -- the form DP-SGD needs; otherwise one normalisation over the batch."""
-    noise = torch.randn_like(x0)
-    tt = torch.randint(0, T_TRAIN, (x0.shape[0],), device=x0.device)
-    xt = scheduler.add_noise(x0, noise, tt)
-    target = scheduler.get_velocity(x0, noise, tt) if prediction == "v_prediction" else noise
-    inp = xt if extra is None else torch.cat([xt, extra], 1)
-    with devices.autocast(x0.device, amp):
-        pred = net(inp, timesteps=tt, class_labels=prior)
-    err = (pred.float() - target).pow(2)
-    if weight is None:
-        return err.mean()
-    w = weight.expand_as(err)
-    if per_sample:
-        return ((err * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1)).mean()
-    return (err * w).sum() / w.sum()
-
-
-def _unet(in_ch: int, out_ch: int, n_priors: int, options: Mapping[str, Any]) -> nn.Module:
-    from monai.networks.nets import DiffusionModelUNet  # lazy: MONAI (and torch) only when this network is built
-
-    ch = tuple(int(c) for c in options["channels"])
-    unet = DiffusionModelUNet(spatial_dims=2, in_channels=in_ch, out_channels=out_ch, channels=ch,
-                              num_res_blocks=int(options["num_res_blocks"]), attention_levels=(False,) * len(ch),
-                              norm_num_groups=int(options["norm_groups"]), num_class_embeds=1)
-    unet.class_embedding = PriorNet(n_priors, ch[0] * 4)  # MONAI adds it to the timestep embedding
-    return unet
 
 
 class CineGenerator(Generator):
@@ -254,10 +187,7 @@ class CineGenerator(Generator):
 
     def prior_vector(self, group: torch.Tensor, values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """``(B, n_priors)``: group one-hot, scaled EF/EDV/ESV/slices/spacing, null flag; zeros where dropped."""
-        onehot = F.one_hot(group.long(), len(self.groups)).float()
-        scaled = values.float() / torch.tensor(list(PRIOR_SCALES.values()), device=values.device)
-        k = keep.float().view(-1, 1)
-        return torch.cat([onehot * k, scaled * k, 1 - k], dim=1)
+        return prior_vector(group, values, keep, len(self.groups))
 
     def check_priors(self, group, ef, edv, esv, n_slices, slice_spacing) -> None:
         """Physiologically impossible or untrained priors: one clear error listing the valid range."""
@@ -319,148 +249,107 @@ class CineGenerator(Generator):
 
     # ------------------------------------------------------------------ training
     def fit(self, train: StackSet, config: Any, context: FitContext | None = None) -> None:
+        """Train the cascade one model after the other: VAE, static LDM, motion LDM (each resumable)."""
         context = context or FitContext()
+        train = self._begin_fit(train, config)
+        subjects = train.subjects
+        seed, dp_on = int(config.seed), bool(config.dp.enabled)
+        amp = config.train.amp and not dp_on
+        root = context.checkpoint_root
+        # 1. semi-supervised dual-decoder VAE on every frame of every training subject
+        self.vae = self._train_vae(subjects, seed=seed, amp=amp, root=root, resume=context.resume)
+        lat, pri = self._latents(train)
+        # 2./3. the static and motion rows, the priors' valid ranges and the motion scale
+        subject_ids = np.asarray([str(s.subject_id) for s in subjects])
+        data = self._cascade_data(lat, pri, subject_ids, seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.nets = self._make_nets(int(self.meta["slices_max"]), self.vae.latent_shape[0])
+        self.nets.to(self.device)
+        settings = PhaseSettings(self.options, self.meta, seed, amp, config.train, root, context.resume,
+                                 (self.dp_plan, self.dp_ledger) if dp_on else None)
+        self._train_ldms(data, subject_ids, settings)
+        if root is not None and context.losses_path is not None:
+            merge_losses({name: Path(root) / name / "losses.csv" for name in ("vae", "static", "motion")},
+                         context.losses_path)
+        if dp_on:
+            self.dp_summary = summarise(self.dp_plan, self.dp_ledger, adjusted=[], family=self.family,
+                                        notes=self.dp_notes())
+        c, h, w = self.vae.latent_shape
+        log.info("cine: trained on %d subjects (%d slice cines, slices %s, %d frames), latents %dx%dx%d",
+                 len(subjects), len(data.row_subject), self.meta["slices_range"], int(self.options["frames"]), c, h, w)
+
+    def _begin_fit(self, train: StackSet, config: Any) -> StackSet:
+        """Checks and settings of a fit; the annotated training subjects, the DP plan (if any)."""
         if not isinstance(train, StackSet):
             raise UserError("generator 'cine' trains on whole subjects (a StackSet), not on slices")
         if distributed.current() is not None:
             raise UserError("generator 'cine' trains in one process; run it without torchrun")
         self._set_options(getattr(config, "generator_options", {}) or {})
-        o = self.options
         set_threads(config.train.num_threads)
         self.device = devices.resolve(getattr(config, "device", "cpu"))
-        dp_on = bool(config.dp.enabled)
-        amp = config.train.amp and not dp_on
-        seed = int(config.seed)
         subjects = [s for s in train.subjects if s.ejection_fraction() is not None]
         if len(subjects) < 2:
             raise UserError(f"generator 'cine' needs >= 2 training subjects with annotated ED and ES frames, "
                             f"got {len(subjects)} of {len(train.subjects)}")
         train = StackSet(subjects)
         self.dp_plan = self.dp_ledger = self.dp_summary = None
-        if dp_on:
+        if config.dp.enabled:
             self._start_dp(subjects, config)
         self.shape = tuple(subjects[0].image.shape[-2:])  # type: ignore[assignment]
         self.pixel_spacing = np.asarray(subjects[0].spacing[:2], np.float32)
         self.groups = tuple(sorted({s.group for s in subjects}))
-        root = context.checkpoint_root
+        return train
 
-        # 1. semi-supervised dual-decoder VAE on every frame of every training subject
+    def _train_vae(self, subjects: list, *, seed: int, amp: bool, root: Path | None, resume: bool) -> DualDecoderVAE:
+        """The semi-supervised dual-decoder VAE on every frame (annotated frames train the seg decoder too)."""
         images = np.concatenate([s.image.reshape(-1, *self.shape) for s in subjects])
         masks = np.concatenate([(s.mask if s.mask is not None else np.zeros_like(s.image, np.uint8)).reshape(-1, *self.shape)
                                 for s in subjects])
         labelled = np.concatenate([np.repeat(np.asarray(s.labelled, bool), s.n_slices) for s in subjects])
         frame_subject = np.concatenate([np.repeat(str(s.subject_id), s.image.shape[0] * s.n_slices) for s in subjects])
-        self.vae = train_vae(images, masks, labelled, o, seed=seed, device=self.device, amp=amp,
-                             checkpoint_root=None if root is None else Path(root) / "vae", resume=context.resume,
-                             dp=(self.dp_plan, self.dp_ledger, frame_subject) if dp_on else None)
-        del images, masks
-        lat, pri = self._latents(train)
-        c, h, w = self.vae.latent_shape
-        T = int(o["frames"])
+        return train_vae(images, masks, labelled, self.options, seed=seed, device=self.device, amp=amp,
+                         checkpoint_root=None if root is None else Path(root) / "vae", resume=resume,
+                         dp=(self.dp_plan, self.dp_ledger, frame_subject) if self.dp_plan is not None else None)
+
+    def _cascade_data(self, lat: list[torch.Tensor], pri: dict[str, np.ndarray], subject_ids: np.ndarray,
+                      seed: int) -> CascadeData:
+        """Both LDMs' rows; sets :attr:`meta` (valid prior ranges, slices_max, motion scale) and the
+        training priors (none under DP: per-subject EF/EDV/ESV would be published in the clear)."""
         zmax = max(int(z.shape[1]) for z in lat)
         self.meta = {"slices_max": zmax, "slices_range": [int(pri["n_slices"].min()), int(pri["n_slices"].max())],
                      "spacing_range": [float(pri["slice_spacing"].min()), float(pri["slice_spacing"].max())],
-                     "train_subjects": len(subjects)}
-        # per-subject EF/EDV/ESV of the training patients would be published in the clear: not under DP
-        self.train_priors = {} if dp_on else {k: v.tolist() for k, v in pri.items()}
-        g_idx = torch.tensor([self.groups.index(g) for g in pri["group"]])
-        values = torch.from_numpy(np.stack([pri[k] for k in PRIOR_SCALES], 1).astype(np.float32))
-
-        # 2. static data: the ED stack, slices as channels, zero-padded to slices_max
-        x_static = torch.zeros(len(lat), zmax * c, h, w)
-        valid = torch.zeros(len(lat), zmax * c, dtype=torch.bool)
-        for i, z in enumerate(lat):
-            x_static[i, : z.shape[1] * c] = z[0].reshape(-1, h, w)
-            valid[i, : z.shape[1] * c] = True
-        # 3. motion data: per (subject, slice) the residuals of frames 1..T-1 and the static latent
-        rows = [(i, k) for i, z in enumerate(lat) for k in range(z.shape[1])]
-        resid = torch.stack([(lat[i][1:, k] - lat[i][0, k]).reshape(-1, h, w) for i, k in rows])
-        cond = torch.stack([lat[i][0, k] for i, k in rows])
-        pos = torch.tensor([k / max(1, lat[i].shape[1] - 1) for i, k in rows], dtype=torch.float32)
-        row_subject = torch.tensor([i for i, _ in rows])
-        subject_ids = np.asarray([str(s.subject_id) for s in subjects])
-        if dp_on:
-            motion_scale = inverse_rms(resid, subject_ids[row_subject.numpy()], plan=self.dp_plan, ledger=self.dp_ledger,
-                                       phase="motion_scale", bound=MOTION_RMS_BOUND, seed=seed, salt=99_971)
+                     "train_subjects": len(lat)}
+        self.train_priors = {} if self.dp_plan is not None else {k: v.tolist() for k, v in pri.items()}
+        data = cascade_data(lat, pri, self.groups, self.vae.latent_shape, p_uncond=float(self.options["p_uncond"]),
+                            device=self.device)
+        if self.dp_plan is not None:
+            data.motion_scale = inverse_rms(data.resid, subject_ids[data.row_subject.numpy()], plan=self.dp_plan,
+                                            ledger=self.dp_ledger, phase="motion_scale", bound=MOTION_RMS_BOUND,
+                                            seed=seed, salt=99_971)
         else:
-            motion_scale = float(1.0 / resid.std().clamp_min(1e-6))
-        self.meta["motion_scale"] = motion_scale
+            data.motion_scale = float(1.0 / data.resid.std().clamp_min(1e-6))
+        self.meta["motion_scale"] = data.motion_scale
+        return data
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.nets = nn.ModuleDict({
-                "static": _unet(zmax * c, zmax * c, self.n_priors, o),
-                "motion": _unet((T - 1) * c + c, (T - 1) * c, self.n_priors + 1, o),
-            })
-        self.nets.to(self.device)
-        from monai.networks.schedulers import DDPMScheduler  # lazy: MONAI (and torch) only when this network is built
+    def _make_nets(self, zmax: int, c: int) -> nn.ModuleDict:
+        """The static LDM (ED stack of ``zmax`` slices) and the motion LDM (one slice's residual cine)."""
+        o, T = self.options, int(self.options["frames"])
+        return nn.ModuleDict({
+            "static": build_unet(zmax * c, zmax * c, self.n_priors, o),
+            "motion": build_unet((T - 1) * c + c, (T - 1) * c, self.n_priors + 1, o),
+        })
 
-        scheduler = DDPMScheduler(num_train_timesteps=T_TRAIN, schedule=o["schedule"], prediction_type=o["prediction"])
-        tcfg = config.train
-
-        def phase(name: str, unit_of_row: np.ndarray, batch: int, steps: int, make) -> None:
-            net = self.nets[name]
-            n = len(unit_of_row)
-            opt = torch.optim.AdamW(net.parameters(), lr=float(o["lr"]), weight_decay=0.0)
-            ema = EMA(net, tcfg.ema_decay, min(int(tcfg.ema_warmup_steps), steps // 4))
-            private = None
-            if dp_on:
-                private = PrivateTraining(self.dp_plan, self.dp_ledger, name, unit_of_row, seed)
-                opt = private.wrap({name: net}, {name: opt}, f"cine {name} LDM")[name]
-
-            def train_on(idx: torch.Tensor, rng: np.random.Generator) -> dict[str, float]:
-                net.train()
-                x0, extra, prior, weight = make(idx, rng)
-                loss = ldm_loss(net, scheduler, x0, extra, prior, weight, prediction=o["prediction"],
-                                per_sample=private is not None, amp=amp)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if private is None:  # DP-SGD clips per subject instead
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                opt.step()
-                return {"loss": loss.item()}
-
-            def step(t: int, rng: np.random.Generator) -> dict[str, float]:
-                return sampled_step(private, t, rng, n, batch, lambda idx: train_on(idx, rng))
-
-            spec = TrainSpec(f"cine-{name}", {"options": o, "meta": self.meta}, int(steps), seed,
-                             None if root is None else Path(root) / name, tcfg.checkpoint_every if root else 0,
-                             None if root is None else Path(root) / name / "losses.csv", desc=f"train cine {name} LDM")
-            trainer = Trainer(spec, {name: net}, {name: opt}, {name: ema}, dp=private)
-            try:
-                trainer.fit(step, resume=context.resume)
-            finally:
-                if private is not None:
-                    private.close()
-            ema.copy_to(net)
-            net.eval()
-            self.steps_done += trainer.step
-
-        def keep_mask(m: int, rng: np.random.Generator) -> torch.Tensor:
-            return torch.from_numpy(rng.random(m) >= float(o["p_uncond"]))
-
-        def make_static(idx, rng):
-            prior = self.prior_vector(g_idx[idx], values[idx], keep_mask(len(idx), rng))
-            weight = valid[idx].float().view(len(idx), -1, 1, 1)
-            return x_static[idx].to(self.device), None, prior.to(self.device), weight.to(self.device)
-
-        def make_motion(idx, rng):
-            s = row_subject[idx]
-            prior = self.prior_vector(g_idx[s], values[s], keep_mask(len(idx), rng))
-            prior = torch.cat([prior, pos[idx].view(-1, 1)], 1)
-            return ((resid[idx] * motion_scale).to(self.device), cond[idx].to(self.device), prior.to(self.device), None)
-
+    def _train_ldms(self, data: CascadeData, subject_ids: np.ndarray, settings: PhaseSettings) -> None:
+        """The static LDM on ED stacks (unit: the subject), then the motion LDM on slice cines."""
+        o = self.options
+        scheduler = ddpm_scheduler(o)
         self.steps_done = 0
-        phase("static", subject_ids, int(o["static_batch_size"]), int(o["static_steps"]), make_static)
-        phase("motion", subject_ids[row_subject.numpy()], int(o["motion_batch_size"]), int(o["motion_steps"]), make_motion)
-        if root is not None and context.losses_path is not None:
-            _merge_losses({name: Path(root) / name / "losses.csv" for name in ("vae", "static", "motion")},
-                          context.losses_path)
-        if dp_on:
-            self.dp_summary = summarise(self.dp_plan, self.dp_ledger, adjusted=[], family=self.family,
-                                        notes=self.dp_notes())
-        log.info("cine: trained on %d subjects (%d slice cines, slices %s, %d frames), latents %dx%dx%d",
-                 len(subjects), len(rows), self.meta["slices_range"], T, c, h, w)
+        self.steps_done += train_ldm_phase("static", self.nets["static"], scheduler, data.static_batch, subject_ids,
+                                           int(o["static_batch_size"]), int(o["static_steps"]), settings)
+        self.steps_done += train_ldm_phase("motion", self.nets["motion"], scheduler, data.motion_batch,
+                                           subject_ids[data.row_subject.numpy()], int(o["motion_batch_size"]),
+                                           int(o["motion_steps"]), settings)
 
     # ------------------------------------------------------------------ DP
     def dp_phases(self) -> list:
@@ -500,18 +389,8 @@ class CineGenerator(Generator):
     # ------------------------------------------------------------------ sampling
     def _guided_ddim(self, net: nn.Module, x: torch.Tensor, extra: torch.Tensor | None, prior: torch.Tensor,
                      null: torch.Tensor, steps: int, w: float) -> torch.Tensor:
-        sch = ddim_scheduler(self.options["schedule"], self.options["prediction"], steps)
-        for t in sch.timesteps:
-            inp = x if extra is None else torch.cat([x, extra], 1)
-            tt = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
-            if w == 1.0:
-                out = net(inp, timesteps=tt, class_labels=prior)
-            else:
-                both = net(torch.cat([inp, inp]), timesteps=torch.cat([tt, tt]), class_labels=torch.cat([prior, null]))
-                c_out, u_out = both.float().chunk(2)
-                out = u_out + w * (c_out - u_out)
-            x, _ = sch.step(out.float(), int(t), x)
-        return x
+        return guided_ddim(net, x, extra, prior, null, steps, w, schedule=self.options["schedule"],
+                           prediction=self.options["prediction"])
 
     def _conditions(self, n: int | None, conditions: Mapping[str, Any] | None, seed: int) -> dict[str, np.ndarray]:
         frames = None if conditions is None else conditions.get("frames")
@@ -663,11 +542,8 @@ class CineGenerator(Generator):
             ae.scale = float(mc["ae_scale"])
             g.vae = DualDecoderVAE(ae)
             g.vae.seg.load_state_dict(_prefixed(c.weights, "vae.seg."))
-            o, T = g.options, int(g.options["frames"])
-            lc = int({**AE_DEFAULTS, **o["ae"]}["latent_channels"])
-            zmax = int(g.meta["slices_max"])
-            g.nets = nn.ModuleDict({"static": _unet(zmax * lc, zmax * lc, g.n_priors, o),
-                                    "motion": _unet((T - 1) * lc + lc, (T - 1) * lc, g.n_priors + 1, o)})
+            lc = int({**AE_DEFAULTS, **g.options["ae"]}["latent_channels"])
+            g.nets = g._make_nets(int(g.meta["slices_max"]), lc)
             for k, net in g.nets.items():
                 net.load_state_dict(_prefixed(c.weights, k + "."))
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
@@ -678,15 +554,6 @@ class CineGenerator(Generator):
             g.dp_plan = DPPlan.from_dict(mc["dp"])
         g.dp_summary = (c.extra or {}).get("dp")
         return g
-
-
-def _merge_losses(parts: Mapping[str, Path], out: Path) -> None:
-    """One loss-curve CSV for the cascade (a ``phase`` column) from the phases' own CSVs."""
-
-    frames = [read_csv(path).assign(phase=name) for name, path in parts.items() if path.is_file()]
-    if frames:
-        table = pd.concat(frames, ignore_index=True)
-        write_csv(out, table[["phase", *[c for c in table.columns if c != "phase"]]])
 
 
 def _prefixed(weights: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

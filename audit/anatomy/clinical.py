@@ -297,6 +297,24 @@ def cine_indices_table(
     stored position cannot be detected. Subjects are in order of first appearance.
     """
     sp = _check_spacing(spacing)
+    lab, ids, si, req = _check_cine_rows(labels, subject_ids, slice_index, requested)
+    rows = []
+    _, first = np.unique(ids, return_index=True)
+    for sid in ids[np.sort(first)]:
+        r = np.flatnonzero(ids == sid)
+        r = r[np.argsort(si[r], kind="stable")]
+        rows.append(_cine_subject_row(str(sid), lab[r], si[r], {k: v[r] for k, v in req.items()}, sp))
+    columns = (["subject_id"] + [f"{k}_{side}" for k in INDICES for side in ("measured", "requested")]
+               + list(CINE_COLUMNS))
+    table = pd.DataFrame(rows, columns=columns)
+    for c in ("ed_frame", "es_frame"):
+        table[c] = table[c].astype("Int64")
+    return table
+
+
+def _check_cine_rows(labels: Any, subject_ids: Any, slice_index: Any,
+                     requested: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The inputs of :func:`cine_indices_table` as arrays, each checked to have one value per row."""
     lab = np.asarray(labels)
     if lab.ndim != 4 or lab.size == 0:
         raise UserError(f"cine labels must be (N,T,H,W) label maps, got shape {lab.shape}")
@@ -314,47 +332,40 @@ def cine_indices_table(
         if k not in UNITS:
             raise UserError(f"requested index {k!r} is not a clinical index; known: {list(INDICES)}")
         req[k] = _row_values(v, n, f"requested {k}")
+    return lab, ids, si, req
 
-    rows = []
-    _, first = np.unique(ids, return_index=True)
-    for sid in ids[np.sort(first)]:
-        r = np.flatnonzero(ids == sid)
-        r = r[np.argsort(si[r], kind="stable")]
-        z = si[r]
-        if len(np.unique(z)) != len(z):
-            dup = int(z[np.flatnonzero(np.diff(z) == 0)[0]])
-            raise UserError(f"subject {sid}: slice_index {dup} occurs more than once; each slice of a subject is one cine row")
-        missing = sorted(set(range(int(z.max()) + 1)) - set(z.tolist()))
-        row: dict[str, Any] = {"subject_id": str(sid)}
-        for k in INDICES:
-            vals = req.get(k)
-            if vals is None:
-                row[f"{k}_requested"] = float("nan")
-                continue
-            v = vals[r]
-            if not np.allclose(v, v[0], rtol=1e-6, atol=0.0, equal_nan=True):
-                raise UserError(f"subject {sid}: requested {k} differs between its rows ({np.unique(v)[:4].tolist()}); "
-                                "a subject has one requested value")
-            row[f"{k}_requested"] = float(v[0])
-        if missing:
-            log.warning("subject %s: slice positions %s are missing from its stack; its volumes are not measured", sid, missing)
-            measured: dict[str, Any] = {k: float("nan") for k in INDICES}
-            extra: dict[str, Any] = {"ed_frame": pd.NA, "es_frame": pd.NA, "lv_volume_ml_per_frame": ""}
-        else:
-            measured = cine_subject_indices(lab[r], sp)
-            extra = {"ed_frame": measured["ed_frame"], "es_frame": measured["es_frame"],
-                     "lv_volume_ml_per_frame": ";".join(f"{x:.6g}" for x in measured["lv_volume_ml"])}
-        for k in INDICES:
-            row[f"{k}_measured"] = measured[k]
-        row.update(n_slices=len(r), n_frames=int(lab.shape[1]), missing_slices=";".join(map(str, missing)), **extra)
-        rows.append(row)
-        log.debug("cine clinical indices of %s: %s", sid, {k: row[f"{k}_measured"] for k in INDICES})
-    columns = (["subject_id"] + [f"{k}_{side}" for k in INDICES for side in ("measured", "requested")]
-               + list(CINE_COLUMNS))
-    table = pd.DataFrame(rows, columns=columns)
-    for c in ("ed_frame", "es_frame"):
-        table[c] = table[c].astype("Int64")
-    return table
+
+def _cine_subject_row(sid: str, lab: np.ndarray, z: np.ndarray, req: dict[str, np.ndarray],
+                      sp: tuple[float, float, float]) -> dict[str, Any]:
+    """One subject's row of :func:`cine_indices_table` from its rows in stack order (``lab``,
+    positions ``z``, requested values ``req``)."""
+    if len(np.unique(z)) != len(z):
+        dup = int(z[np.flatnonzero(np.diff(z) == 0)[0]])
+        raise UserError(f"subject {sid}: slice_index {dup} occurs more than once; each slice of a subject is one cine row")
+    missing = sorted(set(range(int(z.max()) + 1)) - set(z.tolist()))
+    row: dict[str, Any] = {"subject_id": str(sid)}
+    for k in INDICES:
+        v = req.get(k)
+        if v is None:
+            row[f"{k}_requested"] = float("nan")
+            continue
+        if not np.allclose(v, v[0], rtol=1e-6, atol=0.0, equal_nan=True):
+            raise UserError(f"subject {sid}: requested {k} differs between its rows ({np.unique(v)[:4].tolist()}); "
+                            "a subject has one requested value")
+        row[f"{k}_requested"] = float(v[0])
+    if missing:
+        log.warning("subject %s: slice positions %s are missing from its stack; its volumes are not measured", sid, missing)
+        measured: dict[str, Any] = {k: float("nan") for k in INDICES}
+        extra: dict[str, Any] = {"ed_frame": pd.NA, "es_frame": pd.NA, "lv_volume_ml_per_frame": ""}
+    else:
+        measured = cine_subject_indices(lab, sp)
+        extra = {"ed_frame": measured["ed_frame"], "es_frame": measured["es_frame"],
+                 "lv_volume_ml_per_frame": ";".join(f"{x:.6g}" for x in measured["lv_volume_ml"])}
+    for k in INDICES:
+        row[f"{k}_measured"] = measured[k]
+    row.update(n_slices=len(z), n_frames=int(lab.shape[1]), missing_slices=";".join(map(str, missing)), **extra)
+    log.debug("cine clinical indices of %s: %s", sid, {k: row[f"{k}_measured"] for k in INDICES})
+    return row
 
 
 def cine_clinical_section(table: pd.DataFrame, *, measured_by: str, requested_from: str, notes: str | None = None,

@@ -102,9 +102,37 @@ def run_cmd(
       audit run --samples synth.npz --set audit.feature_extractor=inception.pt \\
           --set audit.feature_extractor_sha256=<the 64 hex digits sha256sum printed>
     """
-    from audit.pipeline.config import parse_set_options  # lazy: keeps `audit --help` fast (pulls in torch)
     from audit.pipeline.run import RunRequest, execute  # lazy: keeps `audit --help` fast (pulls in torch)
 
+    _check_run_flags(seed=seed, dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_noise_multiplier=dp_noise_multiplier,
+                     dp_max_grad_norm=dp_max_grad_norm)
+    overrides = _run_overrides(set_, {
+        "seed": seed,
+        "data.source": data,
+        "data.split_file": str(split_file) if split_file else None,
+        "dp.epsilon": dp_epsilon,
+        "dp.delta": dp_delta,
+        "dp.noise_multiplier": dp_noise_multiplier,
+        "dp.max_grad_norm": dp_max_grad_norm,
+        "dp.audit_canaries": dp_audit_canaries,
+        "device": device,
+    }, samples)
+    if samples is not None:
+        generator = "external"
+    request = RunRequest(
+        generator=generator, preset=preset, out=out, config_file=config, overrides=overrides,
+        resume=resume, force=force, use_cache=not no_cache,
+    )
+    run_dir = execute(request, report=_render_report)
+    from generators.distributed import is_main  # lazy: keeps `audit --help` fast (pulls in torch)
+
+    if run_dir is not None and is_main():  # under torchrun the other ranks only joined the training
+        typer.echo(str(run_dir))
+
+
+def _check_run_flags(*, seed: Optional[int], dp_epsilon: Optional[float], dp_delta: Optional[float],
+                     dp_noise_multiplier: Optional[float], dp_max_grad_norm: Optional[float]) -> None:
+    """The numeric flags of ``audit run`` that need a range check before any config is resolved."""
     # written so that NaN fails too (every comparison with NaN is false); inf is no epsilon
     # (and JSON, which config.json is, cannot hold it)
     for flag, value in (("--dp-epsilon", dp_epsilon), ("--dp-noise-multiplier", dp_noise_multiplier),
@@ -115,33 +143,20 @@ def run_cmd(
         raise UserError(f"--dp-delta must be in (0, 1), got {dp_delta:g}")
     if seed is not None and not 0 <= seed < 2**32:
         raise UserError(f"--seed must be in [0, 2**32), got {seed}")
+
+
+def _run_overrides(set_: Optional[List[str]], flags: dict, samples: Optional[Path]) -> dict:
+    """Config overrides of ``audit run``: the ``--set`` options, then the flags that were given
+    (``flags``: config key -> value or None), then the external sample set of ``--samples``."""
+    from audit.pipeline.config import parse_set_options  # lazy: keeps `audit --help` fast (pulls in torch)
+
     overrides = parse_set_options(set_)
-    flag_overrides = {
-        "seed": seed,
-        "data.source": data,
-        "data.split_file": str(split_file) if split_file else None,
-        "dp.epsilon": dp_epsilon,
-        "dp.delta": dp_delta,
-        "dp.noise_multiplier": dp_noise_multiplier,
-        "dp.max_grad_norm": dp_max_grad_norm,
-        "dp.audit_canaries": dp_audit_canaries,
-        "device": device,
-    }
-    overrides.update({k: v for k, v in flag_overrides.items() if v is not None})
+    overrides.update({k: v for k, v in flags.items() if v is not None})
     if samples is not None:
-        generator = "external"
         # as a JSON string: --set values of generator_options are parsed as JSON, and a file
         # named 123 or true must stay a path
         overrides["generator_options.samples"] = json.dumps(str(samples))
-    request = RunRequest(
-        generator=generator, preset=preset, out=out, config_file=config, overrides=overrides,
-        resume=resume, force=force, use_cache=not no_cache,
-    )
-    run_dir = execute(request, report=_render_report)
-    from generators.distributed import is_main  # lazy: keeps `audit --help` fast (pulls in torch)
-
-    if run_dir is not None and is_main():  # under torchrun the other ranks only joined the training
-        typer.echo(str(run_dir))
+    return overrides
 
 
 def _render_report(run_dir: Path, include_real_images: bool) -> Path:

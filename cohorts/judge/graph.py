@@ -112,22 +112,10 @@ def pad_growth_channels(model: onnx.ModelProto, block: int = 16) -> onnx.ModelPr
     def arr(name: str) -> np.ndarray:
         return new[name] if name in new else init[name]
 
-    def spread(w: np.ndarray, m: np.ndarray, axis: int) -> np.ndarray:
-        shape = list(w.shape)
-        shape[axis] = len(m)
-        out = np.zeros(shape, w.dtype)
-        keep = np.flatnonzero(m >= 0)
-        idx_out = [slice(None)] * w.ndim
-        idx_out[axis] = keep
-        idx_in = [slice(None)] * w.ndim
-        idx_in[axis] = m[keep]
-        out[tuple(idx_out)] = w[tuple(idx_in)]
-        return out
-
     for n in g.node:
         ins = list(n.input)
         if n.op_type == "Conv" and ins[0] in cmap and ins[1] in init:
-            w = spread(arr(ins[1]), cmap[ins[0]], 1)
+            w = _spread(arr(ins[1]), cmap[ins[0]], 1)
             groups = next((a.i for a in n.attribute if a.name == "group"), 1)
             if groups != 1:
                 raise ValueError(f"pad_growth_channels: grouped conv {n.name} not supported")
@@ -142,7 +130,7 @@ def pad_growth_channels(model: onnx.ModelProto, block: int = 16) -> onnx.ModelPr
             new[ins[1]] = w
             cmap[n.output[0]] = m
         elif n.op_type == "ConvTranspose" and ins[0] in cmap:
-            w = spread(arr(ins[1]), cmap[ins[0]], 0)
+            w = _spread(arr(ins[1]), cmap[ins[0]], 0)
             new[ins[1]] = w
             cmap[n.output[0]] = np.arange(w.shape[1])
         elif n.op_type == "BatchNormalization" and ins[0] in cmap:
@@ -152,14 +140,7 @@ def pad_growth_channels(model: onnx.ModelProto, block: int = 16) -> onnx.ModelPr
                 new[name] = np.where(m >= 0, v[np.maximum(m, 0)], fill).astype(v.dtype)
             cmap[n.output[0]] = m
         elif n.op_type == "Concat" and all(i in cmap for i in ins):
-            if next(a.i for a in n.attribute if a.name == "axis") != 1:
-                raise ValueError(f"pad_growth_channels: concat {n.name} is not along channels")
-            parts, off = [], 0
-            for i in ins:
-                m = cmap[i]
-                parts.append(np.where(m >= 0, m + off, -1))
-                off += int((m >= 0).sum())
-            cmap[n.output[0]] = np.concatenate(parts)
+            cmap[n.output[0]] = _concat_map(n, [cmap[i] for i in ins])
         elif n.op_type in ("Sigmoid", "Mul", "MaxPool", "Slice") and ins[0] in cmap:
             if n.op_type == "Mul" and cmap.get(ins[1]) is not None and not np.array_equal(cmap[ins[0]], cmap[ins[1]]):
                 raise ValueError(f"pad_growth_channels: {n.name} multiplies differently padded tensors")
@@ -169,6 +150,32 @@ def pad_growth_channels(model: onnx.ModelProto, block: int = 16) -> onnx.ModelPr
             t.CopyFrom(numpy_helper.from_array(new[t.name], t.name))
     del g.value_info[:]  # stale intermediate shapes; ORT re-infers them
     return model
+
+
+def _spread(w: np.ndarray, m: np.ndarray, axis: int) -> np.ndarray:
+    """``w`` with its ``axis`` laid out per channel map ``m`` (original index per channel, -1 = a
+    zero padding channel)."""
+    shape = list(w.shape)
+    shape[axis] = len(m)
+    out = np.zeros(shape, w.dtype)
+    keep = np.flatnonzero(m >= 0)
+    idx_out = [slice(None)] * w.ndim
+    idx_out[axis] = keep
+    idx_in = [slice(None)] * w.ndim
+    idx_in[axis] = m[keep]
+    out[tuple(idx_out)] = w[tuple(idx_in)]
+    return out
+
+
+def _concat_map(node: onnx.NodeProto, maps: list[np.ndarray]) -> np.ndarray:
+    """Channel map of a channel concatenation of tensors with channel maps ``maps``."""
+    if next(a.i for a in node.attribute if a.name == "axis") != 1:
+        raise ValueError(f"pad_growth_channels: concat {node.name} is not along channels")
+    parts, off = [], 0
+    for m in maps:
+        parts.append(np.where(m >= 0, m + off, -1))
+        off += int((m >= 0).sum())
+    return np.concatenate(parts)
 
 
 REWRITES: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {"pad_growth_channels": pad_growth_channels}

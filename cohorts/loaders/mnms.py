@@ -101,6 +101,24 @@ def scan(root: str | Path) -> Manifest:
     if not csvs:
         problems.append(Problem(str(root), "no M&Ms CSV (with an 'External code' column) found"))
         return Manifest(root, "mnms", root.name, records, [], problems)
+    rows = _read_rows(csvs, problems)
+    images = _find_images(root)
+    for code, paths in sorted(images.items()):
+        if len(paths) > 1:
+            problems.append(Problem(str(paths[1]), f"subject {code} has more than one image ({paths[0]})", code))
+        if code not in rows:
+            problems.append(Problem(str(paths[0]), f"subject {code} has no row in {', '.join(p.name for p in csvs)}", code))
+    for code, (csv, row) in sorted(rows.items()):
+        if code not in images:
+            problems.append(Problem(str(csv), f"subject {code} has no image file ({code}_sa.nii.gz) under {root}", code))
+            continue
+        records.append(_record(root, code, csv, row, images[code][0], problems))
+    return Manifest(root, "mnms", root.name, records, list(csvs), problems)
+
+
+def _read_rows(csvs: list[Path], problems: list[Problem]) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """Subject code -> (its CSV, its cleaned row) over all CSVs; unreadable CSVs, missing
+    columns and subjects listed twice are problems."""
     rows: dict[str, tuple[Path, dict[str, Any]]] = {}
     for csv in csvs:
         try:
@@ -121,55 +139,51 @@ def scan(root: str | Path) -> Manifest:
                 problems.append(Problem(str(csv), f"subject {code} listed twice", code))
                 continue
             rows[code] = (csv, {k: _clean(row[k]) for k in df.columns})
-    images = _find_images(root)
-    for code, paths in sorted(images.items()):
-        if len(paths) > 1:
-            problems.append(Problem(str(paths[1]), f"subject {code} has more than one image ({paths[0]})", code))
-        if code not in rows:
-            problems.append(Problem(str(paths[0]), f"subject {code} has no row in {', '.join(p.name for p in csvs)}", code))
-    for code, (csv, row) in sorted(rows.items()):
-        if code not in images:
-            problems.append(Problem(str(csv), f"subject {code} has no image file ({code}_sa.nii.gz) under {root}", code))
+    return rows
+
+
+def _record(root: Path, code: str, csv: Path, row: dict[str, Any], image: Path, problems: list[Problem]) -> SubjectRecord:
+    """One subject's record from its CSV row and image file (ED/ES that are no frame index are problems)."""
+    ed, es = _as_index(row.get("ED")), _as_index(row.get("ES"))
+    for name, raw, idx in (("ED", row.get("ED"), ed), ("ES", row.get("ES"), es)):
+        if idx is None:
+            problems.append(Problem(str(csv), f"subject {code}: {name} = {raw!r} is not a frame index", code))
+    gt = None
+    for ext in (".nii.gz", ".nii"):
+        cand = image.parent / f"{code}_sa_gt{ext}"
+        if cand.is_file():
+            gt = cand
+            break
+    centre = row.get("Centre")
+    centre_s = str(int(float(centre))) if _as_index(centre) is not None else str(centre)
+    pathology = row.get("Pathology")
+    return SubjectRecord(
+        subject_id=code,
+        vendor=str(row["Vendor"]).strip(),
+        centre=centre_s,
+        group=str(pathology).strip() if pathology else "unknown",
+        ed=ed,
+        es=es,
+        image_path=image,
+        record_path=csv,
+        mask4d_path=gt,
+        label_lut=MNMS_TO_INTERNAL,
+        labelled_rule="nonzero",
+        metadata=_metadata(root, image, row),
+    )
+
+
+def _metadata(root: Path, image: Path, row: dict[str, Any]) -> dict[str, Any]:
+    """The CSV columns not used elsewhere, snake_cased (height, weight and age as numbers)."""
+    meta: dict[str, Any] = {"dataset": "M&Ms", "folder": image.parent.parent.relative_to(root).as_posix()}
+    for k, v in row.items():
+        if k in ("External code", "Vendor", "Centre", "ED", "ES"):
             continue
-        image = images[code][0]
-        ed, es = _as_index(row.get("ED")), _as_index(row.get("ES"))
-        for name, raw, idx in (("ED", row.get("ED"), ed), ("ES", row.get("ES"), es)):
-            if idx is None:
-                problems.append(Problem(str(csv), f"subject {code}: {name} = {raw!r} is not a frame index", code))
-        gt = None
-        for ext in (".nii.gz", ".nii"):
-            cand = image.parent / f"{code}_sa_gt{ext}"
-            if cand.is_file():
-                gt = cand
-                break
-        centre = row.get("Centre")
-        centre_s = str(int(float(centre))) if _as_index(centre) is not None else str(centre)
-        pathology = row.get("Pathology")
-        meta: dict[str, Any] = {"dataset": "M&Ms", "folder": image.parent.parent.relative_to(root).as_posix()}
-        for k, v in row.items():
-            if k in ("External code", "Vendor", "Centre", "ED", "ES"):
-                continue
-            key = k.lower().replace(" ", "_")
-            if key in ("height", "weight", "age"):
-                try:
-                    v = float(v) if v is not None else None
-                except ValueError:
-                    pass
-            meta[key] = v
-        records.append(
-            SubjectRecord(
-                subject_id=code,
-                vendor=str(row["Vendor"]).strip(),
-                centre=centre_s,
-                group=str(pathology).strip() if pathology else "unknown",
-                ed=ed,
-                es=es,
-                image_path=image,
-                record_path=csv,
-                mask4d_path=gt,
-                label_lut=MNMS_TO_INTERNAL,
-                labelled_rule="nonzero",
-                metadata=meta,
-            )
-        )
-    return Manifest(root, "mnms", root.name, records, list(csvs), problems)
+        key = k.lower().replace(" ", "_")
+        if key in ("height", "weight", "age"):
+            try:
+                v = float(v) if v is not None else None
+            except ValueError:
+                pass
+        meta[key] = v
+    return meta
