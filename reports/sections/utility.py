@@ -12,6 +12,34 @@ from reports.formatting import gloss_for
 from reports.sections.base import ReportContext, Section
 
 
+VERDICT_WORDS = {"improves": "beats", "worsens": "is worse than", "no evidence": "is not distinguishable from"}
+
+
+def augmentation_sentences(util: Mapping) -> list[str]:
+    """One sentence per generator setting and vendor: does it beat the real+augmentation baseline
+    (the paired mean-Dice difference and its 95 % CI, ``vs_augmentation`` in results.json)?"""
+    out = []
+    for setting, per_vendor in (util.get("vs_augmentation") or {}).items():
+        if not isinstance(per_vendor, Mapping):
+            continue
+        for vendor, node in per_vendor.items():
+            e = node.get("dice_diff") if isinstance(node, Mapping) else None
+            if not isinstance(e, Mapping):
+                continue
+            if e.get("status") == "unavailable":
+                out.append(f"{setting}, vendor {vendor}: not compared with real+augmentation ({e.get('reason', 'unavailable')}).")
+                continue
+            if "value" not in e:
+                continue
+            verdict = next((part.split(":", 1)[1].strip() for part in str(e.get("notes") or "").split(";")
+                            if part.strip().startswith("verdict:")), "no evidence")
+            ci = (f" [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]" if e.get("ci_low") is not None and e.get("ci_high") is not None
+                  else "")
+            out.append(f"{setting}, vendor {vendor}: {VERDICT_WORDS.get(verdict, verdict)} real+augmentation "
+                       f"(mean Dice difference {e['value']:+.3f}{ci}, paired over {e.get('n', '?')} subjects).")
+    return out
+
+
 def utility_section(ctx: ReportContext) -> Section:
     """Utility: the figures of the utility audit when present (bars with CIs per setting), else
     the unavailable reason."""
@@ -36,6 +64,9 @@ def utility_section(ctx: ReportContext) -> Section:
             r.used.add(f"utility.{k}")
             t.add(k, [e], gloss=gloss_for(k))
 
+        sentences = augmentation_sentences(util)
+        if sentences:
+            sec.text("Synthetic data against conventional augmentation", sentences, gloss="utility")
         bars = dice_bars(util)  # absolute Dice per setting / vendor / structure (not the differences)
         sec.table(t)
         if bars:
