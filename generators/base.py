@@ -6,6 +6,10 @@ set* (the NPZ contract of ``docs/sample_set.md``). White-box attacks additionall
 
 Registration is by entry point in the group ``cmr_audit.generators`` (see
 :mod:`generators.registry`): ``name = "package.module:GeneratorClass"``.
+
+Options: a class's ``defaults`` (and ``nested_options``) are the schema of ``generator_options``;
+:meth:`Generator.resolve_options` merges them with the given options once, when the generator is
+built (where a setting comes from: ``docs/configuration.md``).
 """
 
 from __future__ import annotations

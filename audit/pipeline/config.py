@@ -1,14 +1,16 @@
 """The run configuration: a tree of dataclasses, presets, and overrides.
 
-Resolution order (later wins)::
+Resolution order (later wins; the whole story, generator options included, is
+``docs/configuration.md``)::
 
     dataclass defaults  ->  preset (smoke | quick | full)  ->  generator preset overrides
     ->  --config FILE (JSON or TOML)  ->  --set KEY=VALUE and dedicated CLI flags
 
 Keys are dotted paths into the tree (``train.steps``, ``data.size``). An unknown key is an
 error that names the key (and the closest known key), so a typo never silently falls back to
-a default. The fully resolved tree, including seed and preset, is what ``config.json`` in a run
-directory holds, and what ``--resume`` compares against.
+a default. The fully resolved tree, including seed and preset and with ``generator_options``
+resolved by the generator (:func:`audit.pipeline.run.with_resolved_options`), is what
+``config.json`` in a run directory holds, and what ``--resume`` compares against.
 
 Presets:
 
@@ -240,7 +242,8 @@ class RunConfig:
     dp: DPConfig = field(default_factory=DPConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     generator_options: dict[str, Any] = field(default_factory=dict)
-    """Family-specific settings (network widths, schedules); validated by the generator."""
+    """Family-specific settings (network widths, schedules); validated and resolved by the generator
+    (``docs/configuration.md``)."""
 
 
 DEFAULT_PRESET = "quick"

@@ -5,7 +5,8 @@ finished; ``--resume`` skips finished stages (after checking that the requested 
 the stored one), so an interrupted run either continues or fails cleanly.
 
 Everything that can be checked before work starts is checked first (generator name, preset,
-config keys, run directory), so bad input costs nothing and overwrites nothing.
+config keys, run directory), so bad input costs nothing and overwrites nothing. The generator
+options are resolved before ``config.json`` is written (``docs/configuration.md``).
 """
 
 from __future__ import annotations
