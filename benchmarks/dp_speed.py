@@ -170,9 +170,9 @@ def measure_autoencoder(g, steps: int, mode: str, preset: str = "quick") -> dict
     import torch
     import torch.nn.functional as F
 
-    from generators.autoencoder import AE_DEFAULTS, _net
+    from generators.autoencoder import _net
 
-    o = {**AE_DEFAULTS, **g.options["ae"]}
+    o = g.options["ae"]  # resolved when the generator was built
     bs = int(o["batch_size"])
     x = torch.rand(bs, 1, *g.shape, generator=torch.Generator().manual_seed(0)).to(DEVICE)
 

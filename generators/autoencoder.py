@@ -108,10 +108,20 @@ def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(dy(a), dy(b)) + F.l1_loss(dx(a), dx(b))
 
 
+def ae_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The autoencoder's full options: ``AE_DEFAULTS`` completed by ``options`` (values as given: the
+    cache key hashes them), unknown keys refused. A latent family's resolved ``ae`` option already is
+    this (:func:`generators.options.resolve_options`, ``nested_options``), and so is it again: the
+    autoencoder resolves when it is built only for callers that give some keys (tests, benchmarks)."""
+    unknown = sorted(set(options) - set(AE_DEFAULTS))
+    if unknown:
+        raise UserError(f"autoencoder: unknown option(s) {unknown}; known: {', '.join(AE_DEFAULTS)}")
+    return {**AE_DEFAULTS, **options}
+
+
 def adversarial(options: Mapping[str, Any]) -> bool:
-    """Whether these autoencoder options train a discriminator (module docstring)."""
-    o = {**AE_DEFAULTS, **options}
-    return float(o["adv_weight"]) > 0 or float(o["fm_weight"]) > 0
+    """Whether these full autoencoder options (:func:`ae_options`) train a discriminator (module docstring)."""
+    return float(options["adv_weight"]) > 0 or float(options["fm_weight"]) > 0
 
 
 def without_adversarial(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,10 +141,7 @@ def image_loss(recon: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, x: to
 
 class LatentAutoencoder:
     def __init__(self, options: Mapping[str, Any], shape: tuple[int, int]):
-        unknown = sorted(set(options) - set(AE_DEFAULTS))
-        if unknown:
-            raise UserError(f"autoencoder: unknown option(s) {unknown}; known: {', '.join(AE_DEFAULTS)}")
-        self.options = {**AE_DEFAULTS, **options}
+        self.options = ae_options(options)
         self.shape = tuple(shape)
         down = 2 ** (len(self.options["channels"]) - 1)
         if self.shape[0] % down or self.shape[1] % down:
@@ -316,7 +323,7 @@ def cache_key(images: np.ndarray, options: Mapping[str, Any], seed: int, dp: Map
               device: str = "cpu") -> str:
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(images, np.float32).tobytes())
-    full = {**AE_DEFAULTS, **options}
+    full = ae_options(options)
     if not adversarial(full):  # inert options do not split the cache (keys from before they existed still hit)
         full = {k: v for k, v in full.items() if k not in ADV_KEYS}
     meta: dict[str, Any] = {"options": full, "seed": seed, "shape": list(images.shape)}

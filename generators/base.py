@@ -6,16 +6,22 @@ set* (the NPZ contract of ``docs/sample_set.md``). White-box attacks additionall
 
 Registration is by entry point in the group ``cmr_audit.generators`` (see
 :mod:`generators.registry`): ``name = "package.module:GeneratorClass"``.
+
+Options: a class's ``defaults`` (and ``nested_options``) are the schema of ``generator_options``;
+:meth:`Generator.resolve_options` merges them with the given options once, when the generator is
+built (where a setting comes from: ``docs/configuration.md``).
 """
 
 from __future__ import annotations
 
 import abc
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from audit.core.errors import NotAvailableError
+from generators import options
 
 
 @dataclass
@@ -44,6 +50,11 @@ class Generator(abc.ABC):
     description: ClassVar[str] = ""
     #: per-preset config overrides (dotted keys, see :mod:`audit.pipeline.config`)
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: the family's options and their defaults: the schema of ``generator_options`` (empty: the
+    #: generator takes its options as given; :mod:`generators.options`)
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    #: full schemas of object-valued options whose family default lists only some keys (``ae``)
+    nested_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: whether the generator learns from data (reference generators may not)
     trainable: ClassVar[bool] = True
     #: what ``fit`` receives and ``sample`` is conditioned on: ``"slices"`` (a
@@ -56,6 +67,25 @@ class Generator(abc.ABC):
         """Refuse bad ``generator_options`` (a :class:`~audit.core.errors.UserError` naming the
         option); ``audit run`` calls it before any stage. The default accepts anything: a family
         with options checks them (:func:`generators.options.check_options`)."""
+
+    @classmethod
+    def resolve_options(cls, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The full options this generator is built with: ``defaults`` (and ``nested_options``)
+        completed by ``given`` (:func:`generators.options.resolve_options`, which refuses options
+        outside the schema); ``given`` as it is where the generator has no ``defaults``. Idempotent,
+        so a ``config.json`` that holds resolved options resolves to itself."""
+        if not cls.defaults:
+            return copy.deepcopy(dict(given))
+        return options.resolve_options(cls.name, given, cls.defaults, nested=cls.nested_options)
+
+    @classmethod
+    def upgrade_model_config(cls, model_config: Mapping[str, Any]) -> dict[str, Any]:
+        """A training checkpoint's model config whose ``options`` an older version resolved, in
+        today's form (:func:`generators.options.upgrade_options`), for the comparison on resume."""
+        stored = model_config.get("options")
+        if not isinstance(stored, Mapping):
+            return dict(model_config)
+        return {**model_config, "options": options.upgrade_options(stored, cls.defaults, nested=cls.nested_options)}
 
     @abc.abstractmethod
     def fit(self, train: Any, config: Any, context: FitContext | None = None) -> None:

@@ -24,7 +24,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
@@ -109,8 +109,11 @@ def latest(root: str | Path) -> Path | None:
     return None
 
 
-def load(path: str | Path, *, generator: str | None = None, model_config: dict[str, Any] | None = None) -> Checkpoint:
-    """Load a checkpoint directory (or a root with ``latest``), checking compatibility."""
+def load(path: str | Path, *, generator: str | None = None, model_config: dict[str, Any] | None = None,
+         upgrade: Callable[[dict], dict] | None = None) -> Checkpoint:
+    """Load a checkpoint directory (or a root with ``latest``), checking compatibility: with
+    ``model_config``, the stored model config must equal it (after ``upgrade``, which brings a
+    config written by an older version to today's form)."""
     path = Path(path)
     found = latest(path)
     if found is None:
@@ -124,8 +127,11 @@ def load(path: str | Path, *, generator: str | None = None, model_config: dict[s
         raise UserError(f"{path}: not a cmr-audit checkpoint (format {cfg.get('format')!r}, expected {FORMAT!r})")
     if generator is not None and cfg.get("generator") != generator:
         raise UserError(f"{path}: incompatible checkpoint: written by generator {cfg.get('generator')!r}, not {generator!r}")
-    if model_config is not None and cfg.get("model_config") != json.loads(json.dumps(model_config)):
-        stored = cfg.get("model_config") or {}
+    stored = cfg.get("model_config")
+    if upgrade is not None and model_config is not None and isinstance(stored, dict):
+        stored = upgrade(stored)
+    if model_config is not None and stored != json.loads(json.dumps(model_config)):
+        stored = stored or {}
         differ = sorted(k for k in set(stored) | set(model_config) if stored.get(k) != model_config.get(k))
         raise UserError(f"{path}: incompatible checkpoint: model config differs in {', '.join(map(str, differ)) or 'structure'}")
     blobs = _verified_files(path, cfg.get("sha256"))

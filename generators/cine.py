@@ -127,6 +127,7 @@ class CineGenerator(Generator):
         "p_uncond": 0.1, "schedule": "scaled_linear_beta", "prediction": "v_prediction",
         "temporal_sigma": 0.0625,
     }
+    nested_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {"ae": AE_DEFAULTS}
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"data.size": 32, "data.target_spacing": 5.0, "data.frames": "all", "sample.n_samples": 4,
                   "sample.sampler_steps": 4, "sample.guidance_scale": 5.0, "audit.clinical_subjects": 4,
@@ -150,7 +151,7 @@ class CineGenerator(Generator):
     }
 
     def __init__(self) -> None:
-        self.options: dict[str, Any] = {**self.defaults, "ae": dict(self.defaults["ae"])}
+        self.options: dict[str, Any] = self.resolve_options({})
         self.vae: DualDecoderVAE | None = None
         self.nets: nn.ModuleDict | None = None
         self.groups: tuple[str, ...] = ()
@@ -170,15 +171,14 @@ class CineGenerator(Generator):
     # ------------------------------------------------------------------ options
     @classmethod
     def check_options(cls, given: Mapping[str, Any]) -> None:
-        check_options(cls.name, given, cls.defaults, nested={"ae": AE_DEFAULTS})
+        check_options(cls.name, given, cls.defaults, nested=cls.nested_options)
         if given.get("frames", cls.defaults["frames"]) < 2:
             raise UserError(f"generator 'cine': option frames must be >= 2, got {given['frames']}")
 
     def _set_options(self, given: Mapping[str, Any]) -> None:
+        """Build with ``given`` options, resolved once (:meth:`~generators.base.Generator.resolve_options`)."""
         self.check_options(given)
-        opts = {**self.defaults, **given}
-        opts["ae"] = {**self.defaults["ae"], **(given.get("ae") or {})}
-        self.options = opts
+        self.options = self.resolve_options(given)
 
     # ------------------------------------------------------------------ priors
     @property
@@ -267,7 +267,7 @@ class CineGenerator(Generator):
             self.nets = self._make_nets(int(self.meta["slices_max"]), self.vae.latent_shape[0])
         self.nets.to(self.device)
         settings = PhaseSettings(self.options, self.meta, seed, amp, config.train, root, context.resume,
-                                 (self.dp_plan, self.dp_ledger) if dp_on else None)
+                                 (self.dp_plan, self.dp_ledger) if dp_on else None, upgrade=self.upgrade_model_config)
         self._train_ldms(data, subject_ids, settings)
         if root is not None and context.losses_path is not None:
             merge_losses({name: Path(root) / name / "losses.csv" for name in ("vae", "static", "motion")},
@@ -356,7 +356,7 @@ class CineGenerator(Generator):
         """Every mechanism of the cascade that reads the private cines, in training order."""
 
         o = self.options
-        ae = {**AE_DEFAULTS, **o["ae"]}
+        ae = o["ae"]
         return [PhaseSpec("autoencoder", steps=int(ae["steps"]), rows=int(ae["batch_size"])),
                 PhaseSpec("latent_scale", steps=1, sample_rate=1.0),
                 PhaseSpec("vae", steps=int(o["vae_steps"]), rows=int(o["vae_batch_size"])),
@@ -542,7 +542,7 @@ class CineGenerator(Generator):
             ae.scale = float(mc["ae_scale"])
             g.vae = DualDecoderVAE(ae)
             g.vae.seg.load_state_dict(_prefixed(c.weights, "vae.seg."))
-            lc = int({**AE_DEFAULTS, **g.options["ae"]}["latent_channels"])
+            lc = int(g.options["ae"]["latent_channels"])
             g.nets = g._make_nets(int(g.meta["slices_max"]), lc)
             for k, net in g.nets.items():
                 net.load_state_dict(_prefixed(c.weights, k + "."))

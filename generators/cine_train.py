@@ -100,6 +100,8 @@ class PhaseSettings:
     root: Path | None  # checkpoint root of the cascade; the phase writes under root / name
     resume: bool
     dp: tuple[Any, Any] | None = None  # (plan, ledger) under DP
+    #: brings an older checkpoint's model config to today's form on resume (:class:`~generators.training.TrainSpec`)
+    upgrade: Callable[[dict], dict] | None = None
 
 
 def ddpm_scheduler(options: Mapping[str, Any]) -> Any:
@@ -149,7 +151,8 @@ def train_ldm_phase(name: str, net: nn.Module, scheduler: Any, batches: Callable
     step = _PhaseStep(net, opt, private, scheduler, batches, len(unit_of_row), batch, o["prediction"], s.amp)
     spec = TrainSpec(f"cine-{name}", {"options": o, "meta": s.meta}, int(steps), s.seed,
                      None if root is None else Path(root) / name, tcfg.checkpoint_every if root else 0,
-                     None if root is None else Path(root) / name / "losses.csv", desc=f"train cine {name} LDM")
+                     None if root is None else Path(root) / name / "losses.csv", desc=f"train cine {name} LDM",
+                     upgrade=s.upgrade)
     trainer = Trainer(spec, {name: net}, {name: opt}, {name: ema}, dp=private)
     try:
         trainer.fit(step, resume=s.resume)

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from generators import device as devices
-from generators.autoencoder import AE_DEFAULTS, SCALE_BOUND, LatentAutoencoder, image_loss, shared_autoencoder
+from generators.autoencoder import SCALE_BOUND, LatentAutoencoder, image_loss, shared_autoencoder
 from generators.conditioning import N_LABELS
 from generators.dp.release import inverse_rms
 from generators.dp.sgd import PrivateTraining
@@ -47,10 +47,11 @@ log = logging.getLogger(__name__)
 
 
 def seg_decoder(ae_options: Mapping[str, Any]) -> torch.nn.Module:
-    """A MONAI KL-decoder with the autoencoder's layout, producing ``N_LABELS`` logits."""
+    """A MONAI KL-decoder with the autoencoder's layout (its resolved options, ``LatentAutoencoder.options``),
+    producing ``N_LABELS`` logits."""
     from monai.networks.nets.autoencoderkl import Decoder  # lazy: MONAI (and torch) only when this network is built
 
-    o = {**AE_DEFAULTS, **ae_options}
+    o = ae_options
     levels = len(o["channels"])
     return Decoder(spatial_dims=2, channels=tuple(o["channels"]), in_channels=int(o["latent_channels"]),
                    out_channels=N_LABELS, num_res_blocks=(int(o["num_res_blocks"]),) * levels,

@@ -143,7 +143,7 @@ class DiffusionFamily(MaskConditioned2D):
             raise UserError(f"generator '{self.name}': option prediction must be one of {', '.join(PREDICTIONS)}, "
                             f"got {o['prediction']!r}")
         n_classes = (self.vocab.null_vendor + 1) * (self.vocab.null_group + 1)
-        data_ch = int(o["ae"].get("latent_channels", AE_DEFAULTS["latent_channels"])) if self.latent else 1
+        data_ch = int(o["ae"]["latent_channels"]) if self.latent else 1
         self.nets = nn.ModuleDict({"unet": Denoiser(data_ch, n_classes, list(o["channels"]), int(o["num_res_blocks"]),
                                                     int(o["norm_groups"]), bool(o["attention"]))})
         self.scheduler = self._train_scheduler()
@@ -152,7 +152,8 @@ class DiffusionFamily(MaskConditioned2D):
 
     @classmethod
     def check_options(cls, given: Mapping[str, Any]) -> None:
-        if "guidance_scale" in given:
+        # the default itself is what a resolved config (config.json) holds: only another value is refused
+        if given.get("guidance_scale", cls.defaults.get("guidance_scale")) != cls.defaults.get("guidance_scale"):
             raise UserError(f"generator '{cls.name}': set the guidance with sample.guidance_scale (--set "
                             f"sample.guidance_scale=W); generator_options.guidance_scale would be overridden by it")
         super().check_options(given)
@@ -183,7 +184,7 @@ class DiffusionFamily(MaskConditioned2D):
         phases = super().dp_phases(train, config)
         if not self.latent:
             return phases
-        ae = {**AE_DEFAULTS, **self.options["ae"]}
+        ae = self.options["ae"]
         return [PhaseSpec("autoencoder", steps=int(ae["steps"]), rows=int(ae["batch_size"]),
                           n_units=n_units(train.subject_ids, str(config.dp.unit))),
                 PhaseSpec("latent_scale", steps=1, sample_rate=1.0)] + phases
@@ -443,7 +444,7 @@ _COMMON: dict[str, Any] = {
     "p_uncond": 0.1,
     "schedule": "scaled_linear_beta",
     # the guidance of sample() calls that give none; audit runs always pass sample.guidance_scale
-    # (default 2.0, the same), and fit() refuses this option from a run's generator_options
+    # (default 2.0, the same), and fit() refuses another value of this option in a run's generator_options
     "guidance_scale": 2.0,
 }
 

@@ -3,7 +3,8 @@
 A family subclasses :class:`MaskConditioned2D` and provides
 
 * ``defaults``: its model options (overridable with ``--set generator_options.KEY=VALUE``;
-  unknown keys are an error),
+  unknown keys are an error; resolved once when the generator is built, see
+  :mod:`generators.options`),
 * ``build()``: create ``self.nets`` (``torch.nn.ModuleDict``) and, for training,
   ``self.optimizers`` and which nets get an EMA (``ema_nets``),
 * ``train_step(batch, step, rng)``: one optimisation step on a batch, returning losses,
@@ -55,9 +56,6 @@ def set_threads(n: int) -> None:
 
 
 class MaskConditioned2D(Generator):
-    defaults: ClassVar[Mapping[str, Any]] = {}
-    #: full schemas of object-valued options whose default lists only some keys (``ae``)
-    nested_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: nets whose EMA is used for sampling
     ema_nets: ClassVar[tuple[str, ...]] = ()
     #: train on every slice (semi-supervised) instead of annotated slices only
@@ -66,7 +64,7 @@ class MaskConditioned2D(Generator):
     dp_releases: ClassVar[int] = 1
 
     def __init__(self) -> None:
-        self.options: dict[str, Any] = dict(self.defaults)
+        self.options: dict[str, Any] = self.resolve_options({})
         self.vocab: Vocab | None = None
         self.shape: tuple[int, int] | None = None
         self.spacing: np.ndarray | None = None
@@ -93,10 +91,8 @@ class MaskConditioned2D(Generator):
         check_options(cls.name, given, cls.defaults, nested=cls.nested_options)
 
     def _set_options(self, given: Mapping[str, Any]) -> None:
-        check_options(self.name, given, self.defaults, nested=self.nested_options)
-        # a number option given as an integer (lr=1) is stored as the float its default is
-        self.options = {k: float(given[k]) if k in given and isinstance(d, float) else given.get(k, d)
-                        for k, d in self.defaults.items()}
+        """Build with ``given`` options, resolved once (:meth:`~generators.base.Generator.resolve_options`)."""
+        self.options = self.resolve_options(given)
 
     def model_config(self) -> dict[str, Any]:
         assert self.vocab is not None and self.shape is not None and self.spacing is not None
@@ -217,7 +213,8 @@ class MaskConditioned2D(Generator):
             return distributed.step(rng.choice(n, bs, replace=False), train_on, self.optimizers.values(), ranks)
 
         spec = TrainSpec(self.name, self.model_config(), tcfg.steps, int(config.seed), context.checkpoint_root,
-                         tcfg.checkpoint_every, context.losses_path, desc=f"train {self.name}")
+                         tcfg.checkpoint_every, context.losses_path, desc=f"train {self.name}",
+                         upgrade=self.upgrade_model_config)
         trainer = Trainer(spec, dict(self.nets.items()), self.optimizers, self.emas, dp=private)
         try:
             trainer.fit(step, resume=context.resume)

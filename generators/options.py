@@ -1,4 +1,12 @@
-"""Validation of a generator family's options (``generator_options``) against its defaults.
+"""Validation and resolution of a generator family's options (``generator_options``).
+
+Resolution (:func:`resolve_options`) is the one place where a family's options are merged: the
+family's ``defaults``, for an object-valued option (``ae``) the full schema of that object (the
+autoencoder's ``AE_DEFAULTS``) under the family's own defaults for it, then the given options.
+A generator resolves its options once when it is built and keeps the result; ``audit run``
+resolves the run's ``generator_options`` with the same function before it writes ``config.json``,
+so that file alone rebuilds the generator. Resolving a resolved dict gives the same dict. Where a
+setting comes from, layer by layer: ``docs/configuration.md``.
 
 A family's ``defaults`` are its option schema: each key's default fixes the type a user value must
 have, and the rules below fix the ranges every family shares, so that a bad option is refused in
@@ -18,6 +26,7 @@ before any stage), not as a torch error minutes into training:
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Mapping
 
@@ -88,3 +97,44 @@ def _check_groups(generator: str, options: Mapping[str, Any], prefix: str) -> No
         if bad:
             raise UserError(f"generator '{generator}': option {prefix}channels {channels} must all be divisible by "
                             f"{prefix}norm_groups {groups} (GroupNorm); {bad} are not")
+
+
+def resolve_options(generator: str, given: Mapping[str, Any], defaults: Mapping[str, Any], *,
+                    nested: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The full options of a family: ``given`` checked (:func:`check_options`), then every key of
+    ``defaults`` with the given value where there is one. A number option given as an integer
+    (``lr=1``) becomes the float its default is. An object-valued option is the full schema
+    ``nested[key]`` (else ``{}``), completed by the family's default for it, completed by the given
+    object, values kept as given (the autoencoder cache key hashes them: :mod:`generators.autoencoder`).
+
+    Idempotent: ``resolve_options(g, resolve_options(g, x, d, nested=n), d, nested=n)`` equals
+    ``resolve_options(g, x, d, nested=n)``."""
+    nested = nested or {}
+    check_options(generator, given, defaults, nested=nested)
+    out: dict[str, Any] = {}
+    for key, default in defaults.items():
+        value = given.get(key, default)
+        if isinstance(default, float) and key in given:
+            value = float(value)
+        elif isinstance(default, Mapping):
+            value = {**nested.get(key, {}), **default, **(given.get(key) or {})}
+        out[key] = copy.deepcopy(value)
+    return out
+
+
+def upgrade_options(stored: Mapping[str, Any], defaults: Mapping[str, Any], *,
+                    nested: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Options that an older version resolved and stored (a training checkpoint's model config)
+    in the form :func:`resolve_options` gives today, so that an interrupted fit still resumes:
+    numbers given as integers as floats, object-valued options completed by their schema. No
+    other option is added or changed, so a checkpoint that lacks an option (trained before it
+    existed) still differs from today's config and is refused."""
+    nested = nested or {}
+    out = dict(stored)
+    for key, value in stored.items():
+        default = defaults.get(key)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            out[key] = float(value)
+        elif isinstance(default, Mapping) and isinstance(value, Mapping):
+            out[key] = {**nested.get(key, {}), **default, **value}
+    return out

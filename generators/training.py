@@ -83,6 +83,9 @@ class TrainSpec:
     checkpoint_every: int = 0
     losses_path: Path | None = None
     desc: str = "training"
+    #: brings the model config of a checkpoint written by an older version to today's form before
+    #: resume compares it with ``model_config`` (e.g. :meth:`generators.base.Generator.upgrade_model_config`)
+    upgrade: Callable[[dict], dict] | None = None
 
 
 @dataclass
@@ -137,7 +140,8 @@ class Trainer:
         root = self.spec.checkpoint_root
         if root is None or ckpt.latest(root) is None:
             return False
-        c = ckpt.load(root, generator=self.spec.generator, model_config=self.spec.model_config)
+        c = ckpt.load(root, generator=self.spec.generator, model_config=self.spec.model_config,
+                      upgrade=self.spec.upgrade)
         self.load_weights(c.weights)
         for name, opt in self.optimizers.items():
             ckpt.optimizer_from_flat(opt, f"optim.{name}", c.state_tensors, c.state)

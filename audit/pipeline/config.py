@@ -1,37 +1,50 @@
 """The run configuration: a tree of dataclasses, presets, and overrides.
 
-Resolution order (later wins)::
+Resolution order (later wins; the whole story, generator options included, is
+``docs/configuration.md``)::
 
     dataclass defaults  ->  preset (smoke | quick | full)  ->  generator preset overrides
     ->  --config FILE (JSON or TOML)  ->  --set KEY=VALUE and dedicated CLI flags
 
 Keys are dotted paths into the tree (``train.steps``, ``data.size``). An unknown key is an
 error that names the key (and the closest known key), so a typo never silently falls back to
-a default. The fully resolved tree, including seed and preset, is what ``config.json`` in a run
-directory holds, and what ``--resume`` compares against.
+a default. The fully resolved tree, including seed and preset and with ``generator_options``
+resolved by the generator (:func:`audit.pipeline.run.with_resolved_options`), is what
+``config.json`` in a run directory holds, and what ``--resume`` compares against.
 
 Presets:
 
 * ``smoke`` -- seconds; tiny cohort and networks; what the test-suite and ``tox`` use.
 * ``quick`` -- minutes on a 2-core CPU; the default of ``audit run``.
 * ``full``  -- GPU-sized (one H100/H200).
+
+This module holds the schema (the dataclasses), the presets and the resolution; turning text
+(``--set`` values, config files) into typed values is :mod:`audit.pipeline.config_parse`, whose
+public names are re-exported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
-import math
 import re
-import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from audit.core.errors import UserError
+from audit.pipeline.config_parse import (
+    REMOVED_KEYS,
+    brief,
+    coerce,
+    config_to_dict,
+    field_types,
+    flat_keys,
+    json_problem,
+    load_config_file,
+    parse_scalar,
+    parse_set_options,
+    unknown_key,
+)
 from generators.sampleset import MAX_LOAD_BYTES
 
 __all__ = [
@@ -229,7 +242,8 @@ class RunConfig:
     dp: DPConfig = field(default_factory=DPConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     generator_options: dict[str, Any] = field(default_factory=dict)
-    """Family-specific settings (network widths, schedules); validated by the generator."""
+    """Family-specific settings (network widths, schedules); validated and resolved by the generator
+    (``docs/configuration.md``)."""
 
 
 DEFAULT_PRESET = "quick"
@@ -280,106 +294,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain JSON-able dict of a config dataclass (recursively)."""
-    return dataclasses.asdict(cfg)
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def flat_keys(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"data.size": 128, ...}`` for every leaf of the tree (dict leaves stay whole)."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        key = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(value):
-            out.update(flat_keys(value, key + "."))
-        else:
-            out[key] = value
-    return out
-
-
-def _brief(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` cut to one short line for an error message (a hostile value can be a
-    megabyte string, or an integer too long for ``repr`` at all)."""
-    try:
-        text = repr(value)
-    except ValueError:  # int beyond sys.get_int_max_str_digits()
-        text = f"<{type(value).__name__} too large to print>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _coerce(value: Any, typ: Any, key: str) -> Any:
-    """Convert ``value`` (often a CLI string) to the field type, or raise UserError."""
-    origin = typing.get_origin(typ)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(typ) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(value, args[0], key)
-    if origin is dict or typ is dict:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except (ValueError, RecursionError) as exc:  # JSONDecodeError, an int too long, nesting too deep
-                raise UserError(f"config key '{key}' expects a JSON object, got {_brief(value)} "
-                                f"({getattr(exc, 'msg', None) or type(exc).__name__})") from None
-        if not isinstance(value, Mapping):
-            raise UserError(f"config key '{key}' expects an object, got {type(value).__name__}")
-        return dict(value)
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise UserError(f"config key '{key}' expects true/false, got {_brief(value)}")
-    if typ is int:
-        if isinstance(value, bool):
-            raise UserError(f"config key '{key}' expects an integer, got {_brief(value)}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise UserError(f"config key '{key}' expects an integer, got {_brief(value)}")
-    if typ is float:
-        if isinstance(value, bool):
-            raise UserError(f"config key '{key}' expects a number, got {_brief(value)}")
-        try:
-            return float(value)
-        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float range
-            raise UserError(f"config key '{key}' expects a number, got {_brief(value)}") from None
-    if typ is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise UserError(f"config key '{key}' expects a string, got {_brief(value)}")
-    return value
-
-
-#: keys that no longer exist, with what replaces them (a user who still sets one is told where it went)
-REMOVED_KEYS = {
-    "train.lr": "generator_options.lr (each family has its own learning rate; `audit generators` lists the options)",
-}
-
-
-def _unknown_key(key: str, known: list[str]) -> UserError:
-    if key in REMOVED_KEYS:
-        return UserError(f"config key '{key}' was removed: set {REMOVED_KEYS[key]}")
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return UserError(f"unknown config key '{key}'{hint}")
+# --------------------------------------------------------------------------- resolution
 
 
 def apply_overrides(cfg: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
@@ -397,46 +312,27 @@ def apply_overrides(cfg: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
             for i, p in enumerate(parts[1:-1], start=2):
                 target = target.setdefault(p, {})
                 if not isinstance(target, dict):  # e.g. generator_options.a=1 and then generator_options.a.b=2
-                    raise UserError(f"config key '{key}': '{'.'.join(parts[:i])}' is {_brief(target)}, not an object")
-            target[parts[-1]] = _parse_scalar(value) if isinstance(value, str) else value
+                    raise UserError(f"config key '{key}': '{'.'.join(parts[:i])}' is {brief(target)}, not an object")
+            target[parts[-1]] = parse_scalar(value) if isinstance(value, str) else value
             continue
         if key == "generator_options":
-            cfg.generator_options = _coerce(value, dict, key)
+            cfg.generator_options = coerce(value, dict, key)
             continue
         obj: Any = cfg
         for p in parts[:-1]:
             if not dataclasses.is_dataclass(obj) or p not in {f.name for f in dataclasses.fields(obj)}:
-                raise _unknown_key(key, known)
+                raise unknown_key(key, known)
             obj = getattr(obj, p)
             if not dataclasses.is_dataclass(obj):
-                raise _unknown_key(key, known)
+                raise unknown_key(key, known)
         leaf = parts[-1]
         if not dataclasses.is_dataclass(obj) or leaf not in {f.name for f in dataclasses.fields(obj)}:
-            raise _unknown_key(key, known)
+            raise unknown_key(key, known)
         if dataclasses.is_dataclass(getattr(obj, leaf)):
             raise UserError(f"config key '{key}' is a section; set one of its keys, e.g. '{key}.{dataclasses.fields(getattr(obj, leaf))[0].name}'")
-        setattr(obj, leaf, _coerce(value, _field_types(type(obj))[leaf], key))
+        setattr(obj, leaf, coerce(value, field_types(type(obj))[leaf], key))
     _check(cfg)
     return cfg
-
-
-def _parse_scalar(text: str) -> Any:
-    """A ``--set generator_options.K=V`` value: JSON if it parses, else the string itself."""
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):  # not JSON, an int too long to parse, nesting too deep
-        return text
-
-
-def _flatten_mapping(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and k != "generator_options":
-            out.update(_flatten_mapping(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def config_from_dict(data: Mapping[str, Any], *, strict: bool = True) -> RunConfig:
@@ -450,58 +346,24 @@ def config_from_dict(data: Mapping[str, Any], *, strict: bool = True) -> RunConf
     for name, value in data.items():
         if name not in sections:
             if strict:
-                raise _unknown_key(name, list(sections))
+                raise unknown_key(name, list(sections))
             continue
         current = getattr(cfg, name)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, Mapping):
                 raise UserError(f"config section '{name}' must be an object, got {type(value).__name__}")
-            sub_fields = _field_types(type(current))
+            sub_fields = field_types(type(current))
             for k, v in value.items():
                 if f"{name}.{k}" in REMOVED_KEYS:
                     continue
                 if k not in sub_fields:
                     if strict:
-                        raise _unknown_key(f"{name}.{k}", [f"{name}.{s}" for s in sub_fields])
+                        raise unknown_key(f"{name}.{k}", [f"{name}.{s}" for s in sub_fields])
                     continue
-                setattr(current, k, _coerce(v, sub_fields[k], f"{name}.{k}"))
+                setattr(current, k, coerce(v, sub_fields[k], f"{name}.{k}"))
         else:
-            setattr(cfg, name, _coerce(value, _field_types(RunConfig)[name], name))
+            setattr(cfg, name, coerce(value, field_types(RunConfig)[name], name))
     return cfg
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a JSON or TOML config file into flat dotted overrides."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    try:
-        if path.suffix.lower() == ".toml":
-            data = tomllib.loads(raw.decode("utf-8"))
-        else:
-            data = json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # TOML/JSON/UTF-8 decode errors, ints too long, nesting too deep
-        kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
-        raise UserError(f"config file {path} is not valid {kind}: {(str(exc) or type(exc).__name__)[:200]}") from None
-    if not isinstance(data, Mapping):
-        raise UserError(f"config file {path} must contain an object at the top level")
-    return _flatten_mapping(data)
-
-
-def parse_set_options(items: list[str] | None) -> dict[str, str]:
-    """Parse repeated ``--set key=value`` options."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        key = key.strip()
-        if not key:
-            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key] = value.strip()
-    return out
 
 
 #: seeds lie in [0, SEED_LIMIT): what every RNG the run seeds accepts (``np.random.seed`` and
@@ -510,47 +372,18 @@ SEED_LIMIT = 2**32
 SEED_KEYS = ("seed", "data.phantom_seed", "data.split_seed")
 
 
-def _json_problem(value: Any, key: str) -> str | None:
-    """Why ``value`` (at dotted ``key``) cannot go into ``config.json``, or ``None``.
-
-    The resolved config is written as strict JSON (no NaN/Infinity, which JSON cannot hold)
-    and hashed, so every value must be JSON: a non-finite float from ``--set``, a ``--config``
-    file (TOML reads ``inf``/``nan``, Python's JSON reader ``Infinity``/``NaN``) or a flag is
-    refused here, in one place, before the run directory is touched; so is a TOML date in
-    ``generator_options``."""
-    if isinstance(value, float):
-        return None if math.isfinite(value) else f"config key '{key}' must be a finite number, got {value}"
-    if value is None or isinstance(value, (bool, int, str)):
-        return None
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                return f"config key '{key}' has a non-string key {_brief(k)}"
-            problem = _json_problem(v, f"{key}.{k}")
-            if problem:
-                return problem
-        return None
-    if isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            problem = _json_problem(v, f"{key}[{i}]")
-            if problem:
-                return problem
-        return None
-    return f"config key '{key}' holds a {type(value).__name__} ({_brief(value)}), which a JSON config cannot hold"
-
-
 def _check(cfg: RunConfig) -> None:
     """Range checks that do not depend on the generator."""
     if cfg.preset not in PRESETS:
         raise UserError(f"unknown preset '{cfg.preset}'; choose one of: {', '.join(PRESETS)}")
     # first: a NaN would otherwise fail a range check below with a misleading message
     for key, value in flat_keys(cfg).items():
-        problem = _json_problem(value, key)
+        problem = json_problem(value, key)
         if problem:
             raise UserError(problem)
     for key, value in flat_keys(cfg).items():
         if key in SEED_KEYS and not 0 <= value < SEED_LIMIT:
-            raise UserError(f"{key} must be in [0, 2**32), got {_brief(value)}")
+            raise UserError(f"{key} must be in [0, 2**32), got {brief(value)}")
     checks = [
         (cfg.data.size >= 16, "data.size must be >= 16 pixels"),
         (cfg.data.target_spacing > 0, "data.target_spacing must be > 0 mm"),

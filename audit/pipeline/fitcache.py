@@ -1,7 +1,8 @@
 """Cache of trained generators, keyed by everything that determines the weights.
 
 Re-auditing a model with another policy, report or audit setting must not retrain it. The key
-hashes: the generator name; ``generator_options``; the ``train``, ``data`` and ``dp`` config;
+hashes: the generator name; ``generator_options`` as resolved (what ``config.json`` holds, so runs
+that differ only in spelling out a default share an entry); the ``train``, ``data`` and ``dp`` config;
 the seed and device; the cohort's data hash and the ids of the train subjects; and the sha256 of
 the training code (every ``.py`` file of the ``generators`` and ``cohorts`` packages), so a code
 change never serves stale weights. ``sample.*`` and ``audit.*`` are not in the key: they do not
@@ -50,6 +51,8 @@ def code_hash() -> str:
 
 
 def fit_key(cfg: C.RunConfig, data_hash: str, train_ids: list[str]) -> str:
+    """The entry of a run's config (its ``generator_options`` resolved, as :func:`audit.pipeline.run.prepare`
+    leaves them), cohort data hash and train subjects."""
     d = C.config_to_dict(cfg)
     material = {k: d[k] for k in ("generator", "generator_options", "train", "data", "dp", "seed", "device")}
     material.update(data_hash=data_hash, train_ids=sorted(map(str, train_ids)), code=code_hash())

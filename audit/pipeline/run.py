@@ -5,11 +5,13 @@ finished; ``--resume`` skips finished stages (after checking that the requested 
 the stored one), so an interrupted run either continues or fails cleanly.
 
 Everything that can be checked before work starts is checked first (generator name, preset,
-config keys, run directory), so bad input costs nothing and overwrites nothing.
+config keys, run directory), so bad input costs nothing and overwrites nothing. The generator
+options are resolved before ``config.json`` is written (``docs/configuration.md``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -79,6 +81,17 @@ def _resolve_fresh(req: RunRequest) -> tuple[C.RunConfig, registry.GeneratorEntr
     return cfg, entry
 
 
+def with_resolved_options(cfg: C.RunConfig, entry: registry.GeneratorEntry) -> C.RunConfig:
+    """``cfg`` with its ``generator_options`` resolved by the generator class (family defaults, the
+    nested autoencoder defaults, then the given options: :meth:`generators.base.Generator.resolve_options`),
+    so that ``config.json`` alone rebuilds the generator; a generator without ``resolve_options`` (a
+    plugin) keeps its options as given. Idempotent: a resolved config resolves to itself."""
+    resolve = getattr(entry.cls, "resolve_options", None)
+    if resolve is None:
+        return cfg
+    return dataclasses.replace(cfg, generator_options=resolve(cfg.generator_options or {}))
+
+
 def _resolve_resume(req: RunRequest, run_dir: RunDir) -> tuple[C.RunConfig, registry.GeneratorEntry]:
     try:
         stored = C.config_from_dict(json.loads(run_dir.config_path.read_text("utf-8")))
@@ -90,13 +103,18 @@ def _resolve_resume(req: RunRequest, run_dir: RunDir) -> tuple[C.RunConfig, regi
     if req.generator is not None:
         requested["generator"] = req.generator
     wanted = C.apply_overrides(stored, requested)
+    # compared resolved: a run directory of an older version holds the generator options as given
+    entry = registry.get(stored.generator)
+    stored = with_resolved_options(stored, entry)
+    if wanted.generator == stored.generator:  # else the diff names the generator
+        wanted = with_resolved_options(wanted, entry)
     diff = C.config_diff(stored, wanted)
     if diff:
         raise UserError(
             f"--resume: the requested config differs from {run_dir.config_path} in {', '.join(diff)}; "
             "resume with the same options or start a new run"
         )
-    return stored, registry.get(stored.generator)
+    return stored, entry
 
 
 def prepare(req: RunRequest) -> RunContext:
@@ -107,9 +125,13 @@ def prepare(req: RunRequest) -> RunContext:
         run_dir = RunDir.prepare(req.out, req.generator or C.DEFAULT_GENERATOR, resume=True)
         cfg, entry = _resolve_resume(req, run_dir)
         _check_inputs(cfg, run_dir)
+        if json.loads(run_dir.config_path.read_text("utf-8")) != C.config_to_dict(cfg):
+            # an older run directory: its generator options as given become the resolved ones
+            atomic_write_json(run_dir.config_path, C.config_to_dict(cfg))
     else:
         cfg, entry = _resolve_fresh(req)
         _check_inputs(cfg)
+        cfg = with_resolved_options(cfg, entry)
         run_dir = RunDir.prepare(req.out, cfg.generator, force=req.force)
         atomic_write_json(run_dir.config_path, C.config_to_dict(cfg))
         atomic_write_json(run_dir.env_path, environment())

@@ -1,11 +1,14 @@
 """Generator options are refused in one line when they break the family's schema
-(generators.options), for every family, and every shipped preset passes."""
+(generators.options), for every family, and every shipped preset passes; they are resolved once,
+completely (nested autoencoder options included) and idempotently."""
 
 import pytest
 
 from audit.core.errors import UserError
+from generators import checkpoint as ckpt
 from generators import registry
-from generators.options import check_options
+from generators.autoencoder import AE_DEFAULTS
+from generators.options import check_options, resolve_options
 
 FAMILIES = ["gan", "vae", "ddpm", "ldm", "flow", "cine"]
 
@@ -58,3 +61,48 @@ def test_start_options_may_be_zero_and_ints_pass_for_numbers():
     check_options("t", {"adv_start": 0, "lr": 1}, {"adv_start": 200, "lr": 1e-3})
     with pytest.raises(UserError, match="adv_start must be >= 0"):
         check_options("t", {"adv_start": -1}, {"adv_start": 200})
+
+
+def _preset_options(cls, preset):
+    keys = cls.presets.get(preset, {})
+    return {k.split(".", 1)[1]: v for k, v in keys.items() if k.startswith("generator_options.")}
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("preset", ["smoke", "quick", "full"])
+def test_resolution_is_complete_and_idempotent(name, preset):
+    cls = _cls(name)
+    given = _preset_options(cls, preset)
+    resolved = cls.resolve_options(given)
+    assert set(resolved) == set(cls.defaults)
+    assert cls.resolve_options(resolved) == resolved  # a config.json of resolved options rebuilds the same
+    if "ae" in cls.defaults:  # the nested autoencoder options are complete: no consumer merges AE_DEFAULTS
+        assert set(resolved["ae"]) == set(AE_DEFAULTS)
+        assert resolved["ae"] == {**AE_DEFAULTS, **cls.defaults["ae"], **given.get("ae", {})}
+    g = cls()
+    g._set_options(given)
+    assert g.options == resolved
+
+
+def test_resolution_layers_and_number_types():
+    defaults = {"lr": 1e-3, "steps": 5, "ae": {"steps": 600}}
+    out = resolve_options("t", {"lr": 1, "ae": {"lr": 1}}, defaults, nested={"ae": {"steps": 800, "lr": 1e-3}})
+    # a number given as an integer becomes the float its default is; nested values are kept as given
+    # (the autoencoder cache key hashes them)
+    assert out == {"lr": 1.0, "steps": 5, "ae": {"steps": 600, "lr": 1}}
+    assert isinstance(out["lr"], float) and isinstance(out["ae"]["lr"], int)
+    assert resolve_options("t", out, defaults, nested={"ae": {"steps": 800, "lr": 1e-3}}) == out
+
+
+def test_an_older_checkpoint_config_resumes_but_a_missing_option_does_not(tmp_path):
+    cls = _cls("ldm")
+    given = _preset_options(cls, "smoke")
+    older = {**cls.resolve_options(given), "ae": given["ae"]}  # how an older version stored the options
+    current = {"options": cls.resolve_options(given), "shape": [16, 16]}
+    ckpt.save(tmp_path, generator="ldm", model_config={"options": older, "shape": [16, 16]}, step=1, weights={})
+    with pytest.raises(UserError, match="model config differs in options"):
+        ckpt.load(tmp_path, generator="ldm", model_config=current)
+    assert ckpt.load(tmp_path, generator="ldm", model_config=current, upgrade=cls.upgrade_model_config).step == 1
+    # an option the checkpoint was trained without is not filled in: that fit is refused, as before
+    no_prediction = {k: v for k, v in older.items() if k != "prediction"}
+    assert cls.upgrade_model_config({"options": no_prediction})["options"] != current["options"]

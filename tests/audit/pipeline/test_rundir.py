@@ -139,3 +139,23 @@ def test_unknown_and_planned_generators(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="unknown generator 'nope'"):
         R.execute(R.RunRequest(generator="nope", out=tmp_path / "r"))
     assert not (tmp_path / "r").exists()
+
+
+def test_config_json_holds_resolved_generator_options_and_an_older_one_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("CMR_AUDIT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    ctx = R.prepare(R.RunRequest(generator="ldm", preset="smoke", out=out))
+    cls = ctx.entry.cls
+    stored = json.loads((out / "config.json").read_text())
+    given = {k.split(".", 1)[1]: v for k, v in cls.presets["smoke"].items() if k.startswith("generator_options.")}
+    assert stored["generator_options"] == cls.resolve_options(given) == ctx.cfg.generator_options
+    assert stored["generator_options"]["ae"]["latent_channels"] == 4  # nested autoencoder defaults included
+    # a run directory of an older version stored the options as given: it resumes, and its config.json
+    # is brought to the resolved form (the same generator, so the same fit-cache key)
+    stored["generator_options"] = given
+    (out / "config.json").write_text(json.dumps(stored))
+    again = R.prepare(R.RunRequest(out=out, resume=True, overrides={"generator_options.lr": "2e-4"}))
+    assert again.cfg == ctx.cfg
+    assert json.loads((out / "config.json").read_text()) == json.loads(json.dumps(stored | {"generator_options": ctx.cfg.generator_options}))
+    with pytest.raises(UserError, match="differs .* in generator_options"):
+        R.prepare(R.RunRequest(out=out, resume=True, overrides={"generator_options.lr": "1e-3"}))
