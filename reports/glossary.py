@@ -155,7 +155,10 @@ GLOSSARY: dict[str, tuple[str, str]] = {
                "change, usually lower Dice."),
     "utility": ("Utility",
                 "Whether a segmentation network trained on the synthetic images works on real scans, also from an "
-                "unseen vendor (Dice / HD95 / ASSD per setting and vendor with CIs)."),
+                "unseen vendor (Dice / HD95 / ASSD per setting and vendor with CIs). Every setting that uses the "
+                "generator is compared, paired by subject, with 'real' and with 'real+augmentation' (the same real "
+                "images under strong conventional augmentation): synthetic data are worth sharing only if they beat "
+                "what a few image transforms give for free. The real test scans are cut without their labels."),
     "samples": ("Sample grid",
                 "Synthetic images with the outline of the mask they were conditioned on (orange, solid) and of the "
                 "judge's segmentation (sky blue, dashed). Outlines that agree = the heart is where it was asked to be."),

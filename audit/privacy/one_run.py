@@ -101,6 +101,10 @@ class OneRunAudit:
     k: int
     grid: tuple[int, ...]
     n_included: int
+    ceiling: float = 0.0
+    """The largest bound any outcome of this game could give (every guess right at the best ``k``): with
+    few canaries, or a ``delta`` large against ``1 / m`` (the ``2 m delta`` term of the p-value), a
+    claimed epsilon above it can never be contradicted, whatever the model leaks."""
 
 
 def audit_canaries(scores: Sequence[float], included: Sequence[bool], *, delta: float = 0.0,
@@ -129,5 +133,6 @@ def audit_canaries(scores: Sequence[float], included: Sequence[bool], *, delta: 
         if best is None or eps > best[0]:
             best = (eps, k, v)
     eps, k, v = best  # type: ignore[misc]
+    ceiling = max(epsilon_lower_bound(m, 2 * kk, 2 * kk, delta=delta, confidence=per_test) for kk in grid)
     return OneRunAudit(epsilon_lb=eps, confidence=confidence, delta=delta, m=m, r=2 * k, v=v, k=k, grid=grid,
-                       n_included=int(inc.sum()))
+                       n_included=int(inc.sum()), ceiling=ceiling)

@@ -417,14 +417,18 @@ def _one_run_entry(suite: list[atk.Attack], att_section: dict[str, Any], canarie
     res = one_run.audit_canaries(scores, included, delta=delta)
     extras["one_run"] = {"attack": attack.name, "scores": scores.round(6).tolist(), "included": included.tolist()}
     claim = "" if claimed_epsilon is None else f"; claimed epsilon {claimed_epsilon:.4g}"
+    power = f"; the largest bound any outcome of this game could prove is {res.ceiling:.2f}"
+    if claimed_epsilon is not None and claimed_epsilon > res.ceiling:
+        power += " (below the claim: this audit cannot contradict it, whatever the model leaks)"
     return metric(
-        res.epsilon_lb, "1", n=res.m, params={"k": res.k, "guesses": res.r, "correct": res.v, "delta": delta},
+        res.epsilon_lb, "1", n=res.m,
+        params={"k": res.k, "guesses": res.r, "correct": res.v, "delta": delta, "ceiling": round(res.ceiling, 4)},
         method=(f"one-run DP audit (Steinke, Nasr, Jagielski 2023): {res.m} canary images, each trained on with "
                 f"probability 1/2 ({res.n_included} were); white-box attack '{attack.name}' ({chosen}) scores "
                 f"them; the k highest are guessed 'trained on' and "
                 f"the k lowest 'left out' for k in {list(res.grid)} fixed in advance (Bonferroni over the grid); "
                 f"largest epsilon rejected at {res.confidence:.0%} confidence"),
-        notes=f"{res.v} of {res.r} guesses right at k = {res.k}{claim}")
+        notes=f"{res.v} of {res.r} guesses right at k = {res.k}{claim}{power}")
 
 
 # --------------------------------------------------------------------------- artefacts

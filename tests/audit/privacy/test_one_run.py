@@ -125,3 +125,20 @@ def test_dp_sgd_bound_never_exceeds_its_claim_while_a_non_private_run_is_caught(
     # without DP the same audit proves far more leakage than the claim would allow (with 200
     # canaries no observation can prove more than about eps 3.9 at this grid and confidence)
     assert leak.epsilon_lb > 2 * claimed and leak.epsilon_lb > max(bounds) + 1.0, (leak, bounds)
+
+
+def test_ceiling_is_the_bound_of_a_perfect_game_and_falls_with_delta():
+    """The ceiling is what every-guess-right would prove; a large delta against 1/m caps it (the
+    2 m delta term), so a claim above the ceiling can never be contradicted by the game."""
+    m = 200
+    included = np.arange(m) % 2 == 0
+    perfect = audit_canaries(included.astype(float), included, delta=0.0)
+    assert perfect.v == perfect.r and perfect.epsilon_lb == pytest.approx(perfect.ceiling)
+    noisy = audit_canaries(np.random.default_rng(0).random(m), included, delta=0.0)
+    assert noisy.ceiling == pytest.approx(perfect.ceiling) and noisy.epsilon_lb <= noisy.ceiling
+    strict = 1 - 0.05 / len(default_guess_grid(m))
+    assert perfect.ceiling == pytest.approx(max(epsilon_lower_bound(m, 2 * k, 2 * k, confidence=strict)
+                                                for k in default_guess_grid(m)))
+    # the benchmark's setting: 200 canaries at delta = 1/(10 x 64 subjects): at most ~1.8, whatever leaks
+    capped = audit_canaries(included.astype(float), included, delta=1 / 640)
+    assert 0 < capped.ceiling < 2.0 < perfect.ceiling
