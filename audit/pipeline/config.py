@@ -192,14 +192,17 @@ class AuditConfig:
     utility_seeds: int = 1
     """Seeds per utility setting (segmentation nets trained on real / real+augmentation /
     synthetic / real+synthetic / real+SDEdit data)."""
-    utility_steps: int = 800
+    utility_steps: int = 1200
     """Training steps per utility net (poly learning-rate decay to 0 at the last step; the best
     validation step is kept)."""
     utility_batch_size: int = 8
     utility_width: int = 16
     """Base width of the utility BasicUNet (features w, w, 2w, 4w, 8w, w)."""
-    utility_crop: int = 0
-    """Side of the training patches cut from each image (0 = the whole image; a multiple of 16)."""
+    utility_crop: int = 96
+    """Side of the training patches cut from each image (0 = the whole image; a multiple of 16 >= 32;
+    an image no larger than the patch is used whole). Patches of 96 at 1.5 mm (144 mm, the heart
+    and its surroundings) cost about half a whole-image step, so the nets see twice the images in
+    the same time."""
     utility_lr: float = 3e-3
     """Peak learning rate of AdamW (decayed by the poly schedule)."""
     utility_precision: str = "auto"
@@ -289,6 +292,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "audit.utility_steps": 300,
         "audit.utility_batch_size": 32,
         "audit.utility_width": 32,
+        "audit.utility_crop": 0,  # whole images: a GPU step costs little
         "device": "cuda",
     },
 }
