@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 result["runs"][src.name] = {"skipped": f"status {state.get('status')!r}, not finished"}
                 continue
             ctx = scratch_context(src, Path(args.work) / src.name)
+            ctx.cfg.audit.utility = True  # a re-audit: also of runs made with the stage switched off
             if not args.run_utility_keys:
                 from dataclasses import fields
 

@@ -130,6 +130,7 @@ from audit.pipeline.utility_plan import SubjectPlan, cap_per_vendor, labelled_sl
 from audit.pipeline.utility_pools import SETTINGS, SYNTHETIC_SETTINGS, SettingData, build_settings
 from audit.utility.metrics import absolute_entries, paired_entries, per_image
 from audit.utility.net import Pool, TrainSpec, predict, train_segmenter
+from cohorts.parallel import ordered_map, spawn_works
 from cohorts.splits import load_splits, make_lovo_splits
 from generators.data import SliceSet
 from generators.sampleset import SampleSet
@@ -145,7 +146,7 @@ __all__ = ["SETTINGS", "SYNTHETIC_SETTINGS", "SettingData", "SubjectPlan", "Util
 
 
 def train_one_and_score(train: Pool, val: Pool, evaluation: SliceSet, spec: TrainSpec, *, seed: int, k: int,
-                        on_step=None) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
+                        on_step=None, metric_workers: int | None = None) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
     """Train the ``k``-th net of a setting (its seed derived from the run ``seed``) and score the
     evaluation slices: the net, the per-image metrics table and the training summary with the
     prediction and metric times (``predict_s``, ``metrics_s``)."""
@@ -155,33 +156,60 @@ def train_one_and_score(train: Pool, val: Pool, evaluation: SliceSet, spec: Trai
     pred = predict(net, evaluation.images, device=spec.device)
     info["predict_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    table = per_image(pred, evaluation.masks, evaluation.spacing)
+    table = per_image(pred, evaluation.masks, evaluation.spacing, workers=metric_workers)
     info["metrics_s"] = time.perf_counter() - t0
     return net, table, info
+
+
+def _train_job(train: Pool, val: Pool, evaluation: SliceSet, spec: TrainSpec, seed: int, k: int, threads: int,
+               metric_workers: int | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One training in a worker process (:func:`cohorts.parallel.ordered_map`): the per-image table
+    and the training summary (the net stays in the worker)."""
+    torch.set_num_threads(threads)
+    _, table, info = train_one_and_score(train, val, evaluation, spec, seed=seed, k=k, metric_workers=metric_workers)
+    return table, info
+
+
+def _workers(opts: UtilityOptions, threads: int, n: int) -> int:
+    """Trainings at once: on the CPU one per core pair of threads (a small net keeps two threads
+    only about two-thirds busy -- the loss, optimiser step and augmentation run on one -- so one
+    single-threaded net per core finishes the settings sooner); on a GPU one."""
+    if opts.device != "cpu" or n < 2 or not spawn_works():
+        return 1
+    return max(1, min(threads, n))
 
 
 def train_and_score(settings: dict[str, SettingData | str], evaluation: SliceSet, opts: UtilityOptions, *, seed: int
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train every available setting with every seed; score the evaluation slices.
 
+    With two or more usable CPU threads the trainings run side by side in ``spawn`` worker
+    processes, each with ``threads // workers`` torch threads; results are gathered in setting
+    order, and each net's seed depends only on the run seed, its setting position and ``k``.
     Returns the per-image table (``setting, seed, subject_id, vendor`` + metrics) and the
     per-training table."""
 
     spec = opts.spec()
     todo = [(s, k) for s in SETTINGS if isinstance(settings.get(s), SettingData) for k in range(opts.seeds)]
     threads = opts.threads if opts.threads > 0 else max(1, os.cpu_count() or 1)
+    workers = _workers(opts, threads, len(todo))
+    per_worker = max(1, threads // workers)
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(per_worker)
     rows, runs = [], []
+    jobs = []
+    for setting, k in todo:
+        data = settings[setting]
+        assert isinstance(data, SettingData)
+        jobs.append((data.train, data.val, evaluation, replace(spec, strong=data.strong), seed, k, per_worker,
+                     1 if workers > 1 else None))  # no processes inside the workers
+    log.info("utility: %d trainings, %d at a time with %d torch thread(s) each", len(jobs), workers, per_worker)
     try:
         with tqdm(total=len(todo) * spec.steps, desc="utility", unit="step", disable=progress_disabled()) as bar:
-            for setting, k in todo:
+            for (setting, k), (table, info) in zip(todo, ordered_map(_train_job, jobs, workers=workers)):
                 data = settings[setting]
-                assert isinstance(data, SettingData)
-                bar.set_postfix_str(f"{setting} seed {k}")
-                _, table, info = train_one_and_score(data.train, data.val, evaluation, replace(spec, strong=data.strong),
-                                                     seed=seed, k=k, on_step=bar.update)
-                bar.update(spec.steps - info["steps"])
+                bar.set_postfix_str(f"{setting} seed {k} done")
+                bar.update(spec.steps)
                 table.insert(0, "vendor", evaluation.vendor)
                 table.insert(0, "subject_id", evaluation.subject_ids)
                 table.insert(0, "seed", k)

@@ -54,19 +54,21 @@ def random_crop(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, size: in
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A ``size`` x ``size`` patch of every image of a batch ``(B,1,H,W)`` and of its mask.
 
-    With probability ``foreground_p`` the patch is centred on a labelled pixel drawn uniformly
-    (nnU-Net's foreground oversampling, Isensee et al. 2021, Nature Methods 18:203-211), else on a
-    uniform position; the window is shifted to lie inside the image. A patch at least as large
-    as the image returns the batch unchanged."""
+    With probability ``foreground_p`` the patch is centred on a labelled pixel drawn uniformly from
+    those on a 4-pixel lattice (nnU-Net's foreground oversampling, Isensee et al. 2021, Nature
+    Methods 18:203-211), else on a uniform position; the window is shifted to lie inside the image.
+    A patch at least as large as the image returns the batch unchanged."""
     b, _, h, w = x.shape
     if size >= h and size >= w:
         return x, y
     sh, sw = min(size, h), min(size, w)
     u = torch.rand(b, 3, generator=gen)
+    stride = 4  # foreground centres drawn on a 4-pixel lattice: 16x fewer pixels to search, same spread
+    coarse = y[:, 0, ::stride, ::stride] > 0
     xs, ys = [], []
     for i in range(b):
-        fg = torch.nonzero(y[i, 0] > 0)
-        if len(fg) and float(u[i, 0]) < foreground_p:
+        fg = torch.nonzero(coarse[i]) * stride if float(u[i, 0]) < foreground_p else None
+        if fg is not None and len(fg):
             cy, cx = (int(v) for v in fg[min(int(float(u[i, 1]) * len(fg)), len(fg) - 1)])
         else:
             cy, cx = int(float(u[i, 1]) * h), int(float(u[i, 2]) * w)

@@ -10,6 +10,8 @@ quick preset in BENCHMARKS.md) and the noise gap must exceed 0.2.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 
 import numpy as np
@@ -295,6 +297,19 @@ def test_training_is_deterministic():
     assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
     assert np.array_equal(predict(a, images), predict(b, images))
     assert ia["best_val_dice"] == ib["best_val_dice"]
+
+
+def test_trainings_side_by_side_give_the_serial_results(cohort):
+    """Two worker processes with one thread each score exactly what one process with one thread does."""
+    p, splits, _ = cohort
+    plan, settings, _ = _setup(p, splits, _holdout_like(p, splits))
+    ev = labelled_slices(p, [i for v in plan.vendors for i in plan.evaluate[v]], "ed_es")
+    opts = UtilityOptions(seeds=1, steps=4, batch_size=4, width=4, crop=32, threads=1)
+    serial, runs1 = train_and_score(settings, ev, opts, seed=0)
+    parallel, runs2 = train_and_score(settings, ev, dataclasses.replace(opts, threads=2), seed=0)
+    assert len(runs1) == len(runs2) >= 3
+    pd.testing.assert_frame_equal(serial, parallel)
+    assert list(runs1["best_val_dice"]) == list(runs2["best_val_dice"])
 
 
 # --------------------------------------------------------------------------- the stage, end to end
