@@ -192,7 +192,7 @@ class AuditConfig:
     utility_seeds: int = 1
     """Seeds per utility setting (segmentation nets trained on real / real+augmentation /
     synthetic / real+synthetic / real+SDEdit data)."""
-    utility_steps: int = 1200
+    utility_steps: int = 1000
     """Training steps per utility net (poly learning-rate decay to 0 at the last step; the best
     validation step is kept)."""
     utility_batch_size: int = 8

@@ -184,8 +184,10 @@ def train_and_score(settings: dict[str, SettingData | str], evaluation: SliceSet
     """Train every available setting with every seed; score the evaluation slices.
 
     With two or more usable CPU threads the trainings run side by side in ``spawn`` worker
-    processes, each with ``threads // workers`` torch threads; results are gathered in setting
-    order, and each net's seed depends only on the run seed, its setting position and ``k``.
+    processes, each with ``threads // workers`` torch threads (those of a last, incomplete round
+    with the threads left idle); results are gathered in setting order, and each net's seed
+    depends only on the run seed, its setting position and ``k``. On the CPU a net's figures do
+    not depend on the number of workers (test), only on its own thread count.
     Returns the per-image table (``setting, seed, subject_id, vendor`` + metrics) and the
     per-training table."""
 
@@ -198,10 +200,13 @@ def train_and_score(settings: dict[str, SettingData | str], evaluation: SliceSet
     torch.set_num_threads(per_worker)
     rows, runs = [], []
     jobs = []
-    for setting, k in todo:
+    for i, (setting, k) in enumerate(todo):
         data = settings[setting]
         assert isinstance(data, SettingData)
-        jobs.append((data.train, data.val, evaluation, replace(spec, strong=data.strong), seed, k, per_worker,
+        # the trainings of a last, incomplete round run with the threads their idle partners leave
+        last_round = workers > 1 and i >= len(todo) - len(todo) % workers
+        n_threads = per_worker * (workers // (len(todo) % workers)) if last_round else per_worker
+        jobs.append((data.train, data.val, evaluation, replace(spec, strong=data.strong), seed, k, n_threads,
                      1 if workers > 1 else None))  # no processes inside the workers
     log.info("utility: %d trainings, %d at a time with %d torch thread(s) each", len(jobs), workers, per_worker)
     try:
