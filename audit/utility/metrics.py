@@ -201,6 +201,8 @@ def paired_entries(table: pd.DataFrame, base: pd.DataFrame, subjects: list[str],
     how = (f"{setting} minus {baseline}: per subject, the mean over its images and over the training seeds of each setting; "
            "then the mean over subjects (n = subjects evaluated by both); 95% CI: paired bootstrap over subjects "
            "(both settings on the same resampled subjects) with each setting's seeds resampled independently")
+    one_net = ("; one net per setting: the CI covers the choice of subjects, not the training noise between two "
+               "nets of one setting" if len(seeds) == 1 and len(base_seeds) == 1 else "")
     for prefix, unit, label in (("dice", "1", "Dice"), ("hd95", "mm", "HD95"), ("assd", "mm", "ASSD")):
         for structure in (*NAMES, "mean"):
             col = f"{prefix}_{structure}"
@@ -222,7 +224,7 @@ def paired_entries(table: pd.DataFrame, base: pd.DataFrame, subjects: list[str],
                 ci = _ci(lo, hi)
                 v = verdict(*(ci or (None, None)), HIGHER_IS_BETTER[prefix])
                 counts = _counts_note(pd.concat([table, base]), prefix, structure)
-                notes = f"verdict: {v}" + (f"; {counts}" if counts else "")
+                notes = f"verdict: {v}" + (f"; {counts}" if counts else "") + one_net
                 avg = "Dice averaged over RV/MYO/LV per image; " if structure == "mean" else ""
                 slot[name] = metric(float(np.mean(d[ok])), unit, ci=ci, n=int(ok.sum()), notes=notes,
                                     method=f"{label} {structure} difference, {avg}{how}")

@@ -447,5 +447,6 @@ def test_single_vendor_cohort_uses_the_standard_splits_and_says_so(cohort, tmp_p
     assert "no leave-one-vendor-out" in section["design"]["heldout_vendor"]["reason"]
     assert set(section["vs_real"]["real+synthetic"]) == {"A"}
     assert "value" in section["vs_real"]["real+synthetic"]["A"]["dice_diff"]
+    assert "not the training noise" in section["vs_real"]["real+synthetic"]["A"]["dice_diff"]["notes"]  # one seed
     assert section["settings"]["real+sdedit"]["status"] == "unavailable"
     assert "external sample set" in section["settings"]["real+sdedit"]["reason"]
