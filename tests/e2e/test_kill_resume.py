@@ -7,7 +7,7 @@ with ``--no-cache``, checkpointing every 10 of its 20 steps). Sleeping and polli
 stage that lasts 50 ms (sample), so each killed process is started through a small launcher
 that wraps one function of the stage and sends the process SIGKILL when the function is called
 for the n-th time: a deterministic point inside the stage, part of its work done (three steps
-past the last checkpoint, the judge's segmentations on disk, one of six utility nets). Nothing runs
+past the last checkpoint, the judge's segmentations on disk, one of eight utility nets). Nothing runs
 after the signal: no ``finally``, no "failed" status, the state stays ``running``.
 
 One run is killed four times, once in each of those stages, and resumed after each kill (a
@@ -72,7 +72,7 @@ KILL_POINTS = {
     "sample": ("generators.gan:GANGenerator.generate", 1),
     # the judge has segmented the samples (judge_samples.npz written), no section stored yet
     "anatomy": ("audit.anatomy.plausibility:evaluate", 1),
-    # one of the six utility nets trained, the second about to start
+    # one of the eight utility nets trained (four settings x two smoke seeds), the second about to start
     "utility": ("audit.pipeline.utility_stage:train_segmenter", 2),
 }
 
@@ -159,7 +159,7 @@ def reference(module_tmp):
             results = load_results(out / "results.json")
             # the comparison means something only if every audit really ran at the smoke size
             stages = _state(out)["stages"]
-            assert "fit_cache" not in stages["fit"] and stages["utility"]["trainings"] == 6
+            assert "fit_cache" not in stages["fit"] and stages["utility"]["trainings"] == 8
             entries = dict(iter_entries(results))
             for key in ("anatomy.judge_agreement.dice.mean", "fidelity.judge.synthetic_vs_test.fid",
                         "privacy.summary.best_black_box_auc", "utility.vs_real.synthetic.D.dice_diff"):
