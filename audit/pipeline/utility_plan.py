@@ -68,7 +68,8 @@ def labelled_slices(prepared, ids: list[str], frames: str, *, windows=None) -> S
     if not ids:
         return None
     if windows is not None:
-        missing = [i for i in ids if i not in set(windows.ids)]
+        have = set(windows.ids)
+        missing = [i for i in ids if i not in have]
         if missing:
             raise UserError(f"utility: subjects {missing[:3]} are missing from the re-windowed cohort")
     s = SliceSet.from_prepared(prepared if windows is None else windows, ids, frames=frames)

@@ -30,21 +30,28 @@ import math
 
 import torch
 
-def spatial_augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, p: float,
-                    *, rotate: float = 15.0, scale: tuple[float, float] = (0.85, 1.15), shift: float = 0.1
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A random affine per image with probability ``p``: rotation within +-``rotate`` degrees,
-    isotropic scale in ``scale``, translation within +-``shift`` of the field of view; bilinear
-    for images, nearest for masks, zero padding. No mirroring (see the module docstring)."""
-    b = x.shape[0]
-    u = torch.rand(b, 5, generator=gen)
+def _affine_grid(shape, u: torch.Tensor, p: float, rotate: float, scale: tuple[float, float], shift: float
+                 ) -> torch.Tensor:
+    """Sampling grid of a random affine per image from uniforms ``u`` (columns 0-4: on/off with
+    probability ``p``, rotation within +-``rotate`` degrees, isotropic scale in ``scale``, x and y
+    translation within +-``shift`` of the field of view)."""
     on = (u[:, 0] < p).float()
     ang = torch.deg2rad((u[:, 1] * 2 - 1) * rotate) * on
     sc = 1.0 + (scale[0] + (scale[1] - scale[0]) * u[:, 2] - 1.0) * on
     tx, ty = (u[:, 3] * 2 - 1) * 2 * shift * on, (u[:, 4] * 2 - 1) * 2 * shift * on
     cos, sin = torch.cos(ang) / sc, torch.sin(ang) / sc
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.affine_grid(theta, list(shape), align_corners=False)
+
+
+def spatial_augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, p: float,
+                    *, rotate: float = 15.0, scale: tuple[float, float] = (0.85, 1.15), shift: float = 0.1
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random affine per image with probability ``p``: rotation within +-``rotate`` degrees,
+    isotropic scale in ``scale``, translation within +-``shift`` of the field of view; bilinear
+    for images, nearest for masks, zero padding. No mirroring (see the module docstring)."""
+    u = torch.rand(x.shape[0], 5, generator=gen)
+    grid = _affine_grid(x.shape, u, p, rotate, scale, shift)
     x = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     y = torch.nn.functional.grid_sample(y.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
     return x, y.long()
@@ -125,13 +132,7 @@ class StrongAugment:
     def _grid(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
         u = torch.rand(b, 6, generator=self.gen)
-        on = (u[:, 0] < self.p_affine).float()
-        ang = torch.deg2rad((u[:, 1] * 2 - 1) * self.rotate) * on
-        sc = 1.0 + (self.scale[0] + (self.scale[1] - self.scale[0]) * u[:, 2] - 1.0) * on
-        tx, ty = (u[:, 3] * 2 - 1) * 2 * self.shift * on, (u[:, 4] * 2 - 1) * 2 * self.shift * on
-        cos, sin = torch.cos(ang) / sc, torch.sin(ang) / sc
-        theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-        grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+        grid = _affine_grid(x.shape, u, self.p_affine, self.rotate, self.scale, self.shift)
         # elastic: a random displacement on a coarse control grid (one point per ``elastic_grid`` px),
         # bicubic-upsampled, magnitude up to ``elastic_px`` pixels
         gh, gw = max(2, h // self.elastic_grid + 1), max(2, w // self.elastic_grid + 1)
