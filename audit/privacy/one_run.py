@@ -22,7 +22,8 @@ Choosing how many guesses to make after seeing the scores would void that guaran
 auditor here fixes a small grid of guess counts in advance (guess "included" for the ``k`` highest
 scores and "left out" for the ``k`` lowest, for each ``k`` of the grid) and splits the error
 probability over the grid (Bonferroni): each candidate is tested at ``(1 - confidence) / len(grid)``
-and the largest bound of the grid is reported.
+and the largest bound of the grid is reported. With few canaries the grid is one or two large guess
+counts (:func:`default_guess_grid` says why).
 
 Only numbers here: which canaries, how they are scored and where the figures go is the caller's.
 """
@@ -36,7 +37,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["p_value", "epsilon_lower_bound", "OneRunAudit", "audit_canaries", "default_guess_grid"]
+__all__ = ["p_value", "epsilon_lower_bound", "OneRunAudit", "audit_canaries", "default_guess_grid", "game_ceiling"]
 
 
 def _q(eps: float) -> float:
@@ -81,11 +82,63 @@ def epsilon_lower_bound(m: int, r: int, v: int, *, delta: float = 0.0, confidenc
     return lo
 
 
+#: below this many canaries the "few canaries" grid of :func:`default_guess_grid` applies
+SMALL_GAME = 64
+#: a guess count whose guesses number fewer than this is left out of the few-canaries grid
+MIN_GUESSES = 24
+
+
 def default_guess_grid(m: int) -> tuple[int, ...]:
-    """Guess counts per side tried by :func:`audit_canaries`: a few fractions of the canaries
-    (1/8, 1/4, 1/2 of them on each side, i.e. 25 %, 50 % and all canaries guessed)."""
+    """Guess counts per side tried by :func:`audit_canaries`, fixed by ``m`` alone.
+
+    From 64 canaries on: 1/8, 1/4 and 1/2 of them on each side (25 %, 50 % and all canaries
+    guessed), so a strong but imperfect attack can guess only its most confident canaries.
+
+    Fewer than 64 canaries (subject canaries: at most half the training subjects, 16-40 on the
+    cohorts this tool meets): every canary guessed (``k = m // 2``), plus 75 % of them
+    (``k = round(3 m / 8)``) when that is at least :data:`MIN_GUESSES` guesses. Why: ``r``
+    guesses, all right, prove at most ``logit(level^(1/r))`` at delta = 0 (below 24 guesses under
+    ~1.7 at a Bonferroni-split level, 16 guesses 1.2-1.35), and with delta = 1/(10 N) the
+    ``2 m delta`` term takes much of each split level: a small guess count proves next to nothing
+    and only takes its share of the error probability from the counts that can. Simulated (binormal
+    scores, delta = 1/(10 (64 - m/2)), 150 games each), the mean bound and P(bound > 1) at a
+    subject-level canary AUC of 0.95, and the game's ceiling:
+
+    ====  ===========================  =========================  ==========================
+    m     three-point grid above       all guessed (``m // 2``)   75 % and all (used, m >= 32)
+    ====  ===========================  =========================  ==========================
+    16    0.30 / 0.07, ceiling 1.04    0.52 / 0.07, ceiling 1.49  (75 % = 12 guesses: left out)
+    24    0.52 / 0.13, ceiling 1.37    0.74 / 0.28, ceiling 1.87  0.81 / 0.35, ceiling 1.57
+    32    0.64 / 0.11, ceiling 1.51    0.90 / 0.32, ceiling 2.12  0.98 / 0.58, ceiling 1.78
+    40    0.65 / 0.05, ceiling 1.49    0.95 / 0.48, ceiling 2.27  1.03 / 0.68, ceiling 1.87
+    ====  ===========================  =========================  ==========================
+
+    At m = 24 the two-point grid has slightly more power but a lower ceiling (and 75 % is only 18
+    guesses); from 32 on it is the better of the two. From 64 canaries on (image canaries, or
+    large cohorts, delta 1/(10 x 1.5 m) or 1e-4) the three-point grid is kept: it is the best or
+    near it for a moderate attack (AUC 0.85, m = 96-200: P(bound > 1) 0.56-0.99, the 75 %-and-all
+    grid 0.42-0.84), and loses 0.2-0.5 in the mean bound only to a near-perfect one (AUC 0.99).
+    """
+    if m < SMALL_GAME:
+        half = max(1, m // 2)
+        k75 = int(round(3 * m / 8))
+        return (k75, half) if 2 * k75 >= MIN_GUESSES and k75 < half else (half,)
     ks = sorted({max(1, int(round(m * f / 2))) for f in (0.25, 0.5, 1.0)})
     return tuple(k for k in ks if 2 * k <= m) or (max(1, m // 2),)
+
+
+def game_ceiling(m: int, *, delta: float = 0.0, confidence: float = 0.95,
+                 grid: Sequence[int] | None = None) -> float:
+    """The largest bound any outcome of the game can give: every guess right at the best ``k`` of
+    ``grid`` (default :func:`default_guess_grid`), each ``k`` tested at its Bonferroni level. The
+    bound rises with the number right, so no observation proves more; a claim above the ceiling
+    can never be contradicted, whatever the model leaks. Depends on ``m``, ``delta`` and the grid
+    only, so it is known before training."""
+    grid = tuple(int(k) for k in (grid if grid is not None else default_guess_grid(m)))
+    if not grid or any(k < 1 or 2 * k > m for k in grid):
+        raise ValueError(f"each guess count k needs 1 <= 2k <= m = {m}, got {grid}")
+    per_test = 1.0 - (1.0 - confidence) / len(grid)
+    return max(epsilon_lower_bound(m, 2 * k, 2 * k, delta=delta, confidence=per_test) for k in grid)
 
 
 @dataclass(frozen=True)
@@ -102,8 +155,8 @@ class OneRunAudit:
     grid: tuple[int, ...]
     n_included: int
     ceiling: float = 0.0
-    """The largest bound any outcome of this game could give (every guess right at the best ``k``): with
-    few canaries, or a ``delta`` large against ``1 / m`` (the ``2 m delta`` term of the p-value), a
+    """The largest bound any outcome of this game could give (:func:`game_ceiling`): with few
+    canaries, or a ``delta`` large against ``1 / m`` (the ``2 m delta`` term of the p-value), a
     claimed epsilon above it can never be contradicted, whatever the model leaks."""
 
 
@@ -133,6 +186,6 @@ def audit_canaries(scores: Sequence[float], included: Sequence[bool], *, delta: 
         if best is None or eps > best[0]:
             best = (eps, k, v)
     eps, k, v = best  # type: ignore[misc]
-    ceiling = max(epsilon_lower_bound(m, 2 * kk, 2 * kk, delta=delta, confidence=per_test) for kk in grid)
+    ceiling = game_ceiling(m, delta=delta, confidence=confidence, grid=grid)
     return OneRunAudit(epsilon_lb=eps, confidence=confidence, delta=delta, m=m, r=2 * k, v=v, k=k, grid=grid,
                        n_included=int(inc.sum()), ceiling=ceiling)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from audit.privacy.one_run import audit_canaries, default_guess_grid, epsilon_lower_bound, p_value
+from audit.privacy.one_run import audit_canaries, default_guess_grid, epsilon_lower_bound, game_ceiling, p_value
 
 
 def _logit(p: float) -> float:
@@ -142,3 +142,36 @@ def test_ceiling_is_the_bound_of_a_perfect_game_and_falls_with_delta():
     # the benchmark's setting: 200 canaries at delta = 1/(10 x 64 subjects): at most ~1.8, whatever leaks
     capped = audit_canaries(included.astype(float), included, delta=1 / 640)
     assert 0 < capped.ceiling < 2.0 < perfect.ceiling
+    assert capped.ceiling == pytest.approx(game_ceiling(m, delta=1 / 640))  # known before any training
+
+
+def test_few_canaries_are_guessed_all_at_once_or_nearly():
+    """Below 64 canaries the grid keeps only guess counts that can prove something (>= 24 guesses,
+    and always all canaries): fewer tests, a smaller Bonferroni split, a higher ceiling."""
+    assert default_guess_grid(10) == (5,) and default_guess_grid(16) == (8,) and default_guess_grid(30) == (15,)
+    assert default_guess_grid(32) == (12, 16) and default_guess_grid(40) == (15, 20) and default_guess_grid(63) == (24, 31)
+    assert default_guess_grid(64) == (8, 16, 32) and default_guess_grid(200) == (25, 50, 100)  # as before
+    for m in range(10, 200):
+        grid = default_guess_grid(m)
+        assert grid == tuple(sorted(set(grid))) and all(1 <= k and 2 * k <= m for k in grid)
+    # the old three-point grid at 32 subject canaries and delta 1/500 could never prove more than ~1.5
+    assert game_ceiling(32, delta=1 / 500, grid=(4, 8, 16)) < 1.55 < 1.75 < game_ceiling(32, delta=1 / 500)
+
+
+def test_bound_never_exceeds_the_claim_over_repeated_small_subject_games():
+    """The property the sign-off relies on, at the subject-canary scale (16-32 canaries, delta =
+    1/(10 N)): an eps-DP run at its worst (each coin guessed right with probability
+    e^eps / (1 + e^eps), i.e. eps-randomised response on the canaries' scores) proves more than
+    eps in at most ~5 % of games; here never more than the claim plus the Monte-Carlo slack."""
+    rng = np.random.default_rng(5)
+    for m, eps in ((16, 0.5), (32, 1.0), (32, 1.5)):
+        q = 1 / (1 + math.exp(-eps))
+        runs, over = 300, 0
+        for _ in range(runs):
+            inc = rng.random(m) < 0.5
+            # scores that rank included canaries first with randomised-response accuracy q per canary
+            right = rng.random(m) < q
+            guess_in = np.where(right, inc, ~inc)
+            scores = guess_in + rng.uniform(0, 0.5, m)
+            over += audit_canaries(scores, inc, delta=1 / (10 * (64 - m // 2))).epsilon_lb > eps
+        assert over / runs <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs), (m, eps, over)
