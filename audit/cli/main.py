@@ -74,7 +74,7 @@ def run_cmd(
     dp_epsilon: Optional[float] = typer.Option(None, "--dp-epsilon", help="Train with DP-SGD (Opacus) to this end-to-end epsilon, per subject by default (dp.unit)."),
     dp_delta: Optional[float] = typer.Option(None, "--dp-delta", help="DP delta; must be < 1/N (default 1/(10 N), N = train subjects)."),
     dp_noise_multiplier: Optional[float] = typer.Option(None, "--dp-noise-multiplier", help="Fixed DP noise multiplier instead of a target epsilon (epsilon is then reported)."),
-    dp_audit_canaries: Optional[int] = typer.Option(None, "--dp-audit-canaries", help="One-run DP audit (Steinke et al. 2023): plant K >= 10 training images as canaries, each trained on with probability 1/2, and report the epsilon lower bound their white-box scores prove (needs --dp-*)."),
+    dp_audit_canaries: Optional[int] = typer.Option(None, "--dp-audit-canaries", help="One-run DP audit (Steinke et al. 2023): plant K >= 10 training subjects (all their slices; at most half the train split) as canaries, each trained on with probability 1/2, and report the epsilon lower bound their white-box scores prove (needs --dp-*; refused before training when no outcome could prove the claimed epsilon). --set dp.audit_canary_unit=image plants single slices instead."),
     dp_max_grad_norm: Optional[float] = typer.Option(None, "--dp-max-grad-norm", help="DP clipping norm C per privacy unit (default 1.0)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda | cuda:N: where generators train, sample and score and the judge runs (bf16 autocast on CUDA except under DP). The full preset asks for cuda."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (same config); without --out the latest unfinished one."),
@@ -89,7 +89,7 @@ def run_cmd(
       audit run --generator gan --preset smoke --out runs/gan-smoke
       audit run --generator ddpm --set train.steps=500 --seed 3
       audit run --generator ldm --dp-epsilon 8 --dp-delta 1e-5
-      audit run --generator ldm --dp-epsilon 8 --dp-audit-canaries 100   # + one-run audit of the claim
+      audit run --generator ldm --dp-epsilon 1 --dp-audit-canaries 32    # + one-run audit of the claim
       audit run --samples synth.npz --cohort /data/ACDC --split-file splits.json
       audit run --generator ldm --resume             # continue the latest unfinished ldm run
       torchrun --standalone --nproc_per_node 2 -m audit run --generator ldm   # data-parallel training

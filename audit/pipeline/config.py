@@ -163,8 +163,13 @@ class DPConfig:
     grad_sample_mode: str = "hooks"
     """Opacus per-sample gradient mode: ``hooks`` (fastest for these conv nets) or ``functorch``."""
     audit_canaries: int = 0
-    """One-run DP audit: training images planted as canaries, each trained on with probability 1/2
-    (``--dp-audit-canaries``; 0 = off, else >= 10; :mod:`audit.privacy.canaries`)."""
+    """One-run DP audit: training subjects (or images, ``audit_canary_unit``) planted as canaries,
+    each trained on with probability 1/2 (``--dp-audit-canaries``; 0 = off, else >= 10; subjects:
+    at most half the training subjects; :mod:`audit.privacy.canaries`)."""
+    audit_canary_unit: str = "subject"
+    """What one canary is: ``subject`` (all of a training subject's slices, in or out together; the
+    privacy unit of a per-subject guarantee) or ``image`` (one training slice; its subject's other
+    slices stay in training, so it carries little signal)."""
 
     @property
     def enabled(self) -> bool:
@@ -428,6 +433,7 @@ def _check(cfg: RunConfig) -> None:
         (cfg.dp.grad_sample_mode in ("hooks", "functorch"), "dp.grad_sample_mode must be hooks or functorch"),
         (cfg.dp.accountant in ("rdp", "prv"), "dp.accountant must be rdp or prv"),
         (cfg.dp.audit_canaries >= 0, "dp.audit_canaries must be >= 0 (0 = no one-run audit)"),
+        (cfg.dp.audit_canary_unit in ("subject", "image"), "dp.audit_canary_unit must be subject or image"),
         (not (cfg.dp.epsilon > 0 and cfg.dp.noise_multiplier > 0),
          "give either dp.epsilon (--dp-epsilon) or dp.noise_multiplier (--dp-noise-multiplier), not both"),
         (cfg.device in ("cpu", "cuda") or cfg.device.startswith("cuda:"), "device must be cpu, cuda or cuda:N"),

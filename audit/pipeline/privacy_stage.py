@@ -32,7 +32,7 @@ def run_privacy(ctx: RunContext) -> dict[str, Any]:
         plan = canary_plan(ctx, sets["train"])
         canaries = None
         if plan is not None:  # canaries' membership is a coin flip: out of the member set, into the one-run audit
-            canaries = (sets["train"].subset(plan.indices), plan.included)
+            canaries = plan.canary_set(sets["train"])
             sets["train"] = sets["train"].subset(plan.member_indices())
             info["canaries"] = plan.k
         sets["non-member"] = (SliceSet.from_prepared(prepared, list(design.nonmembers), frames=cfg.data.frames)

@@ -155,8 +155,12 @@ def _check_inputs(cfg: C.RunConfig, run_dir: RunDir | None = None) -> None:
     check_cache_writable()
     generator_cls = registry.get(cfg.generator).cls
     if cfg.dp.audit_canaries:
+        # with an explicit --dp-delta the game's ceiling is checked here too; a plan already drawn was checked then
+        planned = run_dir is not None and (run_dir.path / "canaries.json").is_file()
         check_request(cfg.dp.audit_canaries, dp_enabled=cfg.dp.enabled,
-                      generator_data=getattr(generator_cls, "data", "slices"))
+                      generator_data=getattr(generator_cls, "data", "slices"),
+                      unit=None if planned else cfg.dp.audit_canary_unit, dp_unit=cfg.dp.unit,
+                      claimed_epsilon=cfg.dp.epsilon or None, delta=0.0 if planned else cfg.dp.delta)
     if cfg.device != "cpu":
         resolve(cfg.device)
     fx = cfg.audit.feature_extractor

@@ -18,7 +18,7 @@ from audit.core.atomic import atomic_write_json
 from audit.core.errors import UserError
 from audit.core.logs import progress_disabled
 from audit.pipeline.context import RunContext
-from audit.privacy.canaries import CanaryPlan, plan_canaries
+from audit.privacy.canaries import CanaryPlan, check_game, plan_canaries
 from cohorts import source
 from cohorts.cache import load_prepared
 from cohorts.judge import Judge
@@ -26,6 +26,7 @@ from cohorts.judge.memo import JudgeMemo
 from cohorts.preprocess import PreprocessConfig
 from generators import distributed
 from generators.data import SliceSet
+from generators.dp.plan import n_units
 from generators.sampleset import SampleSet
 
 
@@ -50,22 +51,46 @@ def split_slices(ctx: RunContext, split: str) -> SliceSet | None:
     return SliceSet.from_prepared(ctx.artefacts["prepared"], ids, frames=ctx.cfg.data.frames)
 
 
-def canary_plan(ctx: RunContext, train: SliceSet | None):
-    """The run's canary plan (``canaries.json``): drawn from the run seed and written before the
-    first training step, read back on ``--resume`` and by the privacy stage; ``None`` without
+def canary_plan(ctx: RunContext, train: SliceSet | None) -> CanaryPlan | None:
+    """The run's canary plan (``canaries.json``): drawn from the run seed and checked against the
+    DP claim (:func:`audit.privacy.canaries.check_game`) before the first training step, then
+    written; read back on ``--resume`` and by the privacy stage. ``None`` without
     ``--dp-audit-canaries``."""
-    k = ctx.cfg.dp.audit_canaries
-    if not k or train is None:
+    dp = ctx.cfg.dp
+    if not dp.audit_canaries or train is None:
         return None
-
     path = ctx.run_dir.path / "canaries.json"
     if path.is_file():
-        return CanaryPlan.load(path, len(train))
-    plan = plan_canaries(train.subject_ids, k, ctx.cfg.seed)
-
+        return _stored_plan(ctx, path, train)
+    plan = plan_canaries(train.subject_ids, dp.audit_canaries, ctx.cfg.seed, unit=dp.audit_canary_unit)
+    # the delta the DP plan will take (generators.dp.plan.make_plan): 1/(10 N) over the units actually trained on
+    fit_ids = train.subject_ids[plan.training_indices()]
+    delta = float(dp.delta) or 1.0 / (10 * max(1, n_units(fit_ids, dp.unit)))
+    ceiling = check_game(plan.k, delta=delta, claimed_epsilon=dp.epsilon or None, unit=plan.unit)
     if distributed.is_main():  # under torchrun every rank draws the same plan; rank 0 records it
         plan.save(path)
-    logging.getLogger(__name__).info("one-run DP audit: %d canary images, %d of them trained on (canaries.json)", plan.k, int(plan.included.sum()))
+    logging.getLogger(__name__).info(
+        "one-run DP audit: %d canary %ss (%d training slices), %d of them trained on; at delta %.3g the game can "
+        "prove at most epsilon %.2f (canaries.json)", plan.k, plan.unit, plan.indices.size, int(plan.included.sum()),
+        delta, ceiling)
+    return plan
+
+
+def _stored_plan(ctx: RunContext, path: Path, train: SliceSet) -> CanaryPlan:
+    """``canaries.json`` read back; it must be the plan this run's config would draw (count, unit).
+    A v1 file (image canaries, written before the canary unit existed) keeps its image canaries:
+    the generator was trained with them."""
+    plan = CanaryPlan.load(path, train.subject_ids)
+    dp = ctx.cfg.dp
+    if plan.k != dp.audit_canaries:
+        raise UserError(f"{path}: the plan holds {plan.k} canaries but dp.audit_canaries is {dp.audit_canaries}; "
+                        "resume with the same options or start a new run")
+    if plan.unit != dp.audit_canary_unit:
+        if plan.version >= 2:
+            raise UserError(f"{path}: the plan holds {plan.unit} canaries but dp.audit_canary_unit is "
+                            f"{dp.audit_canary_unit}; resume with the same options or start a new run")
+        logging.getLogger(__name__).warning(
+            "%s: a v1 canary plan (image canaries, written by an older cmr-audit); the run keeps them", path)
     return plan
 
 

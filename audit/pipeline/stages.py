@@ -90,8 +90,9 @@ def _uses_subjects(ctx: RunContext) -> bool:
 
 
 def train_data(ctx: RunContext):
-    """What ``fit`` gets: the train split's slices (less the canaries whose coin left them out,
-    under ``--dp-audit-canaries``), or its whole subjects for a 4D generator."""
+    """What ``fit`` gets: the train split's slices, less the canaries whose coin left them out (all
+    slices of such a canary subject) under ``--dp-audit-canaries`` -- the plan is drawn and checked
+    here, before any training step -- or its whole subjects for a 4D generator."""
     if _uses_subjects(ctx):
         ids = ctx.artefacts["splits"].assignments.get("train") or []
         return StackSet.from_prepared(ctx.artefacts["prepared"], ids) if ids else None

@@ -27,6 +27,7 @@ from audit.core.results import metric, unavailable
 from audit.core.tables import write_csv
 from audit.privacy import attacks as atk
 from audit.privacy import dp_verify, memorisation, metrics, one_run
+from audit.privacy.canaries import CanarySet
 from audit.privacy.design import MembershipDesign
 from generators.data import SliceSet
 from generators.sampleset import SampleSet
@@ -137,7 +138,7 @@ def privacy_section(train: SliceSet, nonmembers: SliceSet, reference: SliceSet, 
                     claimed_epsilon: float | None = None, delta: float = 0.0,
                     attacks: list[atk.Attack] | None = None,
                     design: MembershipDesign | None = None,
-                    canaries: tuple[SliceSet, np.ndarray] | None = None) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+                    canaries: CanarySet | None = None) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Run the privacy audit; return ``(section, per-image risk table, extras for the report)``.
 
     ``nonmembers``: slices of the non-member subjects; ``design`` says which split each comes
@@ -145,8 +146,8 @@ def privacy_section(train: SliceSet, nonmembers: SliceSet, reference: SliceSet, 
     ``max_images`` caps the member and the non-member images (each, seeded random subset).
     ``claimed_epsilon``/``delta``: the DP claim to check (None = no claim). ``attacks``
     replaces the default suite (black-box + whatever the generator's ``score`` supports).
-    ``canaries``: the planted canary images and whether each was trained on (one-run DP audit,
-    :mod:`audit.privacy.canaries`); they are scored with the strongest white-box attack.
+    ``canaries``: the planted canaries' slices and whether each canary was trained on (one-run DP
+    audit, :mod:`audit.privacy.canaries`); they are scored with the strongest white-box attack.
     """
     t_start = time.perf_counter()
     cine = samples is not None and samples.is_cine
@@ -385,50 +386,73 @@ def _dp_entries(image_scores: dict[str, np.ndarray], labels: np.ndarray, subject
     return out
 
 
-def _one_run_entry(suite: list[atk.Attack], att_section: dict[str, Any], canaries: tuple[SliceSet, np.ndarray] | None,
+def _one_run_entry(suite: list[atk.Attack], att_section: dict[str, Any], canaries: CanarySet | None,
                    delta: float, claimed_epsilon: float | None, extras: dict[str, Any]) -> dict[str, Any]:
-    """The one-run epsilon lower bound (Steinke, Nasr, Jagielski 2023) from the planted canaries,
-    scored with the white-box attack of the highest image-level AUC on members vs non-members, or,
-    when none could be evaluated there (e.g. non-members of a vendor the generator cannot
-    condition on), the first white-box attack of the suite: either choice never sees a canary's
-    coin, so the bound keeps its confidence. Every white-box attack was fitted by then (its fit
-    reads synthetic and reference data only)."""
+    """The one-run epsilon lower bound (Steinke, Nasr, Jagielski 2023) from the planted canaries.
+
+    Scored with the white-box attack of the highest member vs non-member AUC at the canaries' level
+    (subject canaries: the subject-mean AUC; image canaries: the image AUC), or, when none could be
+    evaluated there (e.g. non-members of a vendor the generator cannot condition on), the first
+    white-box attack of the suite: either choice never sees a canary's coin, so the bound keeps its
+    confidence. A subject canary's score is the mean score of its slices. Every white-box attack
+    was fitted by then (its fit reads synthetic and reference data only)."""
     if canaries is None:
         return unavailable("no canaries were planted (audit run --dp-audit-canaries K)")
-    images, included = canaries
     white = [a for a in suite if a.kind == "white-box"]
     if not white:
         return unavailable("the generator offers no white-box attack, so the canaries cannot be scored")
+    level = "subject_mean" if canaries.unit == "subject" else "image"
 
     def auc_of(a: atk.Attack) -> float:
         node = att_section.get(a.name)
-        return node["image"]["auc"]["value"] if isinstance(node, dict) and "image" in node else float("-inf")
+        return node[level]["auc"]["value"] if isinstance(node, dict) and level in node else float("-inf")
 
     attack = max(white, key=auc_of)  # the first of equals: suite order
-    chosen = (f"image AUC {auc_of(attack):.3f} on members vs non-members" if np.isfinite(auc_of(attack))
-              else "no member/non-member AUC to rank by: the suite's first white-box attack")
+    chosen = (f"{level.replace('_', '-')} AUC {auc_of(attack):.3f} on members vs non-members"
+              if np.isfinite(auc_of(attack)) else "no member/non-member AUC to rank by: the suite's first white-box attack")
+    images = canaries.images
     try:
-        scores = np.asarray(attack.score(images.images, images.masks, vendor=images.vendor, group=images.group),
-                            np.float64)
+        raw = np.asarray(attack.score(images.images, images.masks, vendor=images.vendor, group=images.group), np.float64)
     except UserError as exc:
         return unavailable(f"white-box attack '{attack.name}' could not score the canaries: {exc}")
-    if scores.shape != (len(included),) or not np.isfinite(scores).all():
+    if raw.shape != (len(images),) or not np.isfinite(raw).all():
         return unavailable(f"white-box attack '{attack.name}' returned non-finite or mis-shaped canary scores")
-    res = one_run.audit_canaries(scores, included, delta=delta)
-    extras["one_run"] = {"attack": attack.name, "scores": scores.round(6).tolist(), "included": included.tolist()}
+    scores = canaries.canary_scores(raw)
+    res = one_run.audit_canaries(scores, canaries.included, delta=delta)
+    extras["one_run"] = {"attack": attack.name, "unit": canaries.unit, "subject_ids": canaries.subject_ids.tolist(),
+                         "scores": scores.round(6).tolist(), "included": canaries.included.tolist(),
+                         "n_slices": np.bincount(canaries.owner, minlength=canaries.k).tolist()}
+    return metric(res.epsilon_lb, "1", n=res.m, params=_one_run_params(res, delta, claimed_epsilon),
+                  method=_one_run_method(res, canaries, attack.name, chosen),
+                  notes=_one_run_notes(res, claimed_epsilon))
+
+
+def _one_run_params(res: one_run.OneRunAudit, delta: float, claimed_epsilon: float | None) -> dict[str, float]:
+    params = {"k": res.k, "guesses": res.r, "correct": res.v, "delta": delta, "ceiling": round(res.ceiling, 4)}
+    if claimed_epsilon is not None:  # 1: no outcome of this game could have contradicted the claim
+        params["claim_above_ceiling"] = float(claimed_epsilon > res.ceiling)
+    return params
+
+
+def _one_run_method(res: one_run.OneRunAudit, canaries: CanarySet, attack: str, chosen: str) -> str:
+    if canaries.unit == "subject":
+        what = (f"{res.m} canary subjects, each trained on with all of its slices with probability 1/2 "
+                f"({res.n_included} were); white-box attack '{attack}' ({chosen}) scores every slice and a "
+                "canary scores the mean over its slices")
+    else:
+        what = (f"{res.m} canary images, each trained on with probability 1/2 ({res.n_included} were); "
+                f"white-box attack '{attack}' ({chosen}) scores them")
+    return (f"one-run DP audit (Steinke, Nasr, Jagielski 2023): {what}; the k highest are guessed 'trained on' "
+            f"and the k lowest 'left out' for k in {list(res.grid)} fixed in advance (Bonferroni over the grid); "
+            f"largest epsilon rejected at {res.confidence:.0%} confidence")
+
+
+def _one_run_notes(res: one_run.OneRunAudit, claimed_epsilon: float | None) -> str:
     claim = "" if claimed_epsilon is None else f"; claimed epsilon {claimed_epsilon:.4g}"
     power = f"; the largest bound any outcome of this game could prove is {res.ceiling:.2f}"
     if claimed_epsilon is not None and claimed_epsilon > res.ceiling:
         power += " (below the claim: this audit cannot contradict it, whatever the model leaks)"
-    return metric(
-        res.epsilon_lb, "1", n=res.m,
-        params={"k": res.k, "guesses": res.r, "correct": res.v, "delta": delta, "ceiling": round(res.ceiling, 4)},
-        method=(f"one-run DP audit (Steinke, Nasr, Jagielski 2023): {res.m} canary images, each trained on with "
-                f"probability 1/2 ({res.n_included} were); white-box attack '{attack.name}' ({chosen}) scores "
-                f"them; the k highest are guessed 'trained on' and "
-                f"the k lowest 'left out' for k in {list(res.grid)} fixed in advance (Bonferroni over the grid); "
-                f"largest epsilon rejected at {res.confidence:.0%} confidence"),
-        notes=f"{res.v} of {res.r} guesses right at k = {res.k}{claim}{power}")
+    return f"{res.v} of {res.r} guesses right at k = {res.k}{claim}{power}"
 
 
 # --------------------------------------------------------------------------- artefacts

@@ -122,19 +122,27 @@ def test_interrupted_run_resumes(tmp_path, monkeypatch):
 
 
 def test_dp_run_records_the_ledger_and_signs_off_on_it(tmp_path, capsys):
+    """A DP run with a fixed noise multiplier and 10 image canaries (the smoke phantom has 4
+    training subjects: too few for subject canaries). The claim is not known before training, so
+    the canary game's ceiling cannot be checked against it then: the run warns and the results
+    entry records that the claim lies above the ceiling (delta = 1/40 leaves the game nothing to prove)."""
     out = tmp_path / "dp"
-    assert main(["--quiet", "run", "--generator", "ldm", "--preset", "smoke", "--out", str(out), "--dp-epsilon", "8",
-                 "--dp-audit-canaries", "10",
+    assert main(["--quiet", "run", "--generator", "ldm", "--preset", "smoke", "--out", str(out),
+                 "--dp-noise-multiplier", "1.0", "--dp-audit-canaries", "10", "--set", "dp.audit_canary_unit=image",
                  "--set", "audit.anatomy=false", "--set", "audit.fidelity=false", "--set", "audit.utility=false"]) == 0
     results = load_results(out / "results.json")
     # one-run audit: 10 canary images planted before training, scored after it, bound below the claim
     plan = json.loads((out / "canaries.json").read_text())
-    assert len(plan["indices"]) == 10 and plan["n_train_slices"] > 20
+    assert plan["format"] == "cmr-audit/canaries/v2" and plan["unit"] == "image"
+    assert [len(s) for s in plan["slices"]] == [1] * 10 and plan["n_train_slices"] > 20
     one_run = results["privacy"]["dp_verification"]["one_run_epsilon_lb"]
-    assert one_run["n"] == 10 and 0 <= one_run["value"] <= 8.0 and "Steinke" in one_run["method"]
+    assert one_run["n"] == 10 and one_run["value"] <= one_run["params"]["ceiling"] and "Steinke" in one_run["method"]
+    assert one_run["params"]["claim_above_ceiling"] == 1.0 and "below the claim" in one_run["notes"]
+    assert "not known before training" in (out / "run.log").read_text()
     assert json.loads((out / "state.json").read_text())["stages"]["privacy"]["canaries"] == 10  # taken out of the members
     dp = results["dp"]
-    assert 7.8 <= dp["epsilon"]["value"] <= 8.0 and dp["epsilon_prv"]["value"] <= dp["epsilon"]["value"]
+    assert dp["noise_multiplier"]["value"] == pytest.approx(1.0) and dp["delta"]["value"] == pytest.approx(1 / 40)
+    assert 0 < dp["epsilon_prv"]["value"] <= dp["epsilon"]["value"]
     assert set(dp["phases"]) == {"autoencoder", "latent_scale", "train"} and dp["mixed_phases"]["value"] == 0
     assert "vocabulary" in dp["data_dependent_steps"]["notes"]
     claim = results["privacy"]["dp_verification"]["claimed_epsilon"]
@@ -163,6 +171,16 @@ def test_dp_flags_are_refused_before_training(tmp_path, capsys):
         out = tmp_path / "x"
         assert main(["--quiet", "run", "--generator", "vae", "--preset", "smoke", "--out", str(out), *flags]) != 0
         assert match in capsys.readouterr().err
+    # canary requests that need the train split: refused when the fit stage starts, before any training step
+    for unit, match in (("subject", "the train split has 4 subjects, so at most 2 can be canary subjects"),
+                        ("image", "10 canary images at delta 0.025 can prove at most epsilon 0.00")):
+        out = tmp_path / f"canaries-{unit}"
+        assert main(["--quiet", "run", "--generator", "ldm", "--preset", "smoke", "--out", str(out), "--dp-epsilon", "1",
+                     "--dp-audit-canaries", "10", "--set", f"dp.audit_canary_unit={unit}"]) == 2
+        assert match in capsys.readouterr().err
+        state = json.loads((out / "state.json").read_text())
+        assert set(state["stages"]) == {"cohort"} and state["current_stage"] == "fit"
+        assert not (out / "canaries.json").exists() and not (out / "losses.csv").exists()
     assert main(["--quiet", "run", "--generator", "copycat", "--preset", "smoke", "--out", str(tmp_path / "c"),
                  "--dp-epsilon", "8"]) != 0
     assert "nothing to make private" in capsys.readouterr().err

@@ -85,13 +85,13 @@ def test_one_run_audit_proves_a_large_epsilon_for_a_copying_generator(phantom_se
             return -np.sqrt(np.maximum(d2.min(1), 0))
 
     train = phantom_sets["train"]
-    plan = plan_canaries(train.subject_ids, 100, seed=0)
+    plan = plan_canaries(train.subject_ids, 100, seed=0, unit="image")  # 16 training subjects: too few to draw 10
     gen = Memoriser()
     gen.fit(train.subset(plan.training_indices()), None, FitContext(reference=phantom_sets["reference"]))
     samples = gen.sample(2 * len(gen.pool), seed=0)
     section = privacy_section(train.subset(plan.member_indices()), phantom_sets["nonmembers"], phantom_sets["reference"],
                               samples, gen, n_boot=100, seed=0, design=phantom_sets["design"],
-                              canaries=(train.subset(plan.indices), plan.included))[0]
+                              canaries=plan.canary_set(train))[0]
     entry = section["dp_verification"]["one_run_epsilon_lb"]
     # (nearly) every guess right: a left-out canary can still lie close to another slice of its subject
     assert entry["n"] == 100 and entry["params"]["correct"] >= 0.95 * entry["params"]["guesses"], entry
