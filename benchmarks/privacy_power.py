@@ -4,7 +4,7 @@ Usage:
 
     python benchmarks/privacy_power.py main                   # README command 1: audit run --generator ldm
     python benchmarks/privacy_power.py acdc --data DATA_DIR   # the same on a real ACDC folder
-    python benchmarks/privacy_power.py one-run                # ldm, quick preset, eps 1 / 8 / inf, K canaries
+    python benchmarks/privacy_power.py one-run                # ldm, quick preset, eps 1 / 8 / inf, 32 canary subjects
     python benchmarks/privacy_power.py collect                # re-read finished runs, rewrite the JSON + tables
 
 Every run is one ``audit run`` into ``benchmarks/runs-privacy/<name>`` (git-ignored; an unfinished
@@ -13,6 +13,16 @@ run is resumed, a finished one only read), followed by ``audit signoff`` with th
 DP-SGD without meaningful noise (noise multiplier 0.001: clipping and subject-level sampling as in
 the DP rows, an accountant epsilon far beyond any claim): ``--dp-audit-canaries`` audits a DP run,
 so the non-private reference has to go through the same DP-SGD training loop.
+
+Canaries (``--canaries K``, ``--canary-unit``): by default K = 32 canary *subjects*, the most the
+quick phantom's 64 training subjects allow (half of them). With seed 0, 18 of the 32 coins keep
+their subject, so DP trains on N = 50 subjects and delta = 1/(10 N) = 0.002; the game can then prove
+at most epsilon 1.79 (guess counts 12 and 16 per side, every guess right). A claim of 1 can be
+audited; a claim of 8 cannot (no canary count this cohort allows reaches it), so ``audit run``
+refuses the eps-8 row before training and the row records that refusal (``refused``), not a run.
+The ``inf`` row's claim is not known before training (a noise multiplier), so it runs and its
+results entry records that its claim lies above the ceiling. Run directories are named by unit
+and K (``one-run-ldm-subject32-eps1``), so runs with other canaries are never mixed up.
 
 Per run the script records the member / non-member counts and the splits they come from, per attack
 the subject-level (mean score) AUC with its bootstrap CI and half-width, TPR at 1 %, 0.1 % and at
@@ -59,17 +69,21 @@ def plans(args: argparse.Namespace) -> dict[str, list[str]]:
             raise SystemExit("acdc: give --data DATA_DIR (an ACDC folder, see ../shared/tools/acdc_from_h5.py)")
         return {"acdc-ldm": ["--generator", "ldm", "--data", str(args.data)]}
     if args.group == "one-run":
-        base = ["--generator", "ldm", "--preset", "quick", "--dp-audit-canaries", str(args.canaries)]
+        base = ["--generator", "ldm", "--preset", "quick", "--dp-audit-canaries", str(args.canaries),
+                "--set", f"dp.audit_canary_unit={args.canary_unit}"]
         base += [a for k in ("utility", "anatomy", "fidelity") for a in ("--set", f"audit.{k}=false")]
         out = {}
         for eps in args.eps:
             dp = ["--dp-noise-multiplier", f"{NO_NOISE:g}"] if eps == "inf" else ["--dp-epsilon", eps]
-            out[f"one-run-ldm-eps{eps}"] = base + dp
+            out[f"one-run-ldm-{args.canary_unit}{args.canaries}-eps{eps}"] = base + dp
         return out
     return {}
 
 
-def run_one(name: str, argv: list[str]) -> Path:
+def run_one(name: str, argv: list[str], refusable: bool = False) -> str | None:
+    """Run (or resume) one ``audit run``; ``None`` when it finished. With ``refusable`` an exit 2
+    (a request refused before training, e.g. a canary game that cannot reach the claim) returns
+    the one-line refusal instead of stopping the benchmark."""
     out = RUNS / name
     st = _state(out)
     if st.get("status") != "finished":
@@ -79,9 +93,12 @@ def run_one(name: str, argv: list[str]) -> Path:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+            if refusable and proc.returncode == 2 and "fit" not in (_state(out).get("stages") or {}):
+                log.info("%s: refused before training: %s", name, msg)
+                return msg
             raise SystemExit(f"{name}: audit run failed: {msg}")
     sign_off(out)
-    return out
+    return None
 
 
 def sign_off(run: Path) -> None:
@@ -111,7 +128,7 @@ def collect(run: Path) -> dict[str, Any]:
         "run": str(run.relative_to(ROOT)), "generator": cfg.get("generator"), "preset": cfg.get("preset"),
         "data": cfg["data"]["source"] if cfg["data"]["source"] == "phantom" else "real folder",
         "phantom_subjects": cfg["data"]["phantom_subjects"] if cfg["data"]["source"] == "phantom" else None,
-        "dp": {k: cfg["dp"][k] for k in ("epsilon", "noise_multiplier", "audit_canaries")},
+        "dp": {k: cfg["dp"].get(k) for k in ("epsilon", "noise_multiplier", "audit_canaries", "audit_canary_unit")},
         "member_subjects": _num(_entry(setup, "member_subjects")),
         "member_images": _num(_entry(setup, "member_images")),
         "nonmember_subjects": _num(_entry(setup, "nonmember_subjects")),
@@ -141,7 +158,7 @@ def collect(run: Path) -> dict[str, Any]:
         row["attacks"][name] = a
     one = _entry(priv, "dp_verification", "one_run_epsilon_lb")
     row["one_run"] = None if one is None else {"epsilon_lb": one["value"], **(one.get("params") or {}),
-                                               "notes": one.get("notes")}
+                                               "notes": one.get("notes"), "canary_auc": _canary_auc(run)}
     row["epsilon_claimed"] = _num(_entry(doc, "dp", "epsilon"))
     row["noise_multiplier"] = _num(_entry(doc, "dp", "noise_multiplier"))
     so = run / "signoff.json"
@@ -155,6 +172,20 @@ def collect(run: Path) -> dict[str, Any]:
     return row
 
 
+def _canary_auc(run: Path) -> float | None:
+    """How well the canary scores separate trained-on from left-out canaries (ROC AUC, ties 1/2),
+    from ``privacy_curves.json``; ``None`` without both kinds of canary."""
+    curves = run / "privacy_curves.json"
+    one = json.loads(curves.read_text("utf-8")).get("one_run") if curves.is_file() else None
+    if not one:
+        return None
+    pos = [s for s, i in zip(one["scores"], one["included"]) if i]
+    neg = [s for s, i in zip(one["scores"], one["included"]) if not i]
+    if not pos or not neg:
+        return None
+    return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+
+
 def _f(v: Any, nd: int = 3) -> str:
     return "n/a" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
 
@@ -162,6 +193,9 @@ def _f(v: Any, nd: int = 3) -> str:
 def tables(rows: list[dict]) -> str:
     out = []
     for r in rows:
+        if "refused" in r:
+            out.append(f"\n### {r['run']}\n\nrefused before training: {r['refused']}")
+            continue
         out.append(f"\n### {r['run']}  (members {r['member_subjects']} subjects / {r['member_images']} images; "
                    f"non-members {r['nonmember_subjects']} / {r['nonmember_images']}: {r['nonmember_splits']})\n")
         out.append("| attack | subject AUC [95 % CI] | half-width | subject TPR @ lowest FPR (FPR) | image AUC [CI] "
@@ -184,7 +218,9 @@ def tables(rows: list[dict]) -> str:
         if r.get("one_run"):
             o = r["one_run"]
             out.append(f"\none-run epsilon lower bound {_f(o['epsilon_lb'], 2)} (claimed {_f(r['epsilon_claimed'], 2)}, "
-                       f"noise multiplier {_f(r['noise_multiplier'], 3)}): {o.get('notes')}")
+                       f"noise multiplier {_f(r['noise_multiplier'], 3)}; {r['dp'].get('audit_canaries')} canary "
+                       f"{r['dp'].get('audit_canary_unit') or 'image'}s, canary AUC {_f(o.get('canary_auc'))}): "
+                       f"{o.get('notes')}")
         if r.get("signoff"):
             out.append(f"\nsign-off {r['signoff']['overall']}: "
                        + "; ".join(f"{c['id']} {c['verdict']}" for c in r["signoff"]["criteria"]))
@@ -197,14 +233,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("group", choices=["main", "acdc", "one-run", "collect"])
     ap.add_argument("--data", type=Path, help="ACDC folder for 'acdc'")
     ap.add_argument("--eps", nargs="+", default=["1", "8", "inf"], help="one-run: target epsilons ('inf' = no noise)")
-    ap.add_argument("--canaries", type=int, default=200, help="one-run: canary images K")
+    ap.add_argument("--canaries", type=int, default=32,
+                    help="one-run: canaries K (default 32 subjects: half the quick phantom's 64 training subjects)")
+    ap.add_argument("--canary-unit", choices=["subject", "image"], default="subject",
+                    help="one-run: what a canary is (dp.audit_canary_unit)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="extra audit run --set for every run (e.g. train.num_threads=1 when two run side by side)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    refused = {}
     for name, run_args in plans(args).items():
-        run_one(name, run_args + [a for kv in args.sets for a in ("--set", kv)])
+        argv = run_args + [a for kv in args.sets for a in ("--set", kv)]
+        msg = run_one(name, argv, refusable=args.group == "one-run")
+        if msg is not None:
+            refused[name] = {"run": str((RUNS / name).relative_to(ROOT)), "argv": argv, "refused": msg}
     doc = json.loads(OUT.read_text("utf-8")) if OUT.is_file() else {"benchmark": "privacy_power", "rows": {}}
+    doc["rows"].update(refused)
     for run in sorted(RUNS.glob("*")) if RUNS.is_dir() else []:
         if _state(run).get("status") == "finished" and (run / "results.json").is_file():
             sign_off(run)  # with the policy of this checkout
