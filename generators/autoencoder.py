@@ -183,7 +183,7 @@ class LatentAutoencoder:
     def fit(self, images: np.ndarray, seed: int, checkpoint_root: Path | None = None, resume: bool = False,
             dp: Any = None, device: str | torch.device = "cpu", amp: bool = True) -> list[dict]:
         """Train on ``device``. ``dp``: ``(plan, ledger, subject_ids)`` for DP-SGD (see the module
-        docstring); ``amp``: bf16 autocast on CUDA without DP (:mod:`generators.device`)."""
+        docstring); ``amp``: bf16 autocast where native, without DP (:mod:`generators.device`)."""
         o = self.options
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -320,7 +320,11 @@ class LatentAutoencoder:
 
 
 def cache_key(images: np.ndarray, options: Mapping[str, Any], seed: int, dp: Mapping[str, Any] | None = None,
-              device: str = "cpu") -> str:
+              device: str = "cpu", amp: bool = True) -> str:
+    """The cache entry of an autoencoder: training images, options (inert adversarial ones left out),
+    seed, DP plan, device, and the training precision where it is not the device's old default (bf16
+    on a CPU with native bf16; fp32 on CUDA with ``amp`` off), so a network trained in one precision
+    never serves a run that would train it in another (CPU fp32 keys stay as they were)."""
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(images, np.float32).tobytes())
     full = ae_options(options)
@@ -331,6 +335,11 @@ def cache_key(images: np.ndarray, options: Mapping[str, Any], seed: int, dp: Map
         meta["dp"] = dp  # a DP autoencoder never serves a non-DP run, nor one with another plan
     if device != "cpu":
         meta["device"] = device  # a GPU-trained network differs numerically (CPU keys stay as they were)
+    bf16 = amp and dp is None and devices.bf16_native(device)
+    if device == "cpu" and bf16:
+        meta["precision"] = "bf16"
+    elif device != "cpu" and not (amp and dp is None):
+        meta["precision"] = "fp32"
     h.update(json.dumps(meta, sort_keys=True).encode())
     return h.hexdigest()[:24]
 
@@ -347,7 +356,7 @@ def shared_autoencoder(images: np.ndarray, options: Mapping[str, Any], seed: int
     """
     device = devices.resolve(device)
     key = cache_key(images, options, seed, None if dp is None else {"plan": dp[0].to_dict(), "units": sorted(set(map(str, dp[2])))},
-                    device=device.type)
+                    device=device.type, amp=amp)
     final = cache_dir("autoencoders") / key
     if not use_cache:
         return _train_shared(images, options, seed, dp, device, amp, final=None)

@@ -42,6 +42,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from generators.device import bf16_native
 from audit.utility.augment import augment, random_crop, spatial_augment, strong_augment
 
 log = logging.getLogger(__name__)
@@ -119,14 +120,8 @@ def build_net(width: int, arch: str = "basicunet") -> torch.nn.Module:
 
 
 def bf16_supported(device: str = "cpu") -> bool:
-    """Whether bfloat16 autocast is native on ``device``: a CUDA GPU with bf16, or a CPU whose
-    oneDNN build has bf16 kernels (AVX512-BF16 / AMX; elsewhere it is emulated and slower than fp32)."""
-    if torch.device(device).type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # pragma: no cover - a torch build without the probe
-        return False
+    """Whether bfloat16 autocast is native on ``device`` (:func:`generators.device.bf16_native`)."""
+    return bf16_native(device)
 
 
 def _autocast(device: str, enabled: bool):

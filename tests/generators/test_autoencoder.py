@@ -42,6 +42,19 @@ def test_inert_adversarial_options_do_not_split_the_cache():
     assert cache_key(images, ADV, 0) != base
 
 
+def test_cache_key_names_a_bf16_training_precision(monkeypatch):
+    from generators import device as devices
+
+    images = _images()
+    monkeypatch.setattr(devices, "_cpu_bf16", lambda: False)
+    fp32 = cache_key(images, SMALL, 0)
+    assert cache_key(images, SMALL, 0, amp=False) == fp32  # a CPU without native bf16: keys as before
+    monkeypatch.setattr(devices, "_cpu_bf16", lambda: True)
+    assert cache_key(images, SMALL, 0) != fp32  # trained under bf16 autocast: another network
+    assert cache_key(images, SMALL, 0, amp=False) == fp32
+    assert cache_key(images, SMALL, 0, dp={"plan": {}}) == cache_key(images, SMALL, 0, dp={"plan": {}}, amp=False)
+
+
 def test_a_corrupt_cache_entry_is_discarded_and_retrained(tmp_path, monkeypatch, caplog):
     from generators.autoencoder import shared_autoencoder
 

@@ -41,8 +41,11 @@ def test_resolve():
             devices.resolve("cuda")
 
 
-def test_autocast_is_a_no_op_on_cpu():
+def test_cpu_autocast_is_bf16_only_where_native():
     with devices.autocast(torch.device("cpu")):
+        y = torch.ones(2, 2) @ torch.ones(2, 2)
+    assert y.dtype == (torch.bfloat16 if devices.bf16_native("cpu") else torch.float32)
+    with devices.autocast(torch.device("cpu"), enabled=False):
         y = torch.ones(2, 2) @ torch.ones(2, 2)
     assert y.dtype == torch.float32
 
