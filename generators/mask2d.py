@@ -82,7 +82,7 @@ class MaskConditioned2D(Generator):
         self._private = None  # the PrivateTraining of a running DP fit
         #: where the nets live and compute (:mod:`generators.device`); ``to`` moves them
         self.device = torch.device("cpu")
-        #: bf16 autocast on CUDA (set from ``train.amp``; off under DP)
+        #: bf16 autocast where native (set from ``train.amp``; off under DP; :mod:`generators.device`)
         self.amp = True
 
     # ------------------------------------------------------------------ config
@@ -214,7 +214,7 @@ class MaskConditioned2D(Generator):
 
         spec = TrainSpec(self.name, self.model_config(), tcfg.steps, int(config.seed), context.checkpoint_root,
                          tcfg.checkpoint_every, context.losses_path, desc=f"train {self.name}",
-                         upgrade=self.upgrade_model_config)
+                         upgrade=self.upgrade_model_config, keep_checkpoints=getattr(tcfg, "keep_checkpoints", 2))
         trainer = Trainer(spec, dict(self.nets.items()), self.optimizers, self.emas, dp=private)
         try:
             trainer.fit(step, resume=context.resume)

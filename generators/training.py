@@ -86,6 +86,8 @@ class TrainSpec:
     #: brings the model config of a checkpoint written by an older version to today's form before
     #: resume compares it with ``model_config`` (e.g. :meth:`generators.base.Generator.upgrade_model_config`)
     upgrade: Callable[[dict], dict] | None = None
+    #: checkpoints kept on disk (the newest ones); 0 keeps every one (training-length curves)
+    keep_checkpoints: int = 2
 
 
 @dataclass
@@ -131,6 +133,7 @@ class Trainer:
             weights=self.weights(),
             state_tensors=tensors,
             state=scalars,
+            keep=self.spec.keep_checkpoints,
         )
         self._write_losses()
         return path

@@ -110,11 +110,14 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema_warmup_steps: int = 200
     checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    """Training checkpoints kept (the newest); 0 keeps every one, e.g. for the training-length curves
+    of ``benchmarks/sampler_sweep.py --checkpoint``."""
     num_threads: int = 0
     """Torch intra-op threads; 0 = all cores."""
     amp: bool = True
-    """bf16 autocast for forward passes on CUDA (never on the CPU, never under DP-SGD; see
-    :mod:`generators.device`)."""
+    """bf16 autocast for the generators' forward passes where the device runs bf16 natively (CUDA;
+    CPUs with AVX512-BF16 / AMX); never under DP-SGD (:mod:`generators.device`)."""
 
 
 #: values of ``sample.sampler`` (which apply depends on the family: see :class:`SampleConfig`)
@@ -403,6 +406,7 @@ def _check(cfg: RunConfig) -> None:
         (cfg.data.frames in ("ed_es", "labelled", "all"), "data.frames must be one of ed_es, labelled, all"),
         (cfg.train.steps >= 0, "train.steps must be >= 0"),
         (cfg.train.batch_size > 0, "train.batch_size must be > 0"),
+        (cfg.train.keep_checkpoints >= 0, "train.keep_checkpoints must be >= 0 (0 = keep every checkpoint)"),
         (cfg.train.num_threads >= 0, "train.num_threads must be >= 0 (0 = all cores)"),
         (0 <= cfg.train.ema_decay < 1, "train.ema_decay must be in [0, 1)"),
         (cfg.sample.n_samples > 0, "sample.n_samples must be > 0"),

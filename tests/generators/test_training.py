@@ -8,11 +8,12 @@ from generators import checkpoint as ckpt
 from generators.training import EMA, Trainer, TrainSpec
 
 
-def _make(tmp_path, steps=12, every=4, seed=0):
+def _make(tmp_path, steps=12, every=4, seed=0, keep=2):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.SiLU(), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    spec = TrainSpec("toy", {"width": 8}, steps, seed, tmp_path / "ckpt", every, tmp_path / "losses.csv")
+    spec = TrainSpec("toy", {"width": 8}, steps, seed, tmp_path / "ckpt", every, tmp_path / "losses.csv",
+                     keep_checkpoints=keep)
     trainer = Trainer(spec, {"net": model}, {"net": opt}, {"net": EMA(model, 0.9, warmup=2)})
     x = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
     y = x.sum(1, keepdim=True)
@@ -26,6 +27,13 @@ def _make(tmp_path, steps=12, every=4, seed=0):
         return {"loss": loss.item()}
 
     return trainer, step
+
+
+def test_keep_checkpoints(tmp_path):
+    for keep, expected in ((2, ["step-000008", "step-000012"]), (0, ["step-000004", "step-000008", "step-000012"])):
+        trainer, step = _make(tmp_path / str(keep), keep=keep)
+        trainer.fit(step)
+        assert sorted(p.name for p in (tmp_path / str(keep) / "ckpt").glob("step-*")) == expected
 
 
 def test_resume_equals_uninterrupted(tmp_path):
