@@ -61,10 +61,43 @@ PREDICTIONS = ("v_prediction", "epsilon")
 FLOW_SOLVERS = ("euler", "heun", "midpoint")
 
 
+#: the scaled-linear schedule rescaled to zero terminal SNR (option ``schedule``; :func:`zero_snr_schedule`)
+ZERO_SNR = "scaled_linear_beta_zero_snr"
+
+
+def zero_snr_schedule(num_train_timesteps: int, beta_start: float = 1e-4, beta_end: float = 2e-2):
+    """``(betas, alphas, alphas_cumprod)`` of the scaled-linear schedule rescaled so the last timestep
+    is pure noise (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed",
+    Algorithm 1): ``sqrt(alpha_bar)`` is shifted so its last value is 0 and scaled so its first is
+    unchanged. With the plain schedule ``sqrt(alpha_bar_T) ~ 0.03``: training never shows the model
+    pure noise, yet sampling starts from it, so the low frequencies (overall brightness, large
+    structures) of the samples stay close to the training mean. Needs v-prediction (at SNR 0 an
+    epsilon target carries no information about the image)."""
+    betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64) ** 2
+    sqrt_ab = torch.cumprod(1.0 - betas, 0).sqrt()
+    first, last = sqrt_ab[0].clone(), sqrt_ab[-1].clone()
+    sqrt_ab = (sqrt_ab - last) * first / (first - last)
+    alphas_cumprod = sqrt_ab**2
+    alphas = torch.cat([alphas_cumprod[:1], alphas_cumprod[1:] / alphas_cumprod[:-1]])
+    betas = 1.0 - alphas
+    return betas.float(), alphas.float(), alphas_cumprod.float()
+
+
+def _schedule(name: str) -> str:
+    """``name``, registered with MONAI's noise schedules first when it is the zero-SNR one."""
+    if name == ZERO_SNR:
+        from monai.networks.schedulers import NoiseSchedules  # lazy: MONAI only when a network is built
+
+        if ZERO_SNR not in NoiseSchedules:
+            NoiseSchedules.add(ZERO_SNR, "scaled-linear schedule rescaled to zero terminal SNR", zero_snr_schedule)
+    return name
+
+
 def ddim_scheduler(schedule: str, prediction: str, steps: int):
     """MONAI's DDIM scheduler with "trailing" timesteps for ``steps`` steps (module docstring)."""
     from monai.networks.schedulers import DDIMScheduler  # lazy: MONAI (and torch) only when this network is built
 
+    schedule = _schedule(schedule)
     sch = DDIMScheduler(num_train_timesteps=T_TRAIN, schedule=schedule, clip_sample=False, prediction_type=prediction,
                         steps_offset=max(0, T_TRAIN // steps - 1))
     sch.set_timesteps(steps)
@@ -117,7 +150,7 @@ class DiffusionFamily(MaskConditioned2D):
         if self.objective == "velocity":
             return RFlowScheduler(num_train_timesteps=T_TRAIN, use_discrete_timesteps=False, sample_method="logit-normal",
                                   use_timestep_transform=False)
-        return DDPMScheduler(num_train_timesteps=T_TRAIN, schedule=self.options["schedule"],
+        return DDPMScheduler(num_train_timesteps=T_TRAIN, schedule=_schedule(self.options["schedule"]),
                              prediction_type=self.options["prediction"])
 
     def _classes(self, vendor: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
@@ -161,6 +194,9 @@ class DiffusionFamily(MaskConditioned2D):
         if cls.objective != "velocity" and prediction not in PREDICTIONS:
             raise UserError(f"generator '{cls.name}': option prediction must be one of {', '.join(PREDICTIONS)}, "
                             f"got {prediction!r}")
+        if given.get("schedule", cls.defaults.get("schedule")) == ZERO_SNR and prediction != "v_prediction":
+            raise UserError(f"generator '{cls.name}': schedule {ZERO_SNR} needs prediction v_prediction (at zero SNR "
+                            f"an epsilon target says nothing about the image), got {prediction!r}")
 
     def fit(self, train: SliceSet, config: Any, context=None) -> None:
         given = getattr(config, "generator_options", None) or {}

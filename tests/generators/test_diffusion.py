@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from audit.core.errors import UserError
-from generators.diffusion import T_TRAIN, DDPMGenerator, LDMGenerator
+from generators.diffusion import T_TRAIN, ZERO_SNR, DDPMGenerator, LDMGenerator
 
 
-def _generator(prediction: str) -> DDPMGenerator:
+def _generator(prediction: str, schedule: str = "scaled_linear_beta") -> DDPMGenerator:
     g = DDPMGenerator()
-    g._set_options({"prediction": prediction, "channels": [8, 8], "norm_groups": 4})
+    g._set_options({"prediction": prediction, "channels": [8, 8], "norm_groups": 4, "schedule": schedule})
     g.scheduler = g._train_scheduler()
     return g
 
@@ -55,6 +55,37 @@ def test_ddim_with_an_oracle_recovers_the_data_point(prediction, steps):
     for eps in oracle.eps[1:]:  # each step moves exactly to the level of the next timestep
         torch.testing.assert_close(eps, oracle.eps[0], atol=1e-4, rtol=0)
     np.testing.assert_allclose(out.numpy(), x0.numpy(), atol=1e-4)
+
+
+def test_zero_snr_schedule_is_the_scaled_linear_one_shifted_to_pure_noise():
+    """Lin et al. 2024, Algorithm 1, checked against MONAI's own scaled-linear schedule."""
+    plain = _generator("v_prediction").scheduler.alphas_cumprod.double()
+    zero = _generator("v_prediction", ZERO_SNR).scheduler.alphas_cumprod.double()
+    first, last = plain[0].sqrt(), plain[-1].sqrt()
+    assert last > 0.02  # the plain schedule never reaches pure noise (sqrt(alpha_bar_T) ~ 0.03)
+    torch.testing.assert_close(zero.sqrt(), (plain.sqrt() - last) * first / (first - last), atol=1e-6, rtol=0)
+    assert float(zero[-1]) == 0.0 and torch.all(zero[1:] <= zero[:-1])
+    sampler = _generator("v_prediction", ZERO_SNR)
+    from generators.diffusion import ddim_scheduler
+
+    torch.testing.assert_close(ddim_scheduler(ZERO_SNR, "v_prediction", 10).alphas_cumprod, sampler.scheduler.alphas_cumprod)
+
+
+@pytest.mark.parametrize("steps", [4, 10])
+def test_ddim_with_an_oracle_recovers_the_data_point_at_zero_terminal_snr(steps):
+    g = _generator("v_prediction", ZERO_SNR)
+    x0 = torch.linspace(-0.9, 0.9, 2 * 16).reshape(2, 1, 4, 4)
+    g.nets = {"unet": _Oracle(x0, g.scheduler, "v_prediction")}
+    g.vocab = type("V", (), {"null_vendor": 0, "null_group": 0})()
+    x = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    out = g._denoise(x, torch.zeros(2, 4, 4, 4), torch.zeros(2, dtype=torch.long), steps, 1.0)
+    np.testing.assert_allclose(out.numpy(), x0.numpy(), atol=1e-4)
+
+
+def test_zero_snr_needs_v_prediction():
+    with pytest.raises(UserError, match="needs prediction v_prediction"):
+        DDPMGenerator.check_options({"schedule": ZERO_SNR, "prediction": "epsilon"})
+    LDMGenerator.check_options({"schedule": ZERO_SNR})  # ldm predicts v by default
 
 
 def test_v_target_is_the_velocity_of_salimans_and_ho():
