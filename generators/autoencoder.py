@@ -9,18 +9,19 @@ blocks per level trains far too few steps in a CPU preset's budget.)
 Loss: L1 reconstruction + an L1 loss on image gradients (keeps edges, which a plain L1
 autoencoder blurs) + a tiny KL term (``kl_weight``) that keeps the latent space smooth.
 
-Adversarial term (``adv_weight``, ``fm_weight``; off by default and in every preset): a pixel
-loss makes the decoder output the conditional median of the image, i.e. a denoised,
-texture-free slice. As in the first-stage models of Esser et al. 2021 (VQGAN) and Rombach et
-al. 2022 (section 3, "perceptual compression"), a patch discriminator
+Adversarial term (``adv_weight``, ``fm_weight``; off by default, on in the quick presets of ``ldm``
+and ``flow``): a pixel loss makes the decoder output the conditional median of the image, i.e. a
+denoised, texture-free slice. As in the first-stage models of Esser et al. 2021 (VQGAN) and
+Rombach et al. 2022 (section 3, "perceptual compression"), a patch discriminator
 (:mod:`generators.discriminator`, spectral norm, hinge loss) can be trained against the
 reconstructions from step ``adv_start`` on, the autoencoder adding ``adv_weight * -D(x_hat)``
 plus ``fm_weight *`` discriminator feature matching (Wang et al. 2018) in place of the ImageNet
-LPIPS term, for which no weights exist here. With it (BENCHMARKS.md, "Shared autoencoder";
-``adv_weight=0.1, fm_weight=3``) reconstructions of holdout slices get closer to the real test
-split in judge features at some extra training time, but the quick preset's small flow denoiser
-then samples with far less coverage (lower recall), so the presets keep the pixel losses; it is
-there for larger denoisers (set ``adv_weight`` / ``fm_weight`` in ``generator_options.ae``).
+LPIPS term, for which no weights exist here. On real ACDC scans (BENCHMARKS.md "Generators on
+real ACDC (issue 23)"; ``adv_weight=0.1, fm_weight=3``) it moved the decoder's own
+reconstructions of holdout slices from 3.7x to 2.0x the real FID floor (recall 0.21 -> 0.54):
+the pixel-loss decoder alone is a ceiling below the quality goal of every latent family. (On the
+smooth phantom the pixel-loss decoder was enough, and the small flow denoiser sampled with less
+coverage on the richer latent: BENCHMARKS.md "Shared autoencoder".)
 Under DP the discriminator would be a second, non-private reader of the images, so the term is
 refused there (the latent families switch it off and list the change in the report).
 
