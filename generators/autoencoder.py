@@ -336,10 +336,10 @@ def cache_key(images: np.ndarray, options: Mapping[str, Any], seed: int, dp: Map
         meta["dp"] = dp  # a DP autoencoder never serves a non-DP run, nor one with another plan
     if device != "cpu":
         meta["device"] = device  # a GPU-trained network differs numerically (CPU keys stay as they were)
-    bf16 = amp and dp is None and devices.bf16_native(device)
-    if device == "cpu" and bf16:
+    autocast = amp and dp is None  # DP trains in fp32 (generators.device)
+    if device == "cpu" and autocast and devices.bf16_native(device):
         meta["precision"] = "bf16"
-    elif device != "cpu" and not (amp and dp is None):
+    elif device != "cpu" and not autocast:
         meta["precision"] = "fp32"
     h.update(json.dumps(meta, sort_keys=True).encode())
     return h.hexdigest()[:24]

@@ -18,7 +18,8 @@ import torch
 
 from audit.core.errors import UserError
 from audit.pipeline.config import AuditConfig
-from audit.utility.net import TrainSpec, bf16_supported
+from audit.utility.net import TrainSpec
+from generators.device import bf16_native
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class UtilityOptions:
 
     def spec(self) -> TrainSpec:
         """The recipe of every utility net (see :mod:`audit.utility.net`)."""
-        bf16 = bf16_supported(self.device) if self.precision == "auto" else self.precision == "bf16"
+        bf16 = bf16_native(self.device) if self.precision == "auto" else self.precision == "bf16"
         return TrainSpec(steps=self.steps, batch_size=self.batch_size, width=self.width, lr=self.lr,
                          patience=self.patience, device=self.device, crop=self.crop, bf16=bf16)
 

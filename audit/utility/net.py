@@ -42,7 +42,6 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from generators.device import bf16_native
 from audit.utility.augment import augment, random_crop, spatial_augment, strong_augment
 
 log = logging.getLogger(__name__)
@@ -117,11 +116,6 @@ def build_net(width: int, arch: str = "basicunet") -> torch.nn.Module:
                        upsample_kernel_size=strides[1:], filters=[w * min(2 ** i, 16) for i in range(6)],
                        norm_name="instance", res_block=False)
     raise ValueError(f"unknown utility network {arch!r} (basicunet, dynunet)")
-
-
-def bf16_supported(device: str = "cpu") -> bool:
-    """Whether bfloat16 autocast is native on ``device`` (:func:`generators.device.bf16_native`)."""
-    return bf16_native(device)
 
 
 def _autocast(device: str, enabled: bool):
