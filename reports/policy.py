@@ -15,6 +15,7 @@ Format (``policy_version = 1``)::
     warn_threshold = 0.65                   # optional; lenient side of threshold: WARN band
     reference = [...]                       # optional: compare value / reference instead
     reference_param = "fpr"                 # optional: compare value / the entry's own params.fpr
+    vacuous_param = "claim_above_ceiling"   # optional: a PASS of an entry with params.<name> = 1 is WARN
     fallback = [[...], ...]                 # optional: paths read, in order, where metric is unavailable
     applies_if = [...]                      # optional: N/A when that entry is unavailable
     use_ci = true                           # optional (false): CI bound crossing -> WARN
@@ -39,6 +40,11 @@ match's (e.g. the same attack). ``reference_param`` scales by a number the figur
 reads "TPR at most 10x the FPR it was read at", whichever FPR the run supported. An entry
 without that parameter cannot be judged (INCOMPLETE). ``reference`` and ``reference_param``
 exclude each other. All three keys are optional.
+
+``vacuous_param`` names a flag the measurement itself records when it could not have failed the
+criterion whatever the data (e.g. a one-run canary game whose best possible outcome proves less
+than the claimed epsilon: ``params.claim_above_ceiling`` = 1). A PASS of such an entry is
+reported as WARN with that reason: no evidence is not evidence of safety.
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ _TOP_KEYS = {"policy_version": "integer", "name": "string", "description": "stri
 _REQUIRED_TOP = ("policy_version", "name", "criterion")
 _CRITERION_KEYS = {
     "id": "string", "title": "string", "metric": "array of keys", "op": "string", "threshold": "number",
-    "warn_threshold": "number", "reference": "array of keys", "reference_param": "string",
+    "warn_threshold": "number", "reference": "array of keys", "reference_param": "string", "vacuous_param": "string",
     "fallback": "array of paths", "applies_if": "array of keys", "use_ci": "boolean",
     "missing": "string", "skip_unavailable_branches": "boolean", "severity": "string", "rationale": "string",
 }
@@ -96,6 +102,7 @@ class Criterion:
     severity: str = "blocker"
     reference_param: str | None = None
     fallback: tuple[tuple[str, ...], ...] = ()
+    vacuous_param: str | None = None
 
     @property
     def axis(self) -> str:
@@ -112,6 +119,7 @@ class Criterion:
             "threshold": self.threshold, "warn_threshold": self.warn_threshold,
             "reference": None if self.reference is None else list(self.reference),
             "reference_param": self.reference_param, "fallback": [list(p) for p in self.fallback],
+            "vacuous_param": self.vacuous_param,
             "applies_if": None if self.applies_if is None else list(self.applies_if),
             "use_ci": self.use_ci, "missing": self.missing,
             "skip_unavailable_branches": self.skip_unavailable_branches, "severity": self.severity,
@@ -284,6 +292,10 @@ def _criterion(table: Any, index: int, source: str) -> Criterion:
                             "(letters, digits and _), e.g. \"fpr\"")
         if reference is not None:
             raise UserError(f"{where}: keys 'reference' and 'reference_param' exclude each other (one divisor per figure)")
+    vacuous_param = table.get("vacuous_param")
+    if vacuous_param is not None and not _PARAM_RE.match(vacuous_param):
+        raise UserError(f"{where}: key 'vacuous_param' {_show(vacuous_param)} must be a parameter name "
+                        "(letters, digits and _), e.g. \"claim_above_ceiling\"")
     fallback = _fallbacks(table["fallback"], metric_path, where) if "fallback" in table else ()
     applies_if = _path(table["applies_if"], where, "applies_if", wildcard=False) if "applies_if" in table else None
     op = table["op"]
@@ -310,7 +322,7 @@ def _criterion(table: Any, index: int, source: str) -> Criterion:
         id=cid, title=_one_line(table["title"], where, "title"), metric=metric_path, op=op, threshold=threshold,
         rationale=_one_line(table["rationale"], where, "rationale"), warn_threshold=warn, reference=reference,
         applies_if=applies_if, use_ci=table.get("use_ci", False), missing=missing, skip_unavailable_branches=skip,
-        severity=severity, reference_param=reference_param, fallback=fallback,
+        severity=severity, reference_param=reference_param, fallback=fallback, vacuous_param=vacuous_param,
     )
 
 

@@ -19,7 +19,9 @@ divided by the reference's point estimate (the reference's own uncertainty is no
 With a ``reference_param`` it is ``value / params[reference_param]`` of the same entry (e.g. a TPR
 divided by the FPR it was read at; that FPR is a fixed design value, so the CI is divided too).
 An upper limit on a fraction that the scaling lifts to 1 or more (``threshold x param >= 1``, e.g.
-10x an FPR of 0.625 in a 16-image smoke audit) cannot fail: such a PASS is reported as WARN.
+10x an FPR of 0.625 in a 16-image smoke audit) cannot fail: such a PASS is reported as WARN. So is
+a PASS of an entry whose ``params[vacuous_param]`` is 1: the measurement recorded that no outcome
+could have failed the criterion (a one-run canary game whose ceiling is below the claim).
 With ``fallback`` paths, a match that is unavailable or absent is replaced by the first fallback
 figure that exists (wildcards bound to the match's keys); the record names the path read, the path
 it stands in for and why (``fallback_for``, ``fallback_reason``), and so does the reason line.
@@ -305,6 +307,9 @@ def _judge_metric(c: Criterion, m: _Match, view: dict[str, Any], ref_value: floa
                                  f"{_f(c.threshold)} x {_f(divisor)} >= 1: no fraction can exceed it, so this "
                                  f"figure cannot show a leak (a lower {c.reference_param}, i.e. more data, is "
                                  "needed)")
+    if verdict == PASS and c.vacuous_param is not None and (e.get("params") or {}).get(c.vacuous_param) == 1:
+        verdict, reason = WARN, (f"{reason}, but the measurement records {c.vacuous_param} = 1: no outcome "
+                                 "could have failed this criterion, so the PASS carries no evidence")
     view.update(verdict=verdict, reason=reason, compared=x)
 
 

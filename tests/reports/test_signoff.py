@@ -573,3 +573,24 @@ def test_low_fpr_point_that_cannot_fail_is_a_warning_not_a_pass():
     assert c["verdict"] == WARN and "cannot show a leak" in c["reason"] and "10 x 0.625 >= 1" in c["reason"]
     # at 0.1 % or at 10/152 the same rule can fail, so a pass is a pass
     assert verdicts(_no_01(fx.good_doc()))[1][LOW]["verdict"] == PASS
+
+
+def test_one_run_bound_that_could_not_have_failed_is_a_warning_not_a_pass():
+    doc = fx.good_doc()
+    dpv = doc["privacy"]["dp_verification"]
+    dpv["claimed_epsilon"] = fx.m(8.0)
+    # ceiling 1.79 < claim 8: whatever the canaries showed, the bound could not exceed the claim
+    dpv["one_run_epsilon_lb"] = metric(0.4, "1", method="canary game", params={"ceiling": 1.79, "claim_above_ceiling": 1.0})
+    c = verdicts(doc)[1]["dp_one_run_bound"]
+    assert c["verdict"] == WARN and "claim_above_ceiling = 1" in c["reason"] and "no evidence" in c["reason"]
+    dpv["claimed_epsilon"] = fx.m(1.0)  # a claim the game can reach: a pass is a pass, a breach a FAIL
+    dpv["one_run_epsilon_lb"] = metric(0.4, "1", method="canary game", params={"ceiling": 1.79, "claim_above_ceiling": 0.0})
+    assert verdicts(doc)[1]["dp_one_run_bound"]["verdict"] == PASS
+    dpv["one_run_epsilon_lb"] = metric(1.5, "1", method="canary game", params={"ceiling": 1.79, "claim_above_ceiling": 0.0})
+    assert verdicts(doc)[1]["dp_one_run_bound"]["verdict"] == FAIL
+
+
+def test_vacuous_param_is_validated(tmp_path):
+    with pytest.raises(UserError, match="'vacuous_param'.*must be a parameter name") as err:
+        policy_from(POLICY_HEAD + crit(vacuous_param='"a b"'), tmp_path)
+    assert "\n" not in str(err.value)
