@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other TrainSpec field")
     ap.add_argument("--centre", default="mask", help="crop centre of the evaluation subjects (mask | motion)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--postprocess-both", action="store_true",
+                    help="score every net's maps raw and with the largest heart component kept "
+                         "(audit.utility.postprocess), paired on the same nets")
     ap.add_argument("--label", default="", help="name of this trial in the JSON")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "utility_segmenter.json"),
                     help="JSON file; trials are appended under 'trials'")
@@ -195,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         **extra,
         "nets": [],
     }
-    per_seed, per_centre = [], {}
+    per_seed, per_centre, per_post = [], {}, {}
     for k in range(args.seeds):
         net, table, info = train_one_and_score(Pool(train.images, train.masks), Pool(val.images, val.masks), evaluation,
                                                spec, seed=0, k=k)  # the stage's own step, run seed 0
@@ -206,6 +209,14 @@ def main(argv: list[str] | None = None) -> int:
                 sub_c = per_subject(per_image(predict(net, ev.images, device=spec.device), ev.masks, ev.spacing), ev)
                 per_centre.setdefault(name, []).append(sub_c)
                 info[f"test_dice_mean_{name}"] = float(sub_c["dice_mean"].mean())
+        if args.postprocess_both:
+            from audit.utility.postprocess import postprocess
+
+            for name, ev in evals.items():
+                raw = predict(net, ev.images, device=spec.device, postprocess="none")
+                for how in ("none", "largest_component"):
+                    sub_p = per_subject(per_image(postprocess(raw, how), ev.masks, ev.spacing), ev)
+                    per_post.setdefault(f"{name}:{how}", []).append(sub_p)
         s = summarise([subj])
         info.update({f"test_dice_{n}": s[f"dice_{n}"]["value"] for n in (*NAMES, "mean")})
         info["test_hd95_mean"] = s["hd95_mean"]["value"]
@@ -224,6 +235,17 @@ def main(argv: list[str] | None = None) -> int:
         trial[f"dice_cost_{name}"] = {"mean_diff": round(float(d.mean()), 4), "ci95": [round(float(d.mean() - half), 4),
                                       round(float(d.mean() + half), 4)], "n": int(len(d)),
                                       "what": f"per-subject mean Dice with the {name} crop minus the mask-centred crop"}
+    for key, rows in per_post.items():
+        trial[f"test_post_{key}"] = summarise(rows)
+    for name in evals:
+        if f"{name}:none" in per_post:
+            import pandas as pd
+
+            a = pd.concat(per_post[f"{name}:largest_component"]).groupby("subject_id")[["dice_mean", "hd95_mean"]].mean()
+            b = pd.concat(per_post[f"{name}:none"]).groupby("subject_id")[["dice_mean", "hd95_mean"]].mean()
+            d = (a - b).dropna()
+            trial[f"postprocess_effect_{name}"] = {
+                c: {"mean_diff": round(float(d[c].mean()), 4), "n": int(d[c].notna().sum())} for c in d.columns}
     trial["resolution"] = resolution(per_seed)
     trial["seconds_per_net"] = round(float(np.mean([n["seconds"] for n in trial["nets"]])), 1)
     trial["machine"]["load_avg_1min_after"] = round(os.getloadavg()[0], 2)
@@ -238,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                       "hd95": t["hd95_mean"]["value"], "res": (trial["resolution"] or {}).get("ci95_half_width"),
                       **({"centre_err_mm": extra["centre_error_mm"]["mean"]} if extra else {}),
                       **{f"cost_{n}": trial[f"dice_cost_{n}"]["mean_diff"] for n in per_centre},
+                      **{f"post_{k}": {c: trial[f"test_post_{k}"][f"{c}_mean"]["value"] for c in ("dice", "hd95")}
+                         for k in per_post},
                       **{f"{n}_{c}": trial[f"test_{n}"][f"dice_{c}"]["value"] for n in per_centre for c in (*NAMES, "mean")}}))
     return 0
 

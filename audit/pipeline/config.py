@@ -219,6 +219,10 @@ class AuditConfig:
     """How the evaluation (and validation) subjects' 2D window is placed: ``motion`` (label-free,
     where the image changes over the cardiac cycle) or ``mask`` (centred on the ground truth: an
     oracle, for comparison with runs made before this option)."""
+    utility_postprocess: str = "largest_component"
+    """Post-processing of the utility nets' label maps (validation and evaluation):
+    ``largest_component`` keeps the largest connected heart per slice, as nnU-Net does
+    (:mod:`audit.utility.postprocess`); ``none`` scores the raw arg-max maps."""
     utility_synthetic_ratio: float = 1.0
     """Synthetic images added per real training image in the real+synthetic setting."""
     utility_sdedit_strength: float = 0.5

@@ -19,6 +19,7 @@ import torch
 from audit.core.errors import UserError
 from audit.pipeline.config import AuditConfig
 from audit.utility.net import TrainSpec
+from audit.utility.postprocess import POSTPROCESS
 from generators.device import bf16_native
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class UtilityOptions:
     lr: float = AuditConfig.utility_lr
     precision: str = AuditConfig.utility_precision
     eval_crop: str = AuditConfig.utility_eval_crop
+    postprocess: str = AuditConfig.utility_postprocess
     synthetic_ratio: float = AuditConfig.utility_synthetic_ratio
     sdedit_strength: float = AuditConfig.utility_sdedit_strength
     val_fraction: float = AuditConfig.utility_val_fraction
@@ -51,7 +53,8 @@ class UtilityOptions:
         """The recipe of every utility net (see :mod:`audit.utility.net`)."""
         bf16 = bf16_native(self.device) if self.precision == "auto" else self.precision == "bf16"
         return TrainSpec(steps=self.steps, batch_size=self.batch_size, width=self.width, lr=self.lr,
-                         patience=self.patience, device=self.device, crop=self.crop, bf16=bf16)
+                         patience=self.patience, device=self.device, crop=self.crop, bf16=bf16,
+                         postprocess=self.postprocess)
 
     def check(self) -> None:
         if self.seeds < 1 or self.steps < 1 or self.batch_size < 1 or self.width < 1:
@@ -66,6 +69,8 @@ class UtilityOptions:
             raise UserError(f"audit.utility_precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.eval_crop not in EVAL_CROPS:
             raise UserError(f"audit.utility_eval_crop must be one of {', '.join(EVAL_CROPS)}, got {self.eval_crop!r}")
+        if self.postprocess not in POSTPROCESS:
+            raise UserError(f"audit.utility_postprocess must be one of {', '.join(POSTPROCESS)}, got {self.postprocess!r}")
         if not (np.isfinite(self.synthetic_ratio) and self.synthetic_ratio >= 0):
             raise UserError(f"audit.utility_synthetic_ratio must be a finite number >= 0, got {self.synthetic_ratio}")
         if not 0 < self.sdedit_strength <= 1:
@@ -90,6 +95,7 @@ def options_from_config(cfg) -> UtilityOptions:
         lr=float(a.utility_lr),
         precision=str(a.utility_precision),
         eval_crop=str(a.utility_eval_crop),
+        postprocess=str(a.utility_postprocess),
         synthetic_ratio=float(a.utility_synthetic_ratio),
         sdedit_strength=float(a.utility_sdedit_strength),
         val_fraction=float(a.utility_val_fraction),

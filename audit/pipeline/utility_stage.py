@@ -99,6 +99,8 @@ prepared with ``centre="motion"`` (``audit.utility_eval_crop``; the heart found 
 changes over the cardiac cycle, :func:`cohorts.preprocess.motion_centre`), while the training
 slices keep the cohort stage's mask-centred windows (the data holder's own labels) and the
 training augmentation (affine, random patches) teaches the net hearts anywhere in the window.
+Every predicted map keeps only its largest connected heart (``audit.utility_postprocess``,
+:mod:`audit.utility.postprocess`, nnU-Net's first post-processing step), the validation maps too.
 
 Cost: one training = at most ``audit.utility_steps`` steps of ``audit.utility_batch_size``
 images (patches of ``audit.utility_crop``), five validations, and the prediction and scoring of

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from audit.utility.augment import augment, random_crop, spatial_augment, strong_augment
+from audit.utility.postprocess import postprocess as _postprocess
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,9 @@ class TrainSpec:
     strong: bool = False
     """The strong conventional augmentation of the ``real+augmentation`` baseline
     (:class:`audit.utility.augment.StrongAugment`) in place of the affine of ``spatial_p``."""
+    postprocess: str = "none"
+    """Post-processing of every predicted label map, validation included
+    (:mod:`audit.utility.postprocess`: ``largest_component`` or ``none``)."""
 
     @property
     def every(self) -> int:
@@ -125,19 +129,22 @@ def _autocast(device: str, enabled: bool):
 
 @torch.inference_mode()
 def predict(net: torch.nn.Module, images: np.ndarray, *, batch_size: int = 32, device: str = "cpu",
-            bf16: bool | None = None) -> np.ndarray:
-    """Arg-max label maps ``(N,H,W)`` uint8 of ``images`` ``(N,H,W)`` (``bf16``: autocast; default:
-    as the net was trained, ``net.utility_bf16``)."""
+            bf16: bool | None = None, postprocess: str | None = None) -> np.ndarray:
+    """Arg-max label maps ``(N,H,W)`` uint8 of ``images`` ``(N,H,W)`` (``bf16``: autocast;
+    ``postprocess``: :func:`audit.utility.postprocess.postprocess`; defaults: as the net was
+    trained, ``net.utility_bf16`` and ``net.utility_postprocess``)."""
     net.eval()
     if bf16 is None:
         bf16 = bool(getattr(net, "utility_bf16", False))
+    if postprocess is None:
+        postprocess = str(getattr(net, "utility_postprocess", "none"))
     out = np.empty(images.shape, np.uint8)
     for lo in range(0, len(images), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[lo:lo + batch_size], np.float32)).unsqueeze(1).to(device)
         with _autocast(device, bf16):
             logits = net(x)
         out[lo:lo + batch_size] = logits.argmax(1).to(torch.uint8).cpu().numpy()
-    return out
+    return _postprocess(out, postprocess)
 
 
 def foreground_dice(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -165,6 +172,7 @@ def train_segmenter(train: Pool, val: Pool, spec: TrainSpec, seed: int,
     torch.manual_seed(int(seed))
     net = build_net(spec.width, spec.arch).to(device)
     net.utility_bf16 = bool(spec.bf16)
+    net.utility_postprocess = spec.postprocess
     if spec.optimizer == "adam":
         opt = torch.optim.Adam(net.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     elif spec.optimizer == "adamw":
@@ -216,7 +224,8 @@ def train_segmenter(train: Pool, val: Pool, spec: TrainSpec, seed: int,
         if on_step is not None:
             on_step(1)
         if step % spec.every == 0 or step == spec.steps:
-            score = foreground_dice(predict(net, val.images, device=str(device), bf16=spec.bf16), val.masks)
+            score = foreground_dice(predict(net, val.images, device=str(device), bf16=spec.bf16,
+                                            postprocess=spec.postprocess), val.masks)
             if score > best + 1e-4:
                 best, best_step, bad = score, step, 0
                 best_state = copy.deepcopy(net.state_dict())

@@ -24,7 +24,7 @@ def test_defaults_are_the_config_defaults():
 @pytest.mark.parametrize("kw, word", [
     ({"crop": 40}, "utility_crop"), ({"crop": -16}, "utility_crop"), ({"crop": 16}, "utility_crop"), ({"lr": 0.0}, "utility_lr"),
     ({"lr": float("nan")}, "utility_lr"), ({"precision": "fp16"}, "utility_precision"),
-    ({"eval_crop": "centre"}, "utility_eval_crop"), ({"steps": 0}, "utility_steps"),
+    ({"eval_crop": "centre"}, "utility_eval_crop"), ({"postprocess": "lcc"}, "utility_postprocess"), ({"steps": 0}, "utility_steps"),
     ({"synthetic_ratio": -1.0}, "utility_synthetic_ratio"), ({"sdedit_strength": 0.0}, "utility_sdedit_strength"),
     ({"val_fraction": 1.0}, "utility_val_fraction"),
 ])
