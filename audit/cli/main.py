@@ -66,6 +66,7 @@ def run_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="Master seed (default 0)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<UTC timestamp>-<generator>)."),
     data: Optional[str] = typer.Option(None, "--data", "--cohort", help="ACDC or M&Ms directory (default: the built-in phantom)."),
+    utility_test_data: Optional[str] = typer.Option(None, "--utility-test-data", help="A second dataset (ACDC or M&Ms directory) on which every utility net is also scored, per vendor (cross-dataset domain gap); it never trains anything."),
     split_file: Optional[Path] = typer.Option(None, "--split-file", help="Reuse a splits.json (its data hash must match)."),
     samples: Optional[Path] = typer.Option(None, "--samples", help="Audit an external sample set (.npz contract) instead of training."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON or TOML config file (dotted or nested keys)."),
@@ -91,6 +92,7 @@ def run_cmd(
       audit run --generator ldm --dp-epsilon 8 --dp-delta 1e-5
       audit run --generator ldm --dp-epsilon 1 --dp-audit-canaries 32    # + one-run audit of the claim
       audit run --samples synth.npz --cohort /data/ACDC --split-file splits.json
+      audit run --generator ldm --data /data/ACDC --utility-test-data /data/MnMs   # + cross-dataset utility
       audit run --generator ldm --resume             # continue the latest unfinished ldm run
       torchrun --standalone --nproc_per_node 2 -m audit run --generator ldm   # data-parallel training
 
@@ -110,6 +112,7 @@ def run_cmd(
         "seed": seed,
         "data.source": data,
         "data.split_file": str(split_file) if split_file else None,
+        "audit.utility_test_data": utility_test_data,
         "dp.epsilon": dp_epsilon,
         "dp.delta": dp_delta,
         "dp.noise_multiplier": dp_noise_multiplier,

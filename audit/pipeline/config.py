@@ -223,6 +223,10 @@ class AuditConfig:
     """Post-processing of the utility nets' label maps (validation and evaluation):
     ``largest_component`` keeps the largest connected heart per slice, as nnU-Net does
     (:mod:`audit.utility.postprocess`); ``none`` scores the raw arg-max maps."""
+    utility_test_data: str = ""
+    """A second dataset (ACDC or M&Ms layout) on which every utility net is also scored, per vendor
+    (``external@<vendor>`` keys; :mod:`audit.pipeline.utility_external`); its subjects never train
+    anything. Empty = none. The CLI flag is ``--utility-test-data DIR``."""
     utility_synthetic_ratio: float = 1.0
     """Synthetic images added per real training image in the real+synthetic setting."""
     utility_sdedit_strength: float = 0.5

@@ -31,6 +31,7 @@ from audit.pipeline.context import RunContext, Stage, release_fit_workers
 from audit.pipeline.rundir import RunDir, utc_now
 from audit.pipeline import stages as default_stages
 from audit.pipeline.stages import fit_on_worker
+from audit.pipeline.utility_external import external_folder
 from audit.pipeline.utility_options import options_from_config
 from audit.privacy.canaries import check_request
 from cohorts.source import PHANTOM, check_folder
@@ -174,6 +175,8 @@ def _check_inputs(cfg: C.RunConfig, run_dir: RunDir | None = None) -> None:
                             "subjects are the members of the privacy audit)")
     if cfg.audit.utility:
         options_from_config(cfg)  # the audit.utility_* ranges: one clear line now, not after the fit
+        if cfg.audit.utility_test_data and not done("cohort"):
+            external_folder(cfg)  # read and checked in full in the cohort stage
     check_options = getattr(generator_cls, "check_options", None)  # a plugin may not have it
     if check_options is not None:
         check_options(cfg.generator_options or {})

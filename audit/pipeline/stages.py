@@ -2,7 +2,8 @@
 
 * ``cohort``: resolve the data source (phantom or a dataset directory), load and prepare it
   through the cohort cache, make or reuse subject-level splits (``splits.json``) and a
-  leave-one-vendor-out split (``splits_lovo.json``), record the data hash in ``env.json``.
+  leave-one-vendor-out split (``splits_lovo.json``), record the data hash in ``env.json``; with
+  ``--utility-test-data`` also load and check the external evaluation cohort (before any training).
 * ``fit``: build the training slices of the ``train`` split and fit the generator (trainable
   ones checkpoint into ``checkpoints/`` and resume from there); save it to ``generator/``.
 * ``sample``: condition on masks of subjects in ``sample.condition_split`` (default
@@ -36,6 +37,8 @@ from audit.pipeline.fidelity_stage import run_fidelity
 from audit.pipeline.plugin_stage import run_plugin_metrics
 from audit.pipeline.privacy_stage import run_privacy
 from audit.pipeline.stagekit import canary_plan, prepared_cohort, section_loader, split_slices
+from audit.pipeline.utility_external import check_external
+from audit.pipeline.utility_options import options_from_config
 from audit.pipeline.utility_stage import run_utility
 from cohorts.splits import load_splits, make_lovo_splits, make_splits, save_splits
 from generators.base import FitContext
@@ -61,6 +64,9 @@ def run_cohort(ctx: RunContext) -> dict[str, Any]:
             raise UserError(f"{prepared.root or d.source}: {exc}") from None
     cls = getattr(ctx.entry, "cls", None)  # None: a context built without a registered generator
     check_cohort_for_run(prepared, splits, ctx.cfg, getattr(cls, "data", "slices"), getattr(cls, "trainable", True))
+    external = None
+    if ctx.cfg.audit.utility and ctx.cfg.audit.utility_test_data:  # checked now, not after the fit
+        external = check_external(ctx.cfg, prepared, options_from_config(ctx.cfg).eval_crop)
     save_splits(splits, ctx.run_dir.path / "splits.json")
     info: dict[str, Any] = {"subjects": len(prepared), "data_hash": prepared.data_hash}
     if len(prepared.vendors) >= 2:
@@ -70,6 +76,9 @@ def run_cohort(ctx: RunContext) -> dict[str, Any]:
     env = json.loads(ctx.run_dir.env_path.read_text("utf-8"))
     env["data_hash"] = prepared.data_hash
     env["data_source"] = d.source
+    if external is not None:
+        env["utility_test_data"] = external
+        info["utility_test_data"] = {k: external[k] for k in ("source", "labelled_subjects")}
     atomic_write_json(ctx.run_dir.env_path, env)
     ctx.artefacts.update(prepared=prepared, splits=splits)
     log.info("cohort: %d subjects (%s), splits %s", len(prepared), prepared.layout,

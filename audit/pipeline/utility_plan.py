@@ -23,6 +23,18 @@ class SubjectPlan:
     """vendor -> evaluation subjects (every cohort vendor is a key, possibly with an empty list)"""
     excluded: dict[str, int] = field(default_factory=dict)
     """vendor -> annotated subjects the generator saw (train, conditioning or sample ids)"""
+    external: str | None = None
+    """the external evaluation folder (``--utility-test-data``) whose vendors were added by
+    :meth:`add_external`, or ``None``"""
+
+    def add_external(self, source: str, evaluate: dict[str, list[str]]) -> None:
+        """Add the external cohort's vendors (``external@<vendor>`` keys) and their subjects."""
+        clash = set(evaluate) & set(self.vendors)
+        if clash:
+            raise UserError(f"utility: external vendor keys {sorted(clash)} clash with the run cohort's vendors")
+        self.external = source
+        self.vendors = [*self.vendors, *evaluate]
+        self.evaluate.update(evaluate)
 
     def missing_reason(self, vendor: str) -> str:
         role = "the held-out vendor" if vendor == self.heldout_vendor else "vendor"

@@ -40,6 +40,11 @@ With fewer than two vendors there is no held-out vendor: the same design runs on
 splits alone, every subject is "seen", and the unseen-vendor figures are absent (the section's
 ``design`` entry says so).
 
+With ``--utility-test-data DIR`` (``audit.utility_test_data``) every annotated subject of a second
+dataset is scored too, per vendor, under the keys ``external@<vendor>``: the cross-dataset domain
+gap. It is checked in the cohort stage and never trains anything
+(:mod:`audit.pipeline.utility_external`).
+
 Settings
 --------
 
@@ -127,6 +132,7 @@ from audit.core.results import metric, unavailable
 from audit.core.tables import write_csv
 from audit.pipeline.context import RunContext
 from audit.pipeline.stagekit import check_compatible, prepared_cohort, store_section
+from audit.pipeline.utility_external import VENDOR_PREFIX, concat_slices, external_slices, is_external, load_external
 from audit.pipeline.utility_options import UtilityOptions, options_from_config, vendor_key
 from audit.pipeline.utility_plan import SubjectPlan, cap_per_vendor, labelled_slices, plan_subjects
 from audit.pipeline.utility_pools import SETTINGS, SYNTHETIC_SETTINGS, SettingData, build_settings
@@ -262,8 +268,13 @@ def _data_entries(settings: dict[str, SettingData | str], plan: SubjectPlan) -> 
             data[s] = {"train_images": unavailable(d or "not computed")}
     data["eval_subjects"] = {}
     for v in plan.vendors:
-        role = "held out: in no training set" if v == plan.heldout_vendor else "seen"
         n = len(plan.evaluate[v])
+        if is_external(v):
+            data["eval_subjects"][vendor_key(v)] = metric(
+                n, "subjects", method=f"every annotated subject of vendor {v[len(VENDOR_PREFIX):]} of the external dataset "
+                                      f"{plan.external} (--utility-test-data): in no training set, no validation")
+            continue
+        role = "held out: in no training set" if v == plan.heldout_vendor else "seen"
         data["eval_subjects"][vendor_key(v)] = (
             metric(n, "subjects", method=f"annotated subjects of vendor {v} ({role}) that the generator never saw (neither "
                                          f"trained nor conditioned on); {plan.excluded.get(v, 0)} it saw are excluded")
@@ -307,7 +318,8 @@ def utility_section(table: pd.DataFrame, settings: dict[str, SettingData | str],
                     section[key][s][vk] = {"dice_diff": unavailable(plan.missing_reason(v))}
                 continue
             rows = table[(table["setting"] == s) & (table["vendor"] == v)]
-            held = " (held-out vendor)" if v == plan.heldout_vendor else ""
+            held = (" (held-out vendor)" if v == plan.heldout_vendor else
+                    f" of the external dataset {plan.external}" if is_external(v) else "")
             section["settings"][s][vk] = absolute_entries(rows, subjects, seed_list, n_boot=n_boot, seed=seed,
                                                           what=f"a net trained on {s} data, real subjects of vendor {v}{held}")
             for key, b in compare:
@@ -370,6 +382,12 @@ def run_utility(ctx: RunContext) -> dict[str, Any]:
     real = labelled_slices(prepared, plan.train, frames)
     val = labelled_slices(prepared, plan.val, frames, windows=windows)
     evaluation = labelled_slices(prepared, [i for v in plan.vendors for i in plan.evaluate[v]], frames, windows=windows)
+    if cfg.audit.utility_test_data:  # a second dataset, scored per vendor as well (checked in the cohort stage)
+        ext, ext_subjects = external_slices(load_external(cfg, opts.eval_crop), frames)
+        if ext is None:
+            raise UserError(f"--utility-test-data {cfg.audit.utility_test_data}: no annotated slices for frames={frames!r}")
+        plan.add_external(str(cfg.audit.utility_test_data), ext_subjects)
+        evaluation = concat_slices(evaluation, ext)
     if evaluation is not None:
         evaluation = cap_per_vendor(evaluation, cfg.audit.max_images, seed=cfg.seed)
     if real is None or val is None or evaluation is None:

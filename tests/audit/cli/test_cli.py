@@ -154,6 +154,7 @@ def _hostile_inputs(d):
         (["--out", str(d / "a-file" / "run")], "cannot write to run directory"),
         (["--out", str(d / ("x" * 300))], "is 300 bytes, longer than the"),
         (["--data", str(d / "no-such-folder")], "no-such-folder does not exist"),
+        (["--utility-test-data", str(d / "no-such-folder")], "--utility-test-data " + str(d / "no-such-folder") + ": no such directory"),
         (["--set", "sample.sampler_steps=-1"], "sample.sampler_steps must be >= 1"),
         (["--set", "train.num_threads=-3"], "train.num_threads must be >= 0"),
         (["--set", "data.phantom_subjects=100000000000"], "data.phantom_subjects must be in [1, 5000]"),
