@@ -356,8 +356,13 @@ def test_run_utility_end_to_end(cohort, tmp_path):
     from cohorts.splits import save_splits
     from generators import registry
 
+    from cohorts.phantom import write_dataset
+
     p, splits, lovo = cohort
-    cfg = resolve_config(preset="smoke", generator="holdout", overrides={"train.num_threads": 1})
+    # a second dataset in the M&Ms layout: every net is scored on it too (--utility-test-data)
+    external = write_dataset(tmp_path / "mnms", n_subjects=2, seed=7, layout="mnms", vendors=("A", "B"), progress=False)
+    cfg = resolve_config(preset="smoke", generator="holdout",
+                         overrides={"train.num_threads": 1, "audit.utility_test_data": str(external)})
     save_splits(lovo, tmp_path / "splits_lovo.json")
     gen = _FakeSDEdit()
     ctx = RunContext(cfg=cfg, run_dir=RunDir(tmp_path), entry=registry.get("holdout"),
@@ -374,7 +379,11 @@ def test_run_utility_end_to_end(cohort, tmp_path):
     assert targets and "D" not in targets
     # the sign-off contract: one dice_diff entry per cohort vendor under real+synthetic
     per_vendor = section["vs_real"]["real+synthetic"]
-    assert set(per_vendor) == {vendor_key(v) for v in p.vendors}
+    assert set(per_vendor) == {vendor_key(v) for v in p.vendors} | {"external@A", "external@B"}
+    for v in ("external@A", "external@B"):  # one external subject each, never trained on
+        assert per_vendor[v]["dice_diff"]["n"] == 1
+        assert "external dataset" in section["data"]["eval_subjects"][v]["method"]
+        assert "value" in section["vs_augmentation"]["real+synthetic"][v]["dice_diff"]
     for v, node in per_vendor.items():
         e = node["dice_diff"]
         if ctx.artefacts["results.utility"]["data"]["eval_subjects"][v].get("status") == "unavailable":
