@@ -348,14 +348,19 @@ class DiffusionFamily(MaskConditioned2D):
         return int(steps), float(self.options["guidance_scale"] if guidance is None else guidance)
 
     @torch.no_grad()
-    def sdedit(self, reference: np.ndarray, masks: np.ndarray, *, strength: float, vendor=None, group=None, seed: int = 0,
-               batch_size: int = 32) -> np.ndarray:
-        """Restyle ``reference`` images (SDEdit): noise to ``strength`` in (0, 1], denoise under their masks."""
+    def sdedit(self, reference: np.ndarray, masks: np.ndarray | None, *, strength: float, vendor=None, group=None,
+               seed: int = 0, batch_size: int = 32) -> np.ndarray:
+        """Restyle ``reference`` images (SDEdit, Meng et al. 2022, ICLR): noise to ``strength`` in
+        (0, 1], denoise under their masks. ``masks=None`` restyles without labels (test-time
+        adaptation of scans nobody has segmented): the mask condition is the null mask of
+        classifier-free guidance, so only ``vendor`` / ``group`` steer and the structure is what
+        survives the partial noising."""
         if not 0 < strength <= 1:
             raise UserError(f"SDEdit strength must be in (0, 1], got {strength}")
         if self.nets is None:
             raise UserError(f"generator '{self.name}' has not been fitted or loaded")
-        check_masks(masks, self.shape, self.name)
+        if masks is not None:
+            check_masks(masks, self.shape, self.name)
         v, g = self.vocab.encode(vendor, group, len(reference))
         gen = torch.Generator().manual_seed(int(seed))
         self.nets.eval()
@@ -370,8 +375,10 @@ class DiffusionFamily(MaskConditioned2D):
             else:
                 xt = self.scheduler.add_noise(x0, noise, self._timesteps(x0.shape[0], int(round(strength * (T_TRAIN - 1)))))
             cls = self._classes(v[lo:hi], g[lo:hi]).to(self.device)
+            mask_oh = (torch.zeros((hi - lo, N_LABELS, *self.shape), device=self.device) if masks is None
+                       else one_hot(self._tensor(masks[lo:hi])))
             with devices.autocast(self.device, self.amp):
-                x = self.from_data(self._denoise(xt, one_hot(self._tensor(masks[lo:hi])), cls, steps, guidance, start=strength))
+                x = self.from_data(self._denoise(xt, mask_oh, cls, steps, guidance, start=strength))
             out[lo:hi] = x.float()[:, 0].cpu().numpy()
         return out
 

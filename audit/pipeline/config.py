@@ -223,6 +223,10 @@ class AuditConfig:
     """Post-processing of the utility nets' label maps (validation and evaluation):
     ``largest_component`` keeps the largest connected heart per slice, as nnU-Net does
     (:mod:`audit.utility.postprocess`); ``none`` scores the raw arg-max maps."""
+    utility_tta_strengths: str = "0.25,0.5"
+    """Test-time adaptation: SDEdit strengths (comma-separated, each in (0, 1]; empty = off) at which the
+    unseen domains' test scans are restyled without labels towards a seen vendor and segmented by the
+    real-trained nets (:mod:`audit.pipeline.utility_tta`; diffusion and flow generators only)."""
     utility_test_data: str = ""
     """A second dataset (ACDC or M&Ms layout) on which every utility net is also scored, per vendor
     (``external@<vendor>`` keys; :mod:`audit.pipeline.utility_external`); its subjects never train

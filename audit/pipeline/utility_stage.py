@@ -45,6 +45,12 @@ dataset is scored too, per vendor, under the keys ``external@<vendor>``: the cro
 gap. It is checked in the cohort stage and never trains anything
 (:mod:`audit.pipeline.utility_external`).
 
+Test-time adaptation (:mod:`audit.pipeline.utility_tta`): the unseen domains' evaluation scans (the
+held-out vendor, the external vendors) are also restyled *without labels* by the generator's
+SDEdit sampler towards a seen vendor at each strength of ``audit.utility_tta_strengths``, scored
+by the same nets, and the ``real`` nets' figures on them are compared with the raw scans, paired
+by subject (``test_time_adaptation``).
+
 Settings
 --------
 
@@ -136,6 +142,7 @@ from audit.pipeline.utility_external import VENDOR_PREFIX, concat_slices, extern
 from audit.pipeline.utility_options import UtilityOptions, options_from_config, vendor_key
 from audit.pipeline.utility_plan import SubjectPlan, cap_per_vendor, labelled_slices, plan_subjects
 from audit.pipeline.utility_pools import SETTINGS, SYNTHETIC_SETTINGS, SettingData, build_settings
+from audit.pipeline.utility_tta import adapt_unseen, tta_section, unavailable_tta
 from audit.utility.metrics import absolute_entries, paired_entries, per_image
 from audit.utility.net import Pool, TrainSpec, predict, train_segmenter
 from cohorts.parallel import ordered_map, spawn_works
@@ -398,11 +405,17 @@ def run_utility(ctx: RunContext) -> dict[str, Any]:
              "%d seeds x <= %d steps of %d images", len(plan.train), len(real), len(plan.val),
              {v: len(ids) for v, ids in plan.evaluate.items()}, held, opts.seeds, opts.steps, opts.batch_size)
     sc = cfg.sample
-    settings = build_settings(real, val, samples, ctx.artefacts.get("generator"), plan, opts, seed=cfg.seed,
-                              sampling=sc.sampler_settings())
+    generator = ctx.artefacts.get("generator")
+    settings = build_settings(real, val, samples, generator, plan, opts, seed=cfg.seed, sampling=sc.sampler_settings())
+    # test-time adaptation: the unseen domains' scans restyled without labels, scored by the same nets
+    adapted, targets = adapt_unseen(generator, evaluation, plan, opts.tta_strengths, seed=cfg.seed,
+                                    sampling=sc.sampler_settings())
     t0 = time.perf_counter()
-    table, runs = train_and_score(settings, evaluation, opts, seed=cfg.seed)
+    table, runs = train_and_score(settings, concat_slices(evaluation, adapted), opts, seed=cfg.seed)
     section = utility_section(table, settings, plan, seeds=opts.seeds, n_boot=cfg.audit.bootstrap, seed=cfg.seed)
+    section["test_time_adaptation"] = (
+        tta_section(table, plan, opts.tta_strengths, targets, seeds=opts.seeds, n_boot=cfg.audit.bootstrap, seed=cfg.seed)
+        if adapted is not None and isinstance(settings.get("real"), SettingData) else unavailable_tta(targets))
     if held is None:
         section["design"] = {"heldout_vendor": unavailable(
             f"the cohort has {len(vendors)} vendor(s): no leave-one-vendor-out split, so no unseen-vendor evaluation; "

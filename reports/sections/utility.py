@@ -15,6 +15,23 @@ from reports.sections.base import ReportContext, Section
 VERDICT_WORDS = {"improves": "beats", "worsens": "is worse than", "no evidence": "is not distinguishable from"}
 
 
+def _paired_sentence(subject: str, e: object, baseline: str) -> str | None:
+    """``"<subject>: beats / is worse than / is not distinguishable from <baseline> (difference [CI], n)."``
+    for a paired ``dice_diff`` entry; ``None`` when it is not one."""
+    if not isinstance(e, Mapping):
+        return None
+    if e.get("status") == "unavailable":
+        return f"{subject}: not compared with {baseline} ({e.get('reason', 'unavailable')})."
+    if "value" not in e:
+        return None
+    verdict = next((part.split(":", 1)[1].strip() for part in str(e.get("notes") or "").split(";")
+                    if part.strip().startswith("verdict:")), "no evidence")
+    ci = (f" [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]" if e.get("ci_low") is not None and e.get("ci_high") is not None
+          else "")
+    return (f"{subject}: {VERDICT_WORDS.get(verdict, verdict)} {baseline} "
+            f"(mean Dice difference {e['value']:+.3f}{ci}, paired over {e.get('n', '?')} subjects).")
+
+
 def augmentation_sentences(util: Mapping) -> list[str]:
     """One sentence per generator setting and vendor: does it beat the real+augmentation baseline
     (the paired mean-Dice difference and its 95 % CI, ``vs_augmentation`` in results.json)?"""
@@ -23,20 +40,32 @@ def augmentation_sentences(util: Mapping) -> list[str]:
         if not isinstance(per_vendor, Mapping):
             continue
         for vendor, node in per_vendor.items():
-            e = node.get("dice_diff") if isinstance(node, Mapping) else None
-            if not isinstance(e, Mapping):
-                continue
-            if e.get("status") == "unavailable":
-                out.append(f"{setting}, vendor {vendor}: not compared with real+augmentation ({e.get('reason', 'unavailable')}).")
-                continue
-            if "value" not in e:
-                continue
-            verdict = next((part.split(":", 1)[1].strip() for part in str(e.get("notes") or "").split(";")
-                            if part.strip().startswith("verdict:")), "no evidence")
-            ci = (f" [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]" if e.get("ci_low") is not None and e.get("ci_high") is not None
-                  else "")
-            out.append(f"{setting}, vendor {vendor}: {VERDICT_WORDS.get(verdict, verdict)} real+augmentation "
-                       f"(mean Dice difference {e['value']:+.3f}{ci}, paired over {e.get('n', '?')} subjects).")
+            line = _paired_sentence(f"{setting}, vendor {vendor}", node.get("dice_diff") if isinstance(node, Mapping)
+                                    else None, "real+augmentation")
+            if line:
+                out.append(line)
+    return out
+
+
+def adaptation_sentences(util: Mapping) -> list[str]:
+    """One sentence per SDEdit strength and unseen vendor: do the real-trained nets segment the
+    restyled scans better than the raw ones (``test_time_adaptation`` in results.json)?"""
+    node = util.get("test_time_adaptation")
+    if not isinstance(node, Mapping):
+        return []
+    gone = node.get("adaptation")
+    if isinstance(gone, Mapping) and gone.get("status") == "unavailable":
+        return [f"Not done: {gone.get('reason', 'unavailable')}."]
+    out = []
+    for strength, per_vendor in node.items():
+        if not isinstance(per_vendor, Mapping):
+            continue
+        for vendor, v in per_vendor.items():
+            e = v.get("vs_raw", {}).get("dice_diff") if isinstance(v, Mapping) else None
+            line = _paired_sentence(f"vendor {vendor}, restyled at {strength.replace('_', ' ')}", e,
+                                    "the raw scans for the real-trained nets")
+            if line:
+                out.append(line)
     return out
 
 
@@ -67,6 +96,9 @@ def utility_section(ctx: ReportContext) -> Section:
         sentences = augmentation_sentences(util)
         if sentences:
             sec.text("Synthetic data against conventional augmentation", sentences, gloss="utility")
+        sentences = adaptation_sentences(util)
+        if sentences:
+            sec.text("Test-time adaptation of unseen-domain scans (SDEdit without labels)", sentences, gloss="utility")
         bars = dice_bars(util)  # absolute Dice per setting / vendor / structure (not the differences)
         sec.table(t)
         if bars:

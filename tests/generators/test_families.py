@@ -127,6 +127,10 @@ def test_sdedit_keeps_structure_and_white_box_score(name, rings):
     assert np.abs(low - rings.images[:3]).mean() < np.abs(high - rings.images[:3]).mean()
     with pytest.raises(UserError, match="strength"):
         g.sdedit(rings.images[:1], rings.masks[:1], strength=1.5)
+    # without labels (test-time adaptation): the null mask; a little noise still keeps the image
+    free = g.sdedit(rings.images[:3], None, strength=0.05, vendor=["A"] * 3, seed=0)
+    assert free.shape == (3, 32, 32) and np.isfinite(free).all()
+    assert np.abs(free - rings.images[:3]).mean() < np.abs(high - rings.images[:3]).mean()
     s = g.score(rings.images[:4], rings.masks[:4], timestep=100, repeats=2)
     assert s.shape == (4,) and np.isfinite(s).all() and (s <= 0).all()
     p = g.pia_score(rings.images[:4], rings.masks[:4], timestep=100)

@@ -326,9 +326,11 @@ class _FakeSDEdit:
     def __init__(self):
         self.sampling = {}
         self.calls = []
+        self.labelled_calls = []
 
     def sdedit(self, reference, masks, *, strength, vendor, group, seed):
         self.calls.append((len(reference), tuple(vendor)))
+        self.labelled_calls.append(masks is not None)
         rng = np.random.default_rng(seed)
         return np.clip(reference * 0.9 + 0.05 + rng.normal(0, 0.01, reference.shape), 0, 1).astype(np.float32)
 
@@ -400,6 +402,17 @@ def test_run_utility_end_to_end(cohort, tmp_path):
     assert {"dice_RV", "hd95_LV", "assd_MYO", "empty_pred_LV", "images"} <= set(subj.columns)
     runs = pd.read_csv(tmp_path / "utility_training.csv")
     assert len(runs) == 10 and (runs["step_s"] > 0).all()
+    # test-time adaptation: the unseen domains (held-out D, the external vendors) restyled without labels
+    tta = section["test_time_adaptation"]
+    assert set(tta) == {"sdedit_0.25", "sdedit_0.5"}
+    for strength in tta.values():
+        assert set(strength) == {"D", "external@A", "external@B"}
+        e = strength["D"]["vs_raw"]["dice_diff"]
+        assert "adapted (SDEdit" in e["method"] and "raw scans" in e["method"] and "verdict:" in e["notes"]
+        assert "value" in strength["D"]["adapted"]["dice"]["mean"]
+    assert False in gen.labelled_calls  # the TTA calls carried no mask (real+sdedit's do)
+    assert {v for v in subj["vendor"] if v.startswith("tta")} == {f"tta{s}@{v}" for s in ("0.25", "0.5")
+                                                                   for v in ("D", "external@A", "external@B")}
 
 
 def test_switched_off_and_bad_options(cohort, tmp_path):

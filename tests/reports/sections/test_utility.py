@@ -1,9 +1,9 @@
-"""The utility section's statement on synthetic data against the augmentation baseline."""
+"""The utility section's statements: synthetic data against the augmentation baseline, and test-time adaptation."""
 
 from __future__ import annotations
 
 from audit.core.results import metric, unavailable
-from reports.sections.utility import augmentation_sentences
+from reports.sections.utility import adaptation_sentences, augmentation_sentences
 
 
 def test_one_sentence_per_setting_and_vendor_with_the_verdict():
@@ -20,3 +20,17 @@ def test_one_sentence_per_setting_and_vendor_with_the_verdict():
     assert "synthetic, vendor A: is worse than real+augmentation" in s[2]
     assert "not compared with real+augmentation (generator 'gan' has no SDEdit sampler)" in s[3]
     assert augmentation_sentences({}) == []
+
+
+def test_adaptation_sentences_per_strength_and_unseen_vendor():
+    util = {"test_time_adaptation": {"sdedit_0.25": {
+        "D": {"vs_raw": {"dice_diff": metric(0.012, "1", ci=(0.003, 0.02), n=15, notes="verdict: improves", method="m")}},
+        "external@B": {"vs_raw": {"dice_diff": metric(-0.04, "1", ci=(-0.06, -0.02), n=8, notes="verdict: worsens",
+                                                      method="m")}}}}}
+    s = adaptation_sentences(util)
+    assert s[0] == ("vendor D, restyled at sdedit 0.25: beats the raw scans for the real-trained nets (mean Dice "
+                    "difference +0.012 [+0.003, +0.020], paired over 15 subjects).")
+    assert "vendor external@B, restyled at sdedit 0.25: is worse than the raw scans" in s[1]
+    gone = {"test_time_adaptation": {"adaptation": unavailable("generator 'gan' has no SDEdit sampler")}}
+    assert adaptation_sentences(gone) == ["Not done: generator 'gan' has no SDEdit sampler."]
+    assert adaptation_sentences({}) == []
