@@ -7,10 +7,17 @@
   training (probability ``p_uncond``) and what sampling uses for "unconditional".
 * An all-zero mask one-hot is the null mask (no channel is "on", not even background), so
   "unconditioned on anatomy" can never be confused with "an empty heart".
+* A label the vocabulary does not know is an error (a caller asking for a vendor the model never
+  saw), except inside :func:`lenient_labels`: the audit stages score and restyle real subjects
+  whose vendor or group may be absent from a small or source-only training split, and there such
+  a label is encoded as null (the image conditioned on its mask alone), with a warning.
 """
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +27,20 @@ import torch.nn.functional as F
 from audit.core.errors import UserError
 
 N_LABELS = 4
+log = logging.getLogger(__name__)
+_LENIENT: ContextVar[bool] = ContextVar("cmr_audit_lenient_labels", default=False)
+_WARNED: set[tuple[str, str]] = set()  # (what, label): warned once per process
+
+
+@contextmanager
+def lenient_labels():
+    """Within this block unknown vendor / group labels encode as null instead of raising (see the
+    module docstring); the audit pipeline runs its stages inside it."""
+    token = _LENIENT.set(True)
+    try:
+        yield
+    finally:
+        _LENIENT.reset(token)
 
 
 @dataclass(frozen=True)
@@ -42,14 +63,22 @@ class Vocab:
     def _encode(self, values, vocab: tuple[str, ...], what: str, n: int) -> torch.Tensor:
         if values is None:
             return torch.full((n,), len(vocab), dtype=torch.long)
-        out = []
+        out, unknown = [], set()
         for v in np.asarray(values).astype(str).tolist():
             if v in ("", "None"):
                 out.append(len(vocab))
             elif v in vocab:
                 out.append(vocab.index(v))
+            elif _LENIENT.get():
+                out.append(len(vocab))
+                unknown.add(v)
             else:
                 raise UserError(f"unknown {what} {v!r}: this generator was trained on {', '.join(vocab)}")
+        new = sorted(v for v in unknown if (what, v) not in _WARNED)
+        if new:
+            _WARNED.update((what, v) for v in new)
+            log.warning("%s %s never seen in training (trained on %s): encoded as the null %s (mask only)", what,
+                        ", ".join(new), ", ".join(vocab), what)
         return torch.tensor(out, dtype=torch.long)
 
     def encode(self, vendor, group, n: int) -> tuple[torch.Tensor, torch.Tensor]:

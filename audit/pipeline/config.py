@@ -75,6 +75,10 @@ MAX_SIZE = 1024
 DEFAULT_GENERATOR = "ldm"
 
 
+PROTOCOLS = ("all_vendors", "source_only")
+"""Values of ``data.protocol`` (see :class:`DataConfig`)."""
+
+
 @dataclass
 class DataConfig:
     """Which cohort to use and how to preprocess it (see :mod:`cohorts.preprocess`)."""
@@ -99,6 +103,12 @@ class DataConfig:
     """An existing split JSON to reuse (its data hash must match the cohort); empty = make one."""
     heldout_vendor: str = ""
     """Vendor left out for the domain-shift split; empty = the last vendor alphabetically."""
+    protocol: str = "all_vendors"
+    """Which vendors the generator may learn from when the cohort has two or more: ``all_vendors``
+    (the standard splits; the held-out vendor is unseen only by the utility segmenter) or
+    ``source_only`` (Wong et al.'s protocol: the run uses the leave-one-vendor-out splits, so the
+    generator, its autoencoder and every cached model are fitted on the seen vendors only, and the
+    held-out vendor's subjects are only evaluated on, in ``unseen_vendor_test``)."""
 
 
 @dataclass
@@ -416,6 +426,7 @@ def _check(cfg: RunConfig) -> None:
          "give a real cohort with --data for more)"),
         (cfg.data.size <= MAX_SIZE, f"data.size must be <= {MAX_SIZE} pixels"),
         (cfg.data.frames in ("ed_es", "labelled", "all"), "data.frames must be one of ed_es, labelled, all"),
+        (cfg.data.protocol in PROTOCOLS, f"data.protocol must be one of {', '.join(PROTOCOLS)}"),
         (cfg.train.steps >= 0, "train.steps must be >= 0"),
         (cfg.train.batch_size > 0, "train.batch_size must be > 0"),
         (cfg.train.keep_checkpoints >= 0, "train.keep_checkpoints must be >= 0 (0 = keep every checkpoint)"),

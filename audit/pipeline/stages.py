@@ -40,7 +40,7 @@ from audit.pipeline.stagekit import canary_plan, prepared_cohort, section_loader
 from audit.pipeline.utility_external import check_external
 from audit.pipeline.utility_options import options_from_config
 from audit.pipeline.utility_stage import run_utility
-from cohorts.splits import load_splits, make_lovo_splits, make_splits, save_splits
+from cohorts.splits import Splits, load_splits, make_lovo_splits, make_splits, save_splits
 from generators.base import FitContext
 from generators.data import StackSet
 from generators.dp.summary import results_section
@@ -52,16 +52,33 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- cohort
 
 
+def _run_splits(prepared, d) -> Splits:
+    """The run's splits: a ``--split-file``, or made with ``data.split_seed`` -- the standard ones,
+    or under ``data.protocol = source_only`` the leave-one-vendor-out ones (the generator then
+    never sees the held-out vendor; its subjects are in ``unseen_vendor_test`` only)."""
+    where = prepared.root or d.source
+    source_only = d.protocol == "source_only"
+    if source_only and len(prepared.vendors) < 2:
+        raise UserError(f"{where}: data.protocol=source_only holds one vendor out of the generator's training, but the "
+                        f"cohort has {len(prepared.vendors)} vendor ({', '.join(prepared.vendors)}); use all_vendors")
+    if d.split_file:
+        splits = load_splits(d.split_file, prepared)
+        if source_only and splits.kind != "lovo":
+            raise UserError(f"{d.split_file}: data.protocol=source_only needs a leave-one-vendor-out split file "
+                            f"(kind lovo), this one is {splits.kind}")
+        return splits
+    try:
+        if source_only:
+            return make_lovo_splits(prepared, d.heldout_vendor or None, seed=d.split_seed)
+        return make_splits(prepared, seed=d.split_seed)
+    except UserError as exc:  # name the folder: the user has to add subjects there
+        raise UserError(f"{where}: {exc}") from None
+
+
 def run_cohort(ctx: RunContext) -> dict[str, Any]:
     d = ctx.cfg.data
     prepared = prepared_cohort(ctx)
-    if d.split_file:
-        splits = load_splits(d.split_file, prepared)
-    else:
-        try:
-            splits = make_splits(prepared, seed=d.split_seed)
-        except UserError as exc:  # name the folder: the user has to add subjects there
-            raise UserError(f"{prepared.root or d.source}: {exc}") from None
+    splits = _run_splits(prepared, d)
     cls = getattr(ctx.entry, "cls", None)  # None: a context built without a registered generator
     check_cohort_for_run(prepared, splits, ctx.cfg, getattr(cls, "data", "slices"), getattr(cls, "trainable", True))
     external = None
@@ -70,9 +87,10 @@ def run_cohort(ctx: RunContext) -> dict[str, Any]:
     save_splits(splits, ctx.run_dir.path / "splits.json")
     info: dict[str, Any] = {"subjects": len(prepared), "data_hash": prepared.data_hash}
     if len(prepared.vendors) >= 2:
-        lovo = make_lovo_splits(prepared, d.heldout_vendor or None, seed=d.split_seed)
+        lovo = splits if splits.kind == "lovo" else make_lovo_splits(prepared, d.heldout_vendor or None, seed=d.split_seed)
         save_splits(lovo, ctx.run_dir.path / "splits_lovo.json")
         info["heldout_vendor"] = lovo.heldout_vendor
+        info["protocol"] = d.protocol
     env = json.loads(ctx.run_dir.env_path.read_text("utf-8"))
     env["data_hash"] = prepared.data_hash
     env["data_source"] = d.source
@@ -254,7 +272,27 @@ def conditions_for(ctx: RunContext) -> dict[str, np.ndarray]:
     n = ctx.cfg.sample.n_samples
     rng = np.random.default_rng([ctx.cfg.seed, 1])
     idx = rng.permutation(np.resize(np.arange(len(pool)), n)) if n > len(pool) else rng.choice(len(pool), n, replace=False)
-    return {"masks": pool.masks[idx], "vendor": pool.vendor[idx], "group": pool.group[idx], "subject_ids": pool.subject_ids[idx]}
+    out = {"masks": pool.masks[idx], "vendor": pool.vendor[idx], "group": pool.group[idx], "subject_ids": pool.subject_ids[idx]}
+    return _known_labels(out, ctx.artefacts.get("generator"), split)
+
+
+def _known_labels(cond: dict[str, np.ndarray], generator: Any, split: str) -> dict[str, np.ndarray]:
+    """Vendor / group labels the generator never trained on (a vendor held out of its training by
+    ``data.protocol = source_only``, a group absent from a small train split) become the null
+    label of classifier-free guidance -- that image is conditioned on its mask alone -- with a
+    warning, instead of an error: the mask is what the audit asks for."""
+    vocab = getattr(generator, "vocab", None)
+    for key, known in (("vendor", getattr(vocab, "vendors", None)), ("group", getattr(vocab, "groups", None))):
+        if known is None or key not in cond:
+            continue
+        values = np.asarray(cond[key]).astype(str)
+        unknown = ~np.isin(values, list(known)) & (values != "")
+        if unknown.any():
+            log.warning("sample: %d of %d %s conditions have a %s the generator never trained on (%s); they are sampled "
+                        "with the null %s (mask only)", int(unknown.sum()), len(values), split, key,
+                        ", ".join(sorted(set(values[unknown]))), key)
+            cond[key] = np.where(unknown, "", values)
+    return cond
 
 
 def run_sample(ctx: RunContext) -> dict[str, Any]:

@@ -31,7 +31,10 @@ groups of real subjects:
   cohort stage when the cohort has >= 2 vendors);
 * the conditioning (``reference``) subjects enter only through the synthetic images.
 
-The subject lists of ``splits_lovo.json`` are *not* used for training and testing, only its
+Under ``data.protocol = source_only`` the leave-one-vendor-out splits *are* the run's splits: the
+generator never trained on the held-out vendor, whose subjects (``unseen_vendor_test``) are all
+evaluation subjects; ``design.generator_vendors`` states the protocol either way. Otherwise the
+subject lists of ``splits_lovo.json`` are *not* used for training and testing, only its
 held-out vendor: that split is drawn independently of the standard one, so its ``test``
 subjects overlap the generator's ``train`` and ``reference`` subjects. Scoring there would reward
 a generator for replaying its own training subjects (the ``holdout`` reference generator would
@@ -362,6 +365,23 @@ def heldout_vendor_of(ctx: RunContext, vendors: list[str]) -> str | None:
     return str(make_lovo_splits(prepared, d.heldout_vendor or None, seed=d.split_seed).heldout_vendor)
 
 
+def _protocol_entry(ctx: RunContext, held: str) -> dict[str, Any]:
+    """``design.generator_vendors``: how many vendors the generator was fitted on, and the protocol
+    in words (source-only: the held-out vendor was never in its training data)."""
+    prepared, splits = ctx.artefacts["prepared"], ctx.artefacts["splits"]
+    seen = sorted({prepared[i].vendor for i in splits.assignments.get("train") or []})
+    if splits.kind != "lovo":  # the standard splits deal every vendor, the held-out one included, into train
+        how = (f"all-vendors protocol (data.protocol={ctx.cfg.data.protocol}): the generator was fitted on the standard "
+               f"train split (vendors {', '.join(seen)}), which may hold subjects of the held-out vendor {held}; only "
+               f"the segmentation nets never saw vendor {held}, so its rows show domain generalisation of the segmenter "
+               "with a generator that may know the target domain (data.protocol=source_only rules that out)")
+    else:
+        how = (f"source-only protocol (Wong et al.): the generator, its autoencoder and every cached model were fitted "
+               f"on vendors {', '.join(seen)} only; the held-out vendor {held} was never in any training data, so its "
+               "rows show generalisation to a truly unseen domain")
+    return metric(len(seen), "vendors", method=how)
+
+
 def run_utility(ctx: RunContext) -> dict[str, Any]:
     cfg = ctx.cfg
     prepared = ctx.artefacts["prepared"]
@@ -416,7 +436,9 @@ def run_utility(ctx: RunContext) -> dict[str, Any]:
     section["test_time_adaptation"] = (
         tta_section(table, plan, opts.tta_strengths, targets, seeds=opts.seeds, n_boot=cfg.audit.bootstrap, seed=cfg.seed)
         if adapted is not None and isinstance(settings.get("real"), SettingData) else unavailable_tta(targets))
-    if held is None:
+    if held is not None:
+        section["design"] = {"generator_vendors": _protocol_entry(ctx, held)}
+    else:
         section["design"] = {"heldout_vendor": unavailable(
             f"the cohort has {len(vendors)} vendor(s): no leave-one-vendor-out split, so no unseen-vendor evaluation; "
             "the standard splits are used (real training = train, evaluation = subjects the generator never saw)")}

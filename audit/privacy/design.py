@@ -11,13 +11,16 @@ counts as one, not only the ``holdout`` split:
 * **attacker reference data** = the ``reference`` split: population data the attacker holds
   (density-ratio attacks, the PCA embedding). A subject the attacker holds is neither a member
   nor a non-member test case.
-* **non-members** = the subjects of every *other* split (``holdout`` and ``test``, and e.g.
-  ``unseen_vendor_test`` in a leave-one-vendor-out split file), except
+* **non-members** = the subjects of every *other* split (``holdout`` and ``test``), except
   - subjects of ``sample.condition_split`` (their masks conditioned the samples, so the
     synthetic images carry their anatomy: scoring them as non-members would count a
     conditioning echo as evidence against membership, or for it), and
   - any cohort subject named in the sample set's ``subject_ids`` (an external ``--samples``
-    set or a cine set says which real subjects conditioned it; the same reasoning).
+    set or a cine set says which real subjects conditioned it; the same reasoning), and
+  - the ``unseen_vendor_test`` split of leave-one-vendor-out splits (``data.protocol =
+    source_only`` or a lovo split file): a vendor the generator never saw is another population,
+    so a score gap between members and those subjects would measure the domain shift, not
+    membership (and a vendor-conditioned model cannot even be asked about an unknown vendor).
 
 The other audits only *read* the ``test`` split (fidelity's real floor, utility's evaluation),
 so also using its subjects as non-members changes nothing there; the roles the privacy audit
@@ -35,6 +38,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 MEMBER_SPLIT = "train"
+UNSEEN_SPLIT = "unseen_vendor_test"
+"""The held-out vendor's split in leave-one-vendor-out splits (:data:`cohorts.splits.UNSEEN`)."""
 REFERENCE_SPLIT = "reference"
 
 
@@ -104,7 +109,10 @@ def membership_design(assignments: Mapping[str, Iterable[str]], *, condition_spl
         for sid in ids:
             if sid in taken or sid in nonmember_splits:
                 continue  # a subject listed in two splits keeps its first, stricter role
-            if sid in conditioning:
+            if name == UNSEEN_SPLIT:
+                excluded[sid] = (f"split {UNSEEN_SPLIT}: a vendor the generator never saw is another population, "
+                                 "not a non-member of the training population")
+            elif sid in conditioning:
                 excluded[sid] = f"split {condition_split} conditioned the samples"
             elif sid in named:
                 excluded[sid] = "named in the sample set's subject_ids (its masks conditioned samples)"

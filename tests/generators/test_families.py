@@ -159,3 +159,19 @@ def test_guidance_is_a_sample_setting_not_a_generator_option(rings):
     cfg, cls = _cfg("flow", **{"train.steps": 1, "generator_options.guidance_scale": 3.0})
     with pytest.raises(UserError, match="sample.guidance_scale"):
         cls().fit(rings, cfg)
+
+
+def test_unknown_labels_raise_except_inside_the_audit_stages():
+    import torch
+
+    from generators.conditioning import Vocab, lenient_labels
+
+    vocab = Vocab(("A", "B"), ("NOR",))
+    with pytest.raises(UserError, match="unknown vendor 'Z'"):
+        vocab.encode(["A", "Z"], None, 2)
+    with lenient_labels():  # a vendor held out of training (source-only protocol): null label, warned once
+        v, g = vocab.encode(["A", "Z", "B"], ["NOR", "HCM", "NOR"], 3)
+    assert v.tolist() == [0, vocab.null_vendor, 1] and g.tolist() == [0, vocab.null_group, 0]
+    assert v.dtype == torch.long
+    with pytest.raises(UserError, match="unknown group 'HCM'"):
+        vocab.encode(None, ["HCM"], 1)  # strict again outside the block

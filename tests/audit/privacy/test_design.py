@@ -64,3 +64,15 @@ def test_pool_on_real_splits_is_disjoint_from_every_exposed_subject(condition_sp
     assert (a["holdout"][0] in pool) == (condition_split != "holdout")
     assert set(d.members) == set(a["train"]) and set(d.reference) == set(a["reference"])
 
+
+
+def test_unseen_vendor_subjects_are_another_population_not_nonmembers():
+    from audit.privacy.design import UNSEEN_SPLIT
+    from cohorts.splits import UNSEEN
+
+    assert UNSEEN_SPLIT == UNSEEN  # the privacy layer names the split the cohort layer writes
+    a = {**_assign(), UNSEEN: ["u1", "u2"]}  # leave-one-vendor-out splits (data.protocol = source_only)
+    d = membership_design(a)
+    assert d.nonmembers == ("h1", "h2", "x1", "x2", "x3")
+    assert set(d.excluded) == {"u1", "u2"} and "another population" in d.excluded["u1"]
+    assert "2 subject(s) of those splits excluded" in d.describe()["nonmembers"]

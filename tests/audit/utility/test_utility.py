@@ -376,6 +376,8 @@ def test_run_utility_end_to_end(cohort, tmp_path):
     assert info["heldout_vendor"] == lovo.heldout_vendor == "D"
     assert info["trainings"] == 5 * 2  # five settings x two smoke seeds
     assert info["eval_crop"] == "motion"  # the ground truth did not place the evaluation windows
+    protocol = section["design"]["generator_vendors"]  # the report states the protocol
+    assert protocol["value"] >= 1 and protocol["method"].startswith("all-vendors protocol")
     # SDEdit targets are seen vendors other than the source, never the held-out one
     targets = {v for _, vs in gen.calls for v in vs}
     assert targets and "D" not in targets
