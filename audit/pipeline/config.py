@@ -303,6 +303,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "audit.utility_steps": 6,
         "audit.utility_batch_size": 4,
         "audit.utility_width": 4,
+        "audit.utility_tta_strengths": "0.5",  # one strength is enough to exercise test-time adaptation
     },
     "quick": {},
     # one CUDA GPU; the whole run (phantom, training, audit) is sized for about 8 minutes on an

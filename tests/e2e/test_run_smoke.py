@@ -161,7 +161,8 @@ def test_dp_run_records_the_ledger_and_signs_off_on_it(tmp_path, capsys):
     crit = {c["id"]: c for c in signoff["criteria"]}
     assert crit["dp_no_mixed_phases"]["verdict"] == "PASS"
     assert crit["dp_epsilon_lower_bound"]["verdict"] in ("PASS", "WARN")
-    assert crit["dp_one_run_bound"]["verdict"] == "PASS"
+    # the claim lies above what the canary game can prove: a pass that could not have failed is a WARN
+    assert crit["dp_one_run_bound"]["verdict"] == "WARN" and "claim_above_ceiling = 1" in crit["dp_one_run_bound"]["reason"]
 
 
 def test_dp_flags_are_refused_before_training(tmp_path, capsys):

@@ -364,7 +364,8 @@ def test_run_utility_end_to_end(cohort, tmp_path):
     # a second dataset in the M&Ms layout: every net is scored on it too (--utility-test-data)
     external = write_dataset(tmp_path / "mnms", n_subjects=2, seed=7, layout="mnms", vendors=("A", "B"), progress=False)
     cfg = resolve_config(preset="smoke", generator="holdout",
-                         overrides={"train.num_threads": 1, "audit.utility_test_data": str(external)})
+                         overrides={"train.num_threads": 1, "audit.utility_test_data": str(external),
+                                    "audit.utility_tta_strengths": "0.25,0.5"})
     save_splits(lovo, tmp_path / "splits_lovo.json")
     gen = _FakeSDEdit()
     ctx = RunContext(cfg=cfg, run_dir=RunDir(tmp_path), entry=registry.get("holdout"),
