@@ -29,6 +29,24 @@ EVAL_CROPS = ("motion", "mask")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+def parse_tta_strengths(text: str) -> tuple[float, ...]:
+    """``audit.utility_tta_strengths`` (comma-separated, e.g. ``"0.25,0.5"``; empty = off) as floats
+    in (0, 1]; :class:`UserError` naming the key otherwise."""
+    out = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            s = float(part)
+        except ValueError:
+            raise UserError(f"audit.utility_tta_strengths: {part!r} is not a number (give e.g. 0.25,0.5, or empty for off)") from None
+        if not 0 < s <= 1:
+            raise UserError(f"audit.utility_tta_strengths: every strength must be in (0, 1], got {part}")
+        out.append(s)
+    return tuple(sorted(set(out)))
+
+
 @dataclass(frozen=True)
 class UtilityOptions:
     """The ``audit.utility_*`` keys (documented on :class:`audit.pipeline.config.AuditConfig`)."""
@@ -42,7 +60,7 @@ class UtilityOptions:
     precision: str = AuditConfig.utility_precision
     eval_crop: str = AuditConfig.utility_eval_crop
     postprocess: str = AuditConfig.utility_postprocess
-    tta_strengths: tuple[float, ...] = ()
+    tta_strengths: tuple[float, ...] = parse_tta_strengths(AuditConfig.utility_tta_strengths)
     synthetic_ratio: float = AuditConfig.utility_synthetic_ratio
     sdedit_strength: float = AuditConfig.utility_sdedit_strength
     val_fraction: float = AuditConfig.utility_val_fraction
@@ -111,21 +129,3 @@ def options_from_config(cfg) -> UtilityOptions:
 def vendor_key(vendor: str) -> str:
     """A vendor name as a results key (the schema allows ``[A-Za-z0-9_@.%+-]``)."""
     return _KEY_BAD.sub("_", str(vendor)) or "_"
-
-
-def parse_tta_strengths(text: str) -> tuple[float, ...]:
-    """``audit.utility_tta_strengths`` (comma-separated, e.g. ``"0.25,0.5"``; empty = off) as floats
-    in (0, 1]; :class:`UserError` naming the key otherwise."""
-    out = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            s = float(part)
-        except ValueError:
-            raise UserError(f"audit.utility_tta_strengths: {part!r} is not a number (give e.g. 0.25,0.5, or empty for off)") from None
-        if not 0 < s <= 1:
-            raise UserError(f"audit.utility_tta_strengths: every strength must be in (0, 1], got {part}")
-        out.append(s)
-    return tuple(sorted(set(out)))

@@ -8,14 +8,16 @@ import pytest
 
 from audit.core.errors import UserError
 from audit.pipeline.config import AuditConfig, resolve_config
-from audit.pipeline.utility_options import UtilityOptions, options_from_config
+from audit.pipeline.utility_options import UtilityOptions, options_from_config, parse_tta_strengths
 
 
 def test_defaults_are_the_config_defaults():
     cfg_fields = {f.name: f.default for f in dataclasses.fields(AuditConfig)}
     for f in dataclasses.fields(UtilityOptions):
         key = f"utility_{f.name}"
-        if key in cfg_fields:
+        if key == "utility_tta_strengths":  # a comma-separated string in the config, parsed here
+            assert f.default == parse_tta_strengths(cfg_fields[key]), key
+        elif key in cfg_fields:
             assert f.default == cfg_fields[key], key
     opts = options_from_config(resolve_config(preset="quick", generator="ldm"))
     assert opts == UtilityOptions(threads=opts.threads)
