@@ -53,6 +53,15 @@ class SliceSet:
             spacing=np.asarray(spacing, np.float32),
         )
 
+    @classmethod
+    def concat(cls, parts: "list[SliceSet]") -> "SliceSet":
+        """The slices of ``parts`` one after the other (the first part's spacing; callers check the grid)."""
+        cat = np.concatenate
+        return cls(cat([p.images for p in parts]), cat([p.masks for p in parts]), cat([p.labelled for p in parts]),
+                   cat([np.asarray(p.subject_ids).astype(str) for p in parts]),
+                   cat([np.asarray(p.vendor).astype(str) for p in parts]),
+                   cat([np.asarray(p.group).astype(str) for p in parts]), parts[0].spacing)
+
     def subset(self, idx: np.ndarray) -> "SliceSet":
         return SliceSet(
             self.images[idx], self.masks[idx], self.labelled[idx], self.subject_ids[idx],

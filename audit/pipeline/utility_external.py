@@ -116,8 +116,4 @@ def concat_slices(a: SliceSet | None, b: SliceSet | None) -> SliceSet | None:
     if a.shape != b.shape or not np.allclose(a.spacing, b.spacing):
         raise UserError(f"utility: the external slices ({b.shape}, {b.spacing.tolist()} mm) are not on the run's grid "
                         f"({a.shape}, {a.spacing.tolist()} mm)")
-    cat = np.concatenate
-    return SliceSet(cat([a.images, b.images]), cat([a.masks, b.masks]), cat([a.labelled, b.labelled]),
-                    cat([a.subject_ids.astype(str), b.subject_ids.astype(str)]),
-                    cat([a.vendor.astype(str), b.vendor.astype(str)]), cat([a.group.astype(str), b.group.astype(str)]),
-                    a.spacing)
+    return SliceSet.concat([a, b])

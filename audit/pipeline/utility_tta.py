@@ -102,10 +102,7 @@ def adapt_unseen(generator, evaluation: SliceSet, plan: SubjectPlan, strengths: 
     n = sum(len(p) for p in parts)
     log.info("utility: %d unseen-domain test slices restyled without labels (strengths %s, towards %s) in %.1f s", n,
              ", ".join(f"{s:g}" for s in strengths), ", ".join(targets), time.perf_counter() - t0)
-    cat = np.concatenate
-    return SliceSet(cat([p.images for p in parts]), cat([p.masks for p in parts]), cat([p.labelled for p in parts]),
-                    cat([p.subject_ids for p in parts]), cat([p.vendor for p in parts]), cat([p.group for p in parts]),
-                    evaluation.spacing), ", ".join(targets)
+    return SliceSet.concat(parts), ", ".join(targets)
 
 
 def tta_section(table, plan: SubjectPlan, strengths: tuple[float, ...], targets: str, *, seeds: int, n_boot: int,
