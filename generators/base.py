@@ -61,6 +61,8 @@ class Generator(abc.ABC):
     #: :class:`~generators.data.SliceSet`, conditioning masks) or ``"subjects"`` (a
     #: :class:`~generators.data.StackSet` of whole cine stacks, clinical priors per subject)
     data: ClassVar[str] = "slices"
+    #: where the masks of the sample set come from (stated where the audit trains on them)
+    mask_source: ClassVar[str] = "the conditioning masks, which the generated images are meant to follow"
 
     @classmethod
     def check_options(cls, given: Mapping[str, Any]) -> None:

@@ -118,6 +118,7 @@ class CineGenerator(Generator):
     description = "4D cine cascade: dual-decoder VAE, static anatomy LDM from clinical priors, residual motion LDM"
     #: what ``fit`` receives: whole subjects (:class:`~generators.data.StackSet`), not slices
     data: ClassVar[str] = "subjects"
+    mask_source: ClassVar[str] = "the generator's own segmentation decoder, read from the frames it generated"
     defaults: ClassVar[Mapping[str, Any]] = {
         "frames": 16,
         "ae": {"channels": [16, 32, 64], "norm_groups": 8, "steps": 600, "batch_size": 16},

@@ -66,6 +66,7 @@ class _Replay(Generator):
 
     trainable: ClassVar[bool] = False
     augment: ClassVar[bool] = False
+    mask_source: ClassVar[str] = "the expert masks of the replayed real images"
 
     def __init__(self) -> None:
         self.pool: SliceSet | None = None
@@ -237,6 +238,7 @@ class ExternalGenerator(Generator):
     family = "external"
     description = "a sample set from any other tool (audit run --samples FILE)"
     trainable = False
+    mask_source: ClassVar[str] = "the masks shipped with the sample set, made by the other tool"
 
     def __init__(self) -> None:
         self.path: Path | None = None

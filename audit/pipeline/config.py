@@ -245,6 +245,10 @@ class AuditConfig:
     """Synthetic images added per real training image in the real+synthetic setting."""
     utility_sdedit_strength: float = 0.5
     utility_val_fraction: float = 0.2
+    utility_mask_agreement: float = 0.9
+    """Fraction of the judge's real-scan Dice below which the synthetic masks are flagged as doubtful
+    training labels (``utility.synthetic_masks``, :mod:`audit.pipeline.utility_masks`): the judge
+    checks the pairs and the verdict goes into the synthetic settings' notes; it changes no training."""
     clinical_subjects: int = 8
     """Subjects of ``sample.condition_split`` whose whole ED and ES stacks are generated to compare
     clinical indices (EDV, ESV, EF, mass) of the judge's segmentation with the requested ones (0 = off).

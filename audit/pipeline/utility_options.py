@@ -64,6 +64,7 @@ class UtilityOptions:
     synthetic_ratio: float = AuditConfig.utility_synthetic_ratio
     sdedit_strength: float = AuditConfig.utility_sdedit_strength
     val_fraction: float = AuditConfig.utility_val_fraction
+    mask_agreement: float = AuditConfig.utility_mask_agreement
     patience: int = 3
     device: str = "cpu"
     threads: int = 0
@@ -96,6 +97,9 @@ class UtilityOptions:
             raise UserError(f"audit.utility_sdedit_strength must be in (0, 1], got {self.sdedit_strength}")
         if not 0 < self.val_fraction < 1:
             raise UserError(f"audit.utility_val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0 <= self.mask_agreement <= 1:
+            raise UserError(f"audit.utility_mask_agreement must be in [0, 1] (a fraction of the judge's real-scan Dice), "
+                            f"got {self.mask_agreement}")
 
 
 def options_from_config(cfg) -> UtilityOptions:
@@ -119,6 +123,7 @@ def options_from_config(cfg) -> UtilityOptions:
         synthetic_ratio=float(a.utility_synthetic_ratio),
         sdedit_strength=float(a.utility_sdedit_strength),
         val_fraction=float(a.utility_val_fraction),
+        mask_agreement=float(a.utility_mask_agreement),
         device=device,
         threads=int(getattr(getattr(cfg, "train", None), "num_threads", 0) or 0),
     )

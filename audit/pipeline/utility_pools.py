@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 SETTINGS = ("real", "real+augmentation", "synthetic", "real+synthetic", "real+sdedit")
 SYNTHETIC_SETTINGS = ("synthetic", "real+synthetic", "real+sdedit")
 """The settings that use the generator; each is compared with ``real`` and with ``real+augmentation``."""
+MASK_SETTINGS = ("synthetic", "real+synthetic")
+"""The settings that train on the generator's masks (``real+sdedit`` reuses the real masks)."""
 
 @dataclass
 class SettingData:

@@ -98,7 +98,13 @@ Results (``results.json`` ``utility`` section)
   ``notes``) and ``wilcoxon_p`` (paired signed-rank test per structure);
 * ``vs_augmentation.<setting>.<vendor>``: the same paired figures for the generator settings
   (``synthetic``, ``real+synthetic``, ``real+sdedit``) minus ``real+augmentation``;
-* ``data``: images per setting and evaluation subjects per vendor.
+* ``data``: images per setting and evaluation subjects per vendor;
+* ``synthetic_masks`` (sample sets with masks): the judge's check of the synthetic image/mask
+  pairs before anyone reads the synthetic settings -- the anatomy stage's judge Dice of the pairs
+  and its fraction of the judge's real-scan ceiling, with the verdict ``consistent`` or ``doubtful``
+  (``audit.utility_mask_agreement``; a doubtful verdict is also noted on the ``synthetic`` and
+  ``real+synthetic`` settings). It matters most for the cine generator, whose masks come from its
+  own segmentation decoder (:mod:`audit.pipeline.utility_masks`).
 
 A vendor without evaluation subjects, a sample set without masks or a missing SDEdit sampler
 gives *unavailable* entries with the reason, never 0. Per-subject scores go to
@@ -144,12 +150,14 @@ from audit.pipeline.stagekit import check_compatible, prepared_cohort, store_sec
 from audit.pipeline.utility_external import VENDOR_PREFIX, concat_slices, external_slices, is_external, load_external
 from audit.pipeline.utility_options import UtilityOptions, options_from_config, vendor_key
 from audit.pipeline.utility_plan import SubjectPlan, cap_per_vendor, labelled_slices, plan_subjects
-from audit.pipeline.utility_pools import SETTINGS, SYNTHETIC_SETTINGS, SettingData, build_settings
+from audit.pipeline.utility_masks import doubtful_note, mask_check
+from audit.pipeline.utility_pools import MASK_SETTINGS, SETTINGS, SYNTHETIC_SETTINGS, SettingData, build_settings
 from audit.pipeline.utility_tta import adapt_unseen, tta_section, unavailable_tta
 from audit.utility.metrics import absolute_entries, paired_entries, per_image
 from audit.utility.net import Pool, TrainSpec, predict, train_segmenter
 from cohorts.parallel import ordered_map, spawn_works
 from cohorts.splits import load_splits, make_lovo_splits
+from generators.base import Generator
 from generators.data import SliceSet
 from generators.sampleset import SampleSet
 
@@ -427,6 +435,13 @@ def run_utility(ctx: RunContext) -> dict[str, Any]:
     sc = cfg.sample
     generator = ctx.artefacts.get("generator")
     settings = build_settings(real, val, samples, generator, plan, opts, seed=cfg.seed, sampling=sc.sampler_settings())
+    # the judge's check of the synthetic pairs (from the anatomy stage): reported, and noted on the settings they train
+    masks_check = mask_check(ctx.artefacts.get("results.anatomy"), threshold=opts.mask_agreement,
+                             mask_source=getattr(generator, "mask_source", None) or Generator.mask_source)
+    note = doubtful_note(masks_check)
+    for s in MASK_SETTINGS:
+        if note and isinstance(settings.get(s), SettingData):
+            settings[s].notes.append(note)
     # test-time adaptation: the unseen domains' scans restyled without labels, scored by the same nets
     adapted, targets = adapt_unseen(generator, evaluation, plan, opts.tta_strengths, seed=cfg.seed,
                                     sampling=sc.sampler_settings())
@@ -436,6 +451,8 @@ def run_utility(ctx: RunContext) -> dict[str, Any]:
     section["test_time_adaptation"] = (
         tta_section(table, plan, opts.tta_strengths, targets, seeds=opts.seeds, n_boot=cfg.audit.bootstrap, seed=cfg.seed)
         if adapted is not None and isinstance(settings.get("real"), SettingData) else unavailable_tta(targets))
+    if samples.masks is not None:
+        section["synthetic_masks"] = masks_check
     if held is not None:
         section["design"] = {"generator_vendors": _protocol_entry(ctx, held)}
     else:

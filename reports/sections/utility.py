@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from audit.core.results import iter_entries
+from audit.pipeline.utility_masks import mask_source_of
 from audit.utility.metrics import dice_bars
 from reports import plots
 from reports.formatting import gloss_for
@@ -69,6 +70,31 @@ def adaptation_sentences(util: Mapping) -> list[str]:
     return out
 
 
+def mask_sentences(util: Mapping) -> list[str]:
+    """The judge's check of the synthetic image/mask pairs the synthetic settings train on
+    (``synthetic_masks`` in results.json): their judge Dice, its fraction of the real-scan
+    ceiling and the verdict, or why the check is unavailable."""
+    node = util.get("synthetic_masks")
+    if not isinstance(node, Mapping):
+        return []
+    dice, frac = node.get("judge_dice"), node.get("fraction_of_ceiling")
+    if not isinstance(dice, Mapping) or "value" not in dice:
+        return [f"Not checked: {(dice or {}).get('reason', 'unavailable')}."]
+    source = mask_source_of(dice) or "the sample set"
+    ci = f" [{dice['ci_low']:.3f}, {dice['ci_high']:.3f}]" if dice.get("ci_low") is not None else ""
+    line = f"The synthetic masks come from {source}. The judge's segmentation of the synthetic images agrees with them at Dice {dice['value']:.3f}{ci}"
+    if isinstance(frac, Mapping) and "value" in frac:
+        verdict = next((p.split(":", 1)[1].strip().split(" ")[0] for p in str(frac.get("notes") or "").split(";")
+                        if p.strip().startswith("verdict:")), "")
+        line += (f", {frac['value']:.2f} of the judge's Dice on real scans: "
+                 + ("the labels the synthetic settings learn from are consistent with their images."
+                    if verdict == "consistent" else
+                    "doubtful labels -- the synthetic settings' figures partly measure label noise."))
+    else:
+        line += f" (no real-scan ceiling to compare with: {(frac or {}).get('reason', 'unavailable')})."
+    return [line]
+
+
 def utility_section(ctx: ReportContext) -> Section:
     """Utility: the figures of the utility audit when present (bars with CIs per setting), else
     the unavailable reason."""
@@ -93,6 +119,9 @@ def utility_section(ctx: ReportContext) -> Section:
             r.used.add(f"utility.{k}")
             t.add(k, [e], gloss=gloss_for(k))
 
+        sentences = mask_sentences(util)
+        if sentences:
+            sec.text("Are the synthetic masks trustworthy labels? (the judge's check)", sentences, gloss="utility")
         sentences = augmentation_sentences(util)
         if sentences:
             sec.text("Synthetic data against conventional augmentation", sentences, gloss="utility")

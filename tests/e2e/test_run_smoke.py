@@ -53,6 +53,9 @@ def test_smoke_run_writes_a_complete_run_dir(generator, tmp_path):
         assert fid["value"] >= 0 and "judge" in fid["method"]
         assert "plausible_rate" in results["anatomy"]["plausibility"]["synthetic"]
         assert set(results["utility"]["vs_real"]) >= {"synthetic", "real+synthetic"}
+        # planted effect: real pairs (holdout) are consistent labels, mask-shaped noise is not
+        check = results["utility"]["synthetic_masks"]["fraction_of_ceiling"]
+        assert f"verdict: {'consistent' if generator == 'holdout' else 'doubtful'}" in check["notes"], check
         assert (out / "report.html").is_file()
     else:
         assert agreement["status"] == "unavailable"

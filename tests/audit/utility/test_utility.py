@@ -414,6 +414,8 @@ def test_run_utility_end_to_end(cohort, tmp_path):
         assert "adapted (SDEdit" in e["method"] and "raw scans" in e["method"] and "verdict:" in e["notes"]
         assert "value" in strength["D"]["adapted"]["dice"]["mean"]
     assert False in gen.labelled_calls  # the TTA calls carried no mask (real+sdedit's do)
+    masks = section["synthetic_masks"]  # no anatomy section in this context: the check says why, never a number
+    assert masks["judge_dice"]["status"] == "unavailable" and "anatomy stage not run" in masks["judge_dice"]["reason"]
     assert {v for v in subj["vendor"] if v.startswith("tta")} == {f"tta{s}@{v}" for s in ("0.25", "0.5")
                                                                    for v in ("D", "external@A", "external@B")}
 
