@@ -31,6 +31,8 @@ def scratch_context(src: Path, work: Path):
     load_cohort(ctx)
     ctx.artefacts["generator"] = entry.cls.load(src / "generator")
     ctx.artefacts["samples"] = SampleSet.load(src / "samples.npz")
+    for section in sorted((src / "sections").glob("*.json")):  # the finished stages' figures (e.g. anatomy for utility)
+        ctx.artefacts[f"results.{section.stem}"] = json.loads(section.read_text("utf-8"))
     return ctx
 
 

@@ -16,7 +16,7 @@ quick network (BasicUNet width 8, batch 8) at 128x128 on random data.
 
 Goal: the whole utility stage for one generator <= 600 s at 128x128 on 2 CPU cores (issue 24; quick
 preset: five settings x ``audit.utility_seeds`` trainings for generators with SDEdit, four otherwise).
-The ``audit.utility_*`` keys come from the current code's preset, not from the source run's
+The ``audit.utility_*`` keys come from the current code's preset (and the family's preset), not from the source run's
 config.json (``--run-utility-keys`` keeps the run's). Acceptance (requirement 5): ``holdout`` TSTR Dice within 0.03 of ``real``; ``noise``
 TSTR clearly worse; ``real+synthetic`` vs ``real`` on the unseen vendor reported with its CI.
 The result goes to ``benchmarks/results/utility_quick.json``; the machine's load average is
@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 from audit.pipeline.config import resolve_config
 
-                now = resolve_config(preset=ctx.cfg.preset, generator=ctx.cfg.generator).audit
+                now = resolve_config(preset=ctx.cfg.preset, generator=ctx.cfg.generator,
+                                     generator_preset=(ctx.entry.presets or {}).get(ctx.cfg.preset, {})).audit
                 for f in fields(now):
                     if f.name.startswith("utility_"):
                         setattr(ctx.cfg.audit, f.name, getattr(now, f.name))

@@ -131,6 +131,7 @@ class CineGenerator(Generator):
     nested_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {"ae": AE_DEFAULTS}
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"data.size": 32, "data.target_spacing": 5.0, "data.frames": "all", "sample.n_samples": 4,
+                  "audit.utility_frames": "ed_es",
                   "sample.sampler_steps": 4, "sample.guidance_scale": 5.0, "audit.clinical_subjects": 4,
                   "generator_options.frames": 4,
                   "generator_options.ae": {"channels": [8, 8], "norm_groups": 4, "steps": 10, "batch_size": 8},
@@ -140,9 +141,11 @@ class CineGenerator(Generator):
         # 64x64 at 2.5 mm (a 160 mm field of view), 16 frames per cycle; the fit is sized for at most
         # 20 minutes on a 2-core CPU (BENCHMARKS.md "Cine generation")
         "quick": {"data.size": 64, "data.target_spacing": 2.5, "data.frames": "all", "data.phantom_subjects": 60,
+                  "audit.utility_frames": "ed_es",
                   "sample.n_samples": 24, "sample.sampler_steps": 20, "sample.guidance_scale": 5.0,
                   "audit.clinical_subjects": 12},
         "full": {"data.size": 128, "data.target_spacing": 1.5, "data.frames": "all", "sample.n_samples": 100,
+                 "audit.utility_frames": "ed_es",
                  "sample.sampler_steps": 50, "sample.guidance_scale": 5.0, "audit.clinical_subjects": 50,
                  "generator_options.ae": {"channels": [32, 64, 128], "norm_groups": 16, "steps": 2000, "batch_size": 64},
                  "generator_options.vae_steps": 1500, "generator_options.vae_batch_size": 64,

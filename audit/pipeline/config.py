@@ -245,6 +245,12 @@ class AuditConfig:
     """Synthetic images added per real training image in the real+synthetic setting."""
     utility_sdedit_strength: float = 0.5
     utility_val_fraction: float = 0.2
+    utility_frames: str = ""
+    """Frames of the real subjects the utility nets train, validate and are scored on: empty =
+    ``data.frames``; ``ed_es`` = the end-diastolic and end-systolic frames only, the ones real
+    datasets annotate (ACDC, M&Ms). The cine presets set ``ed_es``: the generator trains on whole
+    cines (``data.frames=all``), the phantom labels every frame, and the question of the 4D paper
+    is what synthetic frames of the rest of the cycle add to ED/ES labels."""
     utility_mask_agreement: float = 0.9
     """Fraction of the judge's real-scan Dice below which the synthetic masks are flagged as doubtful
     training labels (``utility.synthetic_masks``, :mod:`audit.pipeline.utility_masks`): the judge

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_@.%+-]")
 EVAL_CROPS = ("motion", "mask")
 PRECISIONS = ("auto", "bf16", "fp32")
+FRAMES = ("", "ed_es", "labelled", "all")
 
 
 def parse_tta_strengths(text: str) -> tuple[float, ...]:
@@ -65,6 +66,7 @@ class UtilityOptions:
     sdedit_strength: float = AuditConfig.utility_sdedit_strength
     val_fraction: float = AuditConfig.utility_val_fraction
     mask_agreement: float = AuditConfig.utility_mask_agreement
+    frames: str = AuditConfig.utility_frames
     patience: int = 3
     device: str = "cpu"
     threads: int = 0
@@ -97,6 +99,9 @@ class UtilityOptions:
             raise UserError(f"audit.utility_sdedit_strength must be in (0, 1], got {self.sdedit_strength}")
         if not 0 < self.val_fraction < 1:
             raise UserError(f"audit.utility_val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.frames not in FRAMES:
+            raise UserError(f"audit.utility_frames must be empty (= data.frames) or one of {', '.join(FRAMES[1:])}, "
+                            f"got {self.frames!r}")
         if not 0 <= self.mask_agreement <= 1:
             raise UserError(f"audit.utility_mask_agreement must be in [0, 1] (a fraction of the judge's real-scan Dice), "
                             f"got {self.mask_agreement}")
@@ -124,6 +129,7 @@ def options_from_config(cfg) -> UtilityOptions:
         sdedit_strength=float(a.utility_sdedit_strength),
         val_fraction=float(a.utility_val_fraction),
         mask_agreement=float(a.utility_mask_agreement),
+        frames=str(a.utility_frames),
         device=device,
         threads=int(getattr(getattr(cfg, "train", None), "num_threads", 0) or 0),
     )

@@ -111,7 +111,8 @@ gives *unavailable* entries with the reason, never 0. Per-subject scores go to
 ``utility_per_subject.csv`` and per-training figures (steps, best step, seconds per step) to
 ``utility_training.csv``.
 
-Evaluation images are the annotated slices (``data.frames``) of the evaluation subjects, at
+Evaluation images are the annotated slices (``audit.utility_frames``, by default ``data.frames``; the
+real training and validation slices are the same frames) of the evaluation subjects, at
 most ``audit.max_images`` per vendor (drawn with the run seed); metrics are averaged per subject
 first, so subjects, not slices, are the unit of every CI and test. The ground truth never places
 the window a net segments: the validation and evaluation subjects are cut from the cohort
@@ -410,7 +411,7 @@ def run_utility(ctx: RunContext) -> dict[str, Any]:
     except UserError as exc:
         store_section(ctx, "utility", unavailable_section(f"utility audit not possible: {exc}", vendors))
         return {}
-    frames = cfg.data.frames
+    frames = opts.frames or cfg.data.frames
     # the net trains on the cohort's windows (placed with the training masks: labels the data holder owns); the
     # validation and evaluation subjects are cut from windows the ground truth did not place (audit.utility_eval_crop)
     windows = None if opts.eval_crop == "mask" else prepared_cohort(ctx, centre=opts.eval_crop)

@@ -75,3 +75,18 @@ def test_report_sentence_names_the_source_and_the_verdict():
     gone = mask_sentences({"synthetic_masks": mask_check(None, mask_source=SOURCE, threshold=0.9)})
     assert gone[0].startswith("Not checked:")
     assert mask_sentences({}) == []
+
+
+def test_utility_frames_option():
+    from audit.pipeline.config import resolve_config
+    from audit.pipeline.utility_options import options_from_config
+    from generators import registry
+
+    assert UtilityOptions().frames == ""  # = data.frames
+    with pytest.raises(UserError, match="audit.utility_frames"):
+        UtilityOptions(frames="systole").check()
+    # the cine presets score real ED/ES labels only: synthetic frames cover the rest of the cycle
+    for preset in ("smoke", "quick", "full"):
+        cfg = resolve_config(preset=preset, generator="cine", generator_preset=registry.get("cine").presets[preset])
+        assert cfg.data.frames == "all" and options_from_config(cfg).frames == "ed_es"
+    assert options_from_config(resolve_config(preset="quick", generator="ldm")).frames == ""
