@@ -82,7 +82,8 @@ def mask_sentences(util: Mapping) -> list[str]:
         return [f"Not checked: {(dice or {}).get('reason', 'unavailable')}."]
     source = mask_source_of(dice) or "the sample set"
     ci = f" [{dice['ci_low']:.3f}, {dice['ci_high']:.3f}]" if dice.get("ci_low") is not None else ""
-    line = f"The synthetic masks come from {source}. The judge's segmentation of the synthetic images agrees with them at Dice {dice['value']:.3f}{ci}"
+    line = (f"The synthetic masks come from {source}. The judge's segmentation of the synthetic images agrees "
+            f"with them at Dice {dice['value']:.3f}{ci}")
     if isinstance(frac, Mapping) and "value" in frac:
         verdict = next((p.split(":", 1)[1].strip().split(" ")[0] for p in str(frac.get("notes") or "").split(";")
                         if p.strip().startswith("verdict:")), "")
