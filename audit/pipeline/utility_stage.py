@@ -438,7 +438,7 @@ def run_utility(ctx: RunContext) -> dict[str, Any]:
     settings = build_settings(real, val, samples, generator, plan, opts, seed=cfg.seed, sampling=sc.sampler_settings())
     # the judge's check of the synthetic pairs (from the anatomy stage): reported, and noted on the settings they train
     masks_check = mask_check(ctx.artefacts.get("results.anatomy"), threshold=opts.mask_agreement,
-                             mask_source=getattr(generator, "mask_source", None) or Generator.mask_source)
+                             mask_source=getattr(getattr(ctx.entry, "cls", None), "mask_source", Generator.mask_source))
     note = doubtful_note(masks_check)
     for s in MASK_SETTINGS:
         if note and isinstance(settings.get(s), SettingData):
