@@ -16,6 +16,12 @@ from reports.sections.base import ReportContext, Section
 VERDICT_WORDS = {"improves": "beats", "worsens": "is worse than", "no evidence": "is not distinguishable from"}
 
 
+def _verdict(e: Mapping) -> str | None:
+    """The ``verdict: ...`` part of an entry's notes (entries join their notes with ``;``), or ``None``."""
+    return next((part.split(":", 1)[1].strip() for part in str(e.get("notes") or "").split(";")
+                 if part.strip().startswith("verdict:")), None)
+
+
 def _paired_sentence(subject: str, e: object, baseline: str) -> str | None:
     """``"<subject>: beats / is worse than / is not distinguishable from <baseline> (difference [CI], n)."``
     for a paired ``dice_diff`` entry; ``None`` when it is not one."""
@@ -25,8 +31,7 @@ def _paired_sentence(subject: str, e: object, baseline: str) -> str | None:
         return f"{subject}: not compared with {baseline} ({e.get('reason', 'unavailable')})."
     if "value" not in e:
         return None
-    verdict = next((part.split(":", 1)[1].strip() for part in str(e.get("notes") or "").split(";")
-                    if part.strip().startswith("verdict:")), "no evidence")
+    verdict = _verdict(e) or "no evidence"
     ci = (f" [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]" if e.get("ci_low") is not None and e.get("ci_high") is not None
           else "")
     return (f"{subject}: {VERDICT_WORDS.get(verdict, verdict)} {baseline} "
@@ -85,8 +90,7 @@ def mask_sentences(util: Mapping) -> list[str]:
     line = (f"The synthetic masks come from {source}. The judge's segmentation of the synthetic images agrees "
             f"with them at Dice {dice['value']:.3f}{ci}")
     if isinstance(frac, Mapping) and "value" in frac:
-        verdict = next((p.split(":", 1)[1].strip().split(" ")[0] for p in str(frac.get("notes") or "").split(";")
-                        if p.strip().startswith("verdict:")), "")
+        verdict = (_verdict(frac) or "").split(" ")[0]
         line += (f", {frac['value']:.2f} of the judge's Dice on real scans: "
                  + ("the labels the synthetic settings learn from are consistent with their images."
                     if verdict == "consistent" else
