@@ -76,6 +76,8 @@ DEFAULT_GENERATOR = "ldm"
 
 
 PROTOCOLS = ("all_vendors", "source_only")
+#: values of ``data.frames`` (``audit.utility_frames`` also takes "" = the same as ``data.frames``)
+FRAME_CHOICES = ("ed_es", "labelled", "all")
 """Values of ``data.protocol`` (see :class:`DataConfig`)."""
 
 
@@ -436,7 +438,7 @@ def _check(cfg: RunConfig) -> None:
          f"data.phantom_subjects must be in [1, {MAX_PHANTOM_SUBJECTS}] (the phantom is demo and test data; "
          "give a real cohort with --data for more)"),
         (cfg.data.size <= MAX_SIZE, f"data.size must be <= {MAX_SIZE} pixels"),
-        (cfg.data.frames in ("ed_es", "labelled", "all"), "data.frames must be one of ed_es, labelled, all"),
+        (cfg.data.frames in FRAME_CHOICES, f"data.frames must be one of {', '.join(FRAME_CHOICES)}"),
         (cfg.data.protocol in PROTOCOLS, f"data.protocol must be one of {', '.join(PROTOCOLS)}"),
         (cfg.train.steps >= 0, "train.steps must be >= 0"),
         (cfg.train.batch_size > 0, "train.batch_size must be > 0"),

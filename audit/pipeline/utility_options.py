@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from audit.core.errors import UserError
-from audit.pipeline.config import AuditConfig
+from audit.pipeline.config import FRAME_CHOICES, AuditConfig
 from audit.utility.net import TrainSpec
 from audit.utility.postprocess import POSTPROCESS
 from generators.device import bf16_native
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_@.%+-]")
 EVAL_CROPS = ("motion", "mask")
 PRECISIONS = ("auto", "bf16", "fp32")
-FRAMES = ("", "ed_es", "labelled", "all")
+FRAMES = ("", *FRAME_CHOICES)
 
 
 def parse_tta_strengths(text: str) -> tuple[float, ...]:
