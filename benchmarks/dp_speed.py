@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from audit.core.atomic import atomic_write_json  # noqa: E402
+from audit.core.cpus import usable_cores  # noqa: E402
 
 log = logging.getLogger("dp_speed")
 GOAL = 3.0
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
 
     global DEVICE
     DEVICE = str(resolve(args.device))
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(usable_cores())
     rows = []
     for name in args.families:
         rows.extend(measure_cine(args.steps, args.mode, args.preset) if name == "cine"

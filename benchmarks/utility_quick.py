@@ -42,6 +42,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from audit.core.atomic import atomic_write_json  # noqa: E402
+from audit.core.cpus import usable_cores  # noqa: E402
 from runkit import scratch_context  # noqa: E402  (benchmarks/runkit.py; this directory is sys.path[0])
 
 log = logging.getLogger("utility_quick")
@@ -60,7 +61,7 @@ def probe(size: int = 128, steps: int = 20, threads: int = 0) -> dict:
 
     spec = replace(UtilityOptions().spec(), steps=steps, eval_every=10 ** 6)
     width, batch = spec.width, spec.batch_size
-    threads = threads or os.cpu_count() or 1
+    threads = threads or usable_cores()
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

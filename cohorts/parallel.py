@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
+
+from audit.core.cpus import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +31,7 @@ def spawn_works() -> bool:
 
 def default_workers(n_items: int, per_worker: int = 4) -> int:
     """The usable cores, at most one per ``per_worker`` items."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, n_items // per_worker))
+    return max(1, min(usable_cores(), n_items // per_worker))
 
 
 def ordered_map(fn: Callable[..., Any], items: Sequence[tuple], workers: int | None = None) -> Iterator[Any]:

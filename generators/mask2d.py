@@ -23,7 +23,6 @@ import abc
 import contextlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from audit.core.cpus import usable_cores
 from audit.core.errors import UserError
 from audit.core.logs import progress_disabled
 from generators import checkpoint as ckpt
@@ -50,9 +50,10 @@ log = logging.getLogger(__name__)
 
 
 def set_threads(n: int) -> None:
-    """Use ``n`` intra-op threads (0 = all cores); no torch.compile on CPU (not worth it for short runs)."""
+    """Use ``n`` intra-op threads (0 = every core this process may run on,
+    :func:`audit.core.cpus.usable_cores`); no torch.compile on CPU (not worth it for short runs)."""
 
-    torch.set_num_threads(n if n > 0 else max(1, os.cpu_count() or 1))
+    torch.set_num_threads(n if n > 0 else usable_cores())
 
 
 class MaskConditioned2D(Generator):

@@ -98,7 +98,7 @@ def segment(
     image: Path = typer.Argument(..., help="Short-axis NIfTI (.nii/.nii.gz), 2D, 3D or 4D."),
     out: Path = typer.Option(..., "--out", "-o", help="Output mask NIfTI (uint8, ACDC labels 0 bg, 1 RV, 2 MYO, 3 LV)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 (reference) or int8 (faster)."),
-    threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0 = all cores)."),
+    threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0 = every core this process may run on)."),
 ) -> None:
     """Segment a short-axis NIfTI with the judge; the mask keeps the image's affine and header.
 

@@ -15,6 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from audit.core.cpus import usable_cores
+
 _PACKAGES = (
     "cmr-audit", "torch", "monai", "opacus", "numpy", "scipy", "onnxruntime", "onnx",
     "scikit-learn", "torchmetrics", "nibabel", "safetensors", "dp-accounting",
@@ -76,6 +78,7 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "usable_cores": usable_cores(),  # the CPU affinity (taskset, Slurm/cgroup cpusets): what the thread pools use
         "gpus": _gpu(),
         "packages": {name: _version(name) for name in _PACKAGES},
         "git": git_state(),

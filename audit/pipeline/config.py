@@ -126,7 +126,8 @@ class TrainConfig:
     """Training checkpoints kept (the newest); 0 keeps every one, e.g. for the training-length curves
     of ``benchmarks/sampler_sweep.py --checkpoint``."""
     num_threads: int = 0
-    """Torch intra-op threads; 0 = all cores."""
+    """Torch intra-op threads; 0 = every core this process may run on (its CPU affinity: taskset,
+    Slurm or cgroup cpusets; :func:`audit.core.cpus.usable_cores`)."""
     amp: bool = True
     """bf16 autocast for the generators' forward passes where the device runs bf16 natively (CUDA;
     CPUs with AVX512-BF16 / AMX); never under DP-SGD (:mod:`generators.device`)."""

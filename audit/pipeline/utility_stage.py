@@ -132,7 +132,6 @@ in BENCHMARKS.md ("Utility segmenter on real ACDC").
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import replace
 from typing import Any
@@ -142,6 +141,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from audit.core.cpus import usable_cores
 from audit.core.errors import UserError
 from audit.core.logs import progress_disabled
 from audit.core.results import metric, unavailable
@@ -220,7 +220,7 @@ def train_and_score(settings: dict[str, SettingData | str], evaluation: SliceSet
 
     spec = opts.spec()
     todo = [(s, k) for s in SETTINGS if isinstance(settings.get(s), SettingData) for k in range(opts.seeds)]
-    threads = opts.threads if opts.threads > 0 else max(1, os.cpu_count() or 1)
+    threads = opts.threads if opts.threads > 0 else usable_cores()
     workers = _workers(opts, threads, len(todo))
     per_worker = max(1, threads // workers)
     old_threads = torch.get_num_threads()

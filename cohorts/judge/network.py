@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from audit.core.atomic import atomic_write_text
+from audit.core.cpus import usable_cores
 from audit.core.errors import UserError
 from audit.core.locks import exclusive
 from audit.core.logs import progress_disabled
@@ -49,11 +50,8 @@ _PROGRESS_MIN = 16
 
 
 def default_threads() -> int:
-    """All cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+    """All cores this process may run on (:func:`audit.core.cpus.usable_cores`)."""
+    return usable_cores()
 
 
 def validate_slices(a: np.ndarray, what: str = "judge input", ndims: Sequence[int] = (2, 3, 4)) -> np.ndarray:
