@@ -15,6 +15,41 @@ matplotlib.use("Agg")
 os.environ.setdefault("CMR_AUDIT_CACHE", str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "cmr-audit-cache"))
 
 
+#: most xdist workers ``-n auto`` starts (pyproject addopts): each worker builds its own module
+#: fixtures and holds up to ~3 GB, and the suite's long modules keep few more than 4 busy
+MAX_WORKERS = 4
+
+
+def _cores() -> list[int]:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per usable core (the CPU affinity), at most :data:`MAX_WORKERS`;
+    0 (everything in this process) on one core. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides."""
+    env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if env:
+        return int(env)
+    cores = len(_cores())
+    return 0 if cores < 2 else min(cores, MAX_WORKERS)
+
+
+def pytest_configure(config):
+    """In an xdist worker: pin this process (and the subprocesses its tests start) to its own share
+    of the cores, so that torch, OpenMP and onnxruntime size their thread pools to that share
+    (:func:`audit.core.cpus.usable_cores`). Unpinned, every worker's pools take every core: two
+    workers on two cores ran four compute threads and the suite took longer than in one process
+    (BENCHMARKS.md, "Test suite wall time")."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if not worker or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = _cores()
+    share = cores[int(worker.removeprefix("gw")) % count::count]
+    if share:
+        os.sched_setaffinity(0, share)
+        os.environ["OMP_NUM_THREADS"] = str(len(share))  # before torch is imported in this worker
+
+
 @pytest.fixture(scope="module")
 def module_tmp(tmp_path_factory):
     """``module_tmp(name)``: a fresh directory that is deleted when the test module finishes.
