@@ -7,6 +7,8 @@ from pathlib import Path
 import matplotlib
 import pytest
 
+from audit.core.cpus import core_ids, usable_cores
+
 matplotlib.use("Agg")
 
 # Judge weights, phantoms, prepared cohorts and autoencoders are cached between test runs in
@@ -20,17 +22,13 @@ os.environ.setdefault("CMR_AUDIT_CACHE", str(Path(__file__).resolve().parent.par
 MAX_WORKERS = 4
 
 
-def _cores() -> list[int]:
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-
-
 def pytest_xdist_auto_num_workers(config):
     """``-n auto``: one worker per usable core (the CPU affinity), at most :data:`MAX_WORKERS`;
     0 (everything in this process) on one core. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides."""
     env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
     if env:
         return int(env)
-    cores = len(_cores())
+    cores = usable_cores()
     return 0 if cores < 2 else min(cores, MAX_WORKERS)
 
 
@@ -43,8 +41,7 @@ def pytest_configure(config):
     worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
     if not worker or count < 2 or not hasattr(os, "sched_setaffinity"):
         return
-    cores = _cores()
-    share = cores[int(worker.removeprefix("gw")) % count::count]
+    share = core_ids()[int(worker.removeprefix("gw")) % count::count]
     if share:
         os.sched_setaffinity(0, share)
         os.environ["OMP_NUM_THREADS"] = str(len(share))  # before torch is imported in this worker

@@ -14,9 +14,15 @@ from __future__ import annotations
 import os
 
 
+def core_ids() -> list[int]:
+    """The ids of the cores this process may run on, sorted (at least one)."""
+    try:
+        ids = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity call on this platform: every core of the host
+        ids = list(range(os.cpu_count() or 1))
+    return ids or [0]
+
+
 def usable_cores() -> int:
     """The number of cores this process may run on (at least 1)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - no affinity call on this platform
-        return max(1, os.cpu_count() or 1)
+    return len(core_ids())

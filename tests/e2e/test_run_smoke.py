@@ -47,8 +47,8 @@ def full_run(module_tmp):
 
 @pytest.mark.parametrize("generator", ["copycat", "holdout", "noise", "gan", "vae", "ddpm", "ldm", "flow"])
 def test_smoke_run_writes_a_complete_run_dir(generator, tmp_path, full_run):
-    anatomy = "true" if generator in FULL else "false"
-    if generator in FULL:
+    full = generator in FULL
+    if full:
         out = full_run(generator)
     else:
         out = tmp_path / generator
@@ -70,7 +70,7 @@ def test_smoke_run_writes_a_complete_run_dir(generator, tmp_path, full_run):
     results = load_results(out / "results.json")
     assert results["provenance"]["data_hash"] == env["data_hash"]
     agreement = results["anatomy"]["judge_agreement"]
-    if anatomy == "true":
+    if full:
         assert 0 <= agreement["dice"]["mean"]["value"] <= 1 and agreement["dice"]["mean"]["n"] > 0
         assert (out / "anatomy_per_sample.csv").is_file() and (out / "features_judge.npz").is_file()
         fid = results["fidelity"]["judge"]["synthetic_vs_test"]["fid"]
