@@ -47,6 +47,16 @@ def pytest_configure(config):
         os.environ["OMP_NUM_THREADS"] = str(len(share))  # before torch is imported in this worker
 
 
+def pytest_collection_modifyitems(config, items):
+    """Modules that hold ``slow`` tests run first, the rest keep their order (a stable sort; a
+    module's tests stay together and in order). With ``--dist loadfile --no-loadscope-reorder``
+    (pyproject addopts) xdist hands out the modules in this order, so the short modules fill the
+    end of the run on every worker. xdist's own order (most tests first) put a three-test module of
+    ~3 minutes last, on one core, with the other worker idle (BENCHMARKS.md, "Test suite wall time")."""
+    slow = {item.nodeid.split("::", 1)[0] for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in slow)
+
+
 @pytest.fixture(scope="module")
 def module_tmp(tmp_path_factory):
     """``module_tmp(name)``: a fresh directory that is deleted when the test module finishes.
