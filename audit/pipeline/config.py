@@ -75,10 +75,10 @@ MAX_SIZE = 1024
 DEFAULT_GENERATOR = "ldm"
 
 
-PROTOCOLS = ("all_vendors", "source_only")
+PROTOCOLS = ("auto", "all_vendors", "source_only")
+"""Values of ``data.protocol`` (see :class:`DataConfig`)."""
 #: values of ``data.frames`` (``audit.utility_frames`` also takes "" = the same as ``data.frames``)
 FRAME_CHOICES = ("ed_es", "labelled", "all")
-"""Values of ``data.protocol`` (see :class:`DataConfig`)."""
 
 
 @dataclass
@@ -89,10 +89,12 @@ class DataConfig:
     """``phantom`` (built-in, generated and cached) or the path of an ACDC / M&Ms directory."""
     phantom_subjects: int = 160
     """Subjects in the generated phantom (stratified over vendors A-D x five groups). 160 gives the
-    default splits 64 train (members) and 64 holdout + test subjects (non-members), enough for a
-    subject-level membership AUC CI of half-width about 0.10 even for an attack at chance
-    (Hanley-McNeil: 1.96 SE(0.5) = 1.96 sqrt((m + n + 1) / (12 m n)) = 0.100 at m = n = 64), and 16
-    evaluation subjects per vendor for the utility audit's paired tests."""
+    source-only splits (``protocol`` auto, the default) 48 train (members) and 48 holdout + test
+    subjects (non-members) of vendors A-C and 40 unseen-vendor subjects of D: a subject-level
+    membership AUC CI of half-width about 0.12 even for an attack at chance (Hanley-McNeil: 1.96
+    SE(0.5) = 1.96 sqrt((m + n + 1) / (12 m n)) = 0.116 at m = n = 48; 0.100 at the 64 / 64 of the
+    all-vendors splits), and 16 or more evaluation subjects per vendor for the utility audit's
+    paired tests."""
     phantom_seed: int = 0
     target_spacing: float = 1.5
     """In-plane spacing in mm after resampling."""
@@ -105,12 +107,17 @@ class DataConfig:
     """An existing split JSON to reuse (its data hash must match the cohort); empty = make one."""
     heldout_vendor: str = ""
     """Vendor left out for the domain-shift split; empty = the last vendor alphabetically."""
-    protocol: str = "all_vendors"
+    protocol: str = "auto"
     """Which vendors the generator may learn from when the cohort has two or more: ``all_vendors``
-    (the standard splits; the held-out vendor is unseen only by the utility segmenter) or
+    (the standard splits; the held-out vendor is unseen only by the utility segmenter),
     ``source_only`` (Wong et al.'s protocol: the run uses the leave-one-vendor-out splits, so the
     generator, its autoencoder and every cached model are fitted on the seen vendors only, and the
-    held-out vendor's subjects are only evaluated on, in ``unseen_vendor_test``)."""
+    held-out vendor's subjects are only evaluated on, in ``unseen_vendor_test``) or ``auto``:
+    source-only where the run has unseen-vendor rows (two or more vendors and ``audit.utility``
+    on), so that they measure generalisation to a domain the generator never saw; all-vendors
+    otherwise (one vendor, or no utility audit: the generator then keeps every training subject).
+    Under ``auto`` a ``split_file`` decides by its kind. The cohort stage records the protocol it
+    resolved (``metrics.json`` ``cohort.protocol``)."""
 
 
 @dataclass

@@ -52,25 +52,37 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- cohort
 
 
-def _run_splits(prepared, d) -> Splits:
-    """The run's splits: a ``--split-file``, or made with ``data.split_seed`` -- the standard ones,
-    or under ``data.protocol = source_only`` the leave-one-vendor-out ones (the generator then
-    never sees the held-out vendor; its subjects are in ``unseen_vendor_test`` only)."""
+def resolve_protocol(protocol: str, vendors: int, utility: bool, split_kind: str | None = None) -> str:
+    """``data.protocol`` as the run applies it: ``auto`` is ``source_only`` where the run has
+    unseen-vendor rows (``vendors`` >= 2 and the utility audit on) and ``all_vendors`` otherwise; a
+    split file (``split_kind``) decides by its kind. Explicit values pass through unchanged."""
+    if protocol != "auto":
+        return protocol
+    if split_kind is not None:
+        return "source_only" if split_kind == "lovo" else "all_vendors"
+    return "source_only" if vendors >= 2 and utility else "all_vendors"
+
+
+def _run_splits(prepared, d, utility: bool = True) -> tuple[Splits, str]:
+    """The run's splits and the protocol they follow: a ``--split-file``, or made with
+    ``data.split_seed`` -- the standard ones, or under the source-only protocol (``data.protocol``,
+    :func:`resolve_protocol`) the leave-one-vendor-out ones (the generator then never sees the
+    held-out vendor; its subjects are in ``unseen_vendor_test`` only)."""
     where = prepared.root or d.source
-    source_only = d.protocol == "source_only"
-    if source_only and len(prepared.vendors) < 2:
+    if d.protocol == "source_only" and len(prepared.vendors) < 2:
         raise UserError(f"{where}: data.protocol=source_only holds one vendor out of the generator's training, but the "
                         f"cohort has {len(prepared.vendors)} vendor ({', '.join(prepared.vendors)}); use all_vendors")
     if d.split_file:
         splits = load_splits(d.split_file, prepared)
-        if source_only and splits.kind != "lovo":
+        if d.protocol == "source_only" and splits.kind != "lovo":
             raise UserError(f"{d.split_file}: data.protocol=source_only needs a leave-one-vendor-out split file "
                             f"(kind lovo), this one is {splits.kind}")
-        return splits
+        return splits, resolve_protocol(d.protocol, len(prepared.vendors), utility, splits.kind)
+    protocol = resolve_protocol(d.protocol, len(prepared.vendors), utility)
     try:
-        if source_only:
-            return make_lovo_splits(prepared, d.heldout_vendor or None, seed=d.split_seed)
-        return make_splits(prepared, seed=d.split_seed)
+        if protocol == "source_only":
+            return make_lovo_splits(prepared, d.heldout_vendor or None, seed=d.split_seed), protocol
+        return make_splits(prepared, seed=d.split_seed), protocol
     except UserError as exc:  # name the folder: the user has to add subjects there
         raise UserError(f"{where}: {exc}") from None
 
@@ -78,7 +90,7 @@ def _run_splits(prepared, d) -> Splits:
 def run_cohort(ctx: RunContext) -> dict[str, Any]:
     d = ctx.cfg.data
     prepared = prepared_cohort(ctx)
-    splits = _run_splits(prepared, d)
+    splits, protocol = _run_splits(prepared, d, bool(ctx.cfg.audit.utility))
     cls = getattr(ctx.entry, "cls", None)  # None: a context built without a registered generator
     check_cohort_for_run(prepared, splits, ctx.cfg, getattr(cls, "data", "slices"), getattr(cls, "trainable", True))
     external = None
@@ -90,7 +102,7 @@ def run_cohort(ctx: RunContext) -> dict[str, Any]:
         lovo = splits if splits.kind == "lovo" else make_lovo_splits(prepared, d.heldout_vendor or None, seed=d.split_seed)
         save_splits(lovo, ctx.run_dir.path / "splits_lovo.json")
         info["heldout_vendor"] = lovo.heldout_vendor
-        info["protocol"] = d.protocol
+        info["protocol"] = protocol
     env = json.loads(ctx.run_dir.env_path.read_text("utf-8"))
     env["data_hash"] = prepared.data_hash
     env["data_source"] = d.source

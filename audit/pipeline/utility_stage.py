@@ -380,10 +380,11 @@ def _protocol_entry(ctx: RunContext, held: str) -> dict[str, Any]:
     prepared, splits = ctx.artefacts["prepared"], ctx.artefacts["splits"]
     seen = sorted({prepared[i].vendor for i in splits.assignments.get("train") or []})
     if splits.kind != "lovo":  # the standard splits deal every vendor, the held-out one included, into train
-        how = (f"all-vendors protocol (data.protocol={ctx.cfg.data.protocol}): the generator was fitted on the standard "
-               f"train split (vendors {', '.join(seen)}), which may hold subjects of the held-out vendor {held}; only "
-               f"the segmentation nets never saw vendor {held}, so its rows show domain generalisation of the segmenter "
-               "with a generator that may know the target domain (data.protocol=source_only rules that out)")
+        how = (f"all-vendors protocol (data.protocol={ctx.cfg.data.protocol}, standard splits): the generator was "
+               f"fitted on the standard train split (vendors {', '.join(seen)}), which may hold subjects of the held-out "
+               f"vendor {held}; only the segmentation nets never saw vendor {held}, so its rows show domain "
+               "generalisation of the segmenter with a generator that may know the target domain (data.protocol "
+               "source_only, or auto without a standard split file, rules that out)")
     else:
         how = (f"source-only protocol (Wong et al.): the generator, its autoencoder and every cached model were fitted "
                f"on vendors {', '.join(seen)} only; the held-out vendor {held} was never in any training data, so its "

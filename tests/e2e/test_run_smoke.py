@@ -199,11 +199,13 @@ def test_dp_flags_are_refused_before_training(tmp_path, capsys):
         assert main(["--quiet", "run", "--generator", "vae", "--preset", "smoke", "--out", str(out), *flags]) != 0
         assert match in capsys.readouterr().err
     # canary requests that need the train split: refused when the fit stage starts, before any training step
-    for unit, match in (("subject", "the train split has 4 subjects, so at most 2 can be canary subjects"),
-                        ("image", "10 canary images at delta 0.025 can prove at most epsilon 0.00")):
+    for unit in ("subject", "image"):
         out = tmp_path / f"canaries-{unit}"
         assert main(["--quiet", "run", "--generator", "ldm", "--preset", "smoke", "--out", str(out), "--dp-epsilon", "1",
                      "--dp-audit-canaries", "10", "--set", f"dp.audit_canary_unit={unit}"]) == 2
+        n = len(json.loads((out / "splits.json").read_text())["splits"]["train"])  # the N the refusal names
+        match = (f"the train split has {n} subjects, so at most {n // 2} can be canary subjects" if unit == "subject" else
+                 f"10 canary images at delta {1 / (10 * n):.3g} can prove at most epsilon 0.00")
         assert match in capsys.readouterr().err
         state = json.loads((out / "state.json").read_text())
         assert set(state["stages"]) == {"cohort"} and state["current_stage"] == "fit"
