@@ -79,7 +79,8 @@ def probe(size: int = 128, steps: int = 20, threads: int = 0) -> dict:
 
 
 def _headline(section: dict) -> dict:
-    """Mean Dice per setting and vendor, and real+synthetic / synthetic minus real per vendor."""
+    """Mean Dice per setting and vendor (per slice, and per stack as the ACDC challenge scores it), and
+    real+synthetic / synthetic minus real per vendor."""
     def fmt(e):
         if not isinstance(e, dict):
             return None
@@ -88,10 +89,11 @@ def _headline(section: dict) -> dict:
                 {"notes": e["notes"]} if e.get("notes") else {})
         return {"unavailable": e.get("reason")}
 
-    out: dict = {"dice_mean": {}, "dice_diff": {}}
+    out: dict = {"dice_mean": {}, "dice_volume_mean": {}, "dice_diff": {}}
     for s, per in section.get("settings", {}).items():
-        out["dice_mean"][s] = fmt(per) if "status" in per else {v: fmt((node.get("dice") or {}).get("mean")) if "dice" in node else fmt(node)
-                                                                 for v, node in per.items()}
+        for key, kind in (("dice_mean", "dice"), ("dice_volume_mean", "dice_volume")):  # per slice; per stack (ACDC challenge)
+            out[key][s] = fmt(per) if "status" in per else {v: fmt((node.get(kind) or {}).get("mean")) if kind in node else fmt(node)
+                                                            for v, node in per.items()}
     for s, per in section.get("vs_real", {}).items():
         out["dice_diff"][s] = {v: fmt(node.get("dice_diff")) for v, node in per.items()}
     return out

@@ -14,7 +14,8 @@ with :func:`audit.utility.net.train_segmenter` (the :class:`~audit.utility.net.T
 quick preset, overridable with ``--steps/--width/--batch/--set key=value``), predicts with
 :func:`audit.utility.net.predict` and scores with :func:`audit.utility.metrics.per_image`, per subject
 (the unit of the stage's CIs). Reports per-structure Dice and HD95 (mean over subjects of the
-per-subject mean over slices and seeds, 95 % subject-bootstrap CI), wall time per net, and the
+per-subject mean over slices and seeds, 95 % subject-bootstrap CI), the ACDC challenge's per-stack
+Dice (``dice_volume_*``: overlap pooled over a frame's slices, then the mean over ED and ES), wall time per net, and the
 smallest paired Dice difference the CI resolves at these settings (half-width of the 95 % CI of a
 per-subject difference between two seeds of the same recipe -- the noise floor of a comparison).
 
@@ -96,10 +97,19 @@ def load_design(data: str, *, centre: str = "mask", frames: str = "ed_es", val_f
 
 
 def per_subject(table, evaluation):
+    """Per subject: the per-slice Dice / HD95 means, and the ACDC challenge's per-stack Dice
+    (``dice_volume_*``, :func:`audit.utility.metrics.volume_dice`) when the slices carry their frame."""
+    from audit.utility.metrics import volume_dice
+
     table = table.copy()
     table.insert(0, "subject_id", evaluation.subject_ids)
     cols = [f"{k}_{n}" for k in ("dice", "hd95") for n in (*NAMES, "mean")]
-    return table.groupby("subject_id")[cols].mean()
+    out = table.groupby("subject_id")[cols].mean()
+    if evaluation.frame is not None:
+        table.insert(0, "frame", evaluation.frame)
+        table.insert(0, "seed", 0)
+        out = out.join(volume_dice(table).drop(columns="seed").set_index("subject_id"))
+    return out
 
 
 def summarise(per_seed: list, n_boot: int = 2000, seed: int = 0) -> dict:
@@ -257,12 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"label": trial["label"], "s/net": trial["seconds_per_net"],
                       "val": [n["best_val_dice"] for n in trial["nets"]], "best_step": [n["best_step"] for n in trial["nets"]],
                       **{n: t[f"dice_{n}"]["value"] for n in (*NAMES, "mean")}, "ci_mean": t["dice_mean"]["ci"],
+                      **{f"vol_{n}": t[f"dice_volume_{n}"]["value"] for n in (*NAMES, "mean") if f"dice_volume_{n}" in t},
                       "hd95": t["hd95_mean"]["value"], "res": (trial["resolution"] or {}).get("ci95_half_width"),
                       **({"centre_err_mm": extra["centre_error_mm"]["mean"]} if extra else {}),
                       **{f"cost_{n}": trial[f"dice_cost_{n}"]["mean_diff"] for n in per_centre},
                       **{f"post_{k}": {c: trial[f"test_post_{k}"][f"{c}_mean"]["value"] for c in ("dice", "hd95")}
                          for k in per_post},
-                      **{f"{n}_{c}": trial[f"test_{n}"][f"dice_{c}"]["value"] for n in per_centre for c in (*NAMES, "mean")}}))
+                      **{f"{n}_{c}": trial[f"test_{n}"][f"dice_{c}"]["value"] for n in per_centre for c in (*NAMES, "mean")},
+                      **{f"{n}_vol_{c}": trial[f"test_{n}"][f"dice_volume_{c}"]["value"] for n in per_centre
+                         for c in (*NAMES, "mean") if f"dice_volume_{c}" in trial[f"test_{n}"]}}))
     return 0
 
 

@@ -26,6 +26,7 @@ class SliceSet:
     vendor: np.ndarray  # (N,) str
     group: np.ndarray  # (N,) str
     spacing: np.ndarray  # (2,) float32 mm
+    frame: np.ndarray | None = None  # (N,) int: the cine frame of each slice (ED/ES stacks), None if unknown
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -51,6 +52,7 @@ class SliceSet:
             vendor=index["vendor"].to_numpy(str),
             group=index["group"].to_numpy(str),
             spacing=np.asarray(spacing, np.float32),
+            frame=index["frame"].to_numpy(np.int64),
         )
 
     @classmethod
@@ -60,12 +62,13 @@ class SliceSet:
         return cls(cat([p.images for p in parts]), cat([p.masks for p in parts]), cat([p.labelled for p in parts]),
                    cat([np.asarray(p.subject_ids).astype(str) for p in parts]),
                    cat([np.asarray(p.vendor).astype(str) for p in parts]),
-                   cat([np.asarray(p.group).astype(str) for p in parts]), parts[0].spacing)
+                   cat([np.asarray(p.group).astype(str) for p in parts]), parts[0].spacing,
+                   None if any(p.frame is None for p in parts) else cat([p.frame for p in parts]))
 
     def subset(self, idx: np.ndarray) -> "SliceSet":
         return SliceSet(
             self.images[idx], self.masks[idx], self.labelled[idx], self.subject_ids[idx],
-            self.vendor[idx], self.group[idx], self.spacing,
+            self.vendor[idx], self.group[idx], self.spacing, None if self.frame is None else self.frame[idx],
         )
 
     def require_masks(self, who: str) -> None:

@@ -159,6 +159,12 @@ GLOSSARY: dict[str, tuple[str, str]] = {
                 "generator is compared, paired by subject, with 'real' and with 'real+augmentation' (the same real "
                 "images under strong conventional augmentation): synthetic data are worth sharing only if they beat "
                 "what a few image transforms give for free. The real test scans are cut without their labels."),
+    "dice_volume": ("Volume Dice (ACDC challenge)",
+                    "Utility: the Dice of the ACDC challenge (Bernard et al. 2018). Per patient and cine frame the "
+                    "overlap is pooled over all evaluated slices, then averaged over the frames (ED, ES) and patients. "
+                    "Large mid-ventricular slices weigh more than small apical ones, so it is higher than the per-slice "
+                    "'dice' beside it, which scores a missed apical structure 0. Published 2D U-Net figures on ACDC "
+                    "(about 0.90) are of this kind."),
     "samples": ("Sample grid",
                 "Synthetic images with the outline of the mask they were conditioned on (orange, solid) and of the "
                 "judge's segmentation (sky blue, dashed). Outlines that agree = the heart is where it was asked to be."),

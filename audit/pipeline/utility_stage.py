@@ -215,7 +215,7 @@ def train_and_score(settings: dict[str, SettingData | str], evaluation: SliceSet
     with the threads left idle); results are gathered in setting order, and each net's seed
     depends only on the run seed, its setting position and ``k``. On the CPU a net's figures do
     not depend on the number of workers (test), only on its own thread count.
-    Returns the per-image table (``setting, seed, subject_id, vendor`` + metrics) and the
+    Returns the per-image table (``setting, seed, subject_id, vendor, frame`` + metrics) and the
     per-training table."""
 
     spec = opts.spec()
@@ -242,6 +242,8 @@ def train_and_score(settings: dict[str, SettingData | str], evaluation: SliceSet
                 data = settings[setting]
                 bar.set_postfix_str(f"{setting} seed {k} done")
                 bar.update(spec.steps)
+                if evaluation.frame is not None:  # the cine frame: the per-stack (challenge) Dice pools by it
+                    table.insert(0, "frame", evaluation.frame)
                 table.insert(0, "vendor", evaluation.vendor)
                 table.insert(0, "subject_id", evaluation.subject_ids)
                 table.insert(0, "seed", k)

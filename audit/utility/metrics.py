@@ -15,6 +15,14 @@ conventions are the anatomy stage's:
   (``empty_pred_<S>`` columns, reported in the ``notes`` of every distance entry) and never
   recorded as 0; if no image has a defined distance, the entry is *unavailable* with the counts.
 
+Beside these per-slice figures, ``dice_volume`` is the Dice of the ACDC challenge (Bernard et al.
+2018, IEEE TMI 37:2514-2525): per subject and cine frame (the ED and the ES stack) the overlap is
+pooled over all evaluated slices, ``2 sum|P & G| / (sum|P| + sum|G|)``, then averaged over the
+subject's frames. It weighs a slice by its area, so a small apical slice the net misses costs
+little, where the per-slice mean scores it 0; it is the figure the literature's "about 0.90 for a 2D
+U-Net on ACDC" refers to. With ``audit.max_images`` below a subject's slice count the stack is the
+evaluated slices, not the whole volume (the entry's method says so).
+
 Statistics over subjects and seeds: images are first averaged per subject (a subject's slices
 are not independent), then over the training seeds of a setting. The 95 % CIs come from a
 *crossed* bootstrap (Owen 2007, "The pigeonhole bootstrap", Ann. Appl. Stat. 1:386-411) that
@@ -45,7 +53,9 @@ HIGHER_IS_BETTER = {"dice": True, "hd95": False, "assd": False}
 
 
 def per_image(pred: np.ndarray, ref: np.ndarray, spacing, batch: int = 256, *, workers: int | None = None) -> pd.DataFrame:
-    """Dice, HD95 (mm) and ASSD (mm) per image and structure, plus ``empty_pred_<S>`` flags.
+    """Dice, HD95 (mm) and ASSD (mm) per image and structure, plus ``empty_pred_<S>`` flags and the
+    pixel counts ``tp_<S>``, ``npred_<S>``, ``nref_<S>`` (overlap, prediction, ground truth) that
+    :func:`volume_dice` pools.
 
     Columns ``dice_RV``, ``hd95_RV``, ..., then ``assd_RV``, ``empty_pred_RV``, ... (see the
     module docstring for when a value is NaN). HD95 and ASSD come from one surface-distance
@@ -58,6 +68,11 @@ def per_image(pred: np.ndarray, ref: np.ndarray, spacing, batch: int = 256, *, w
     for k, name in STRUCTURES.items():
         # the net found nothing where the ground truth has the structure: counted, never a distance of 0
         table[f"empty_pred_{name}"] = ~(pred == k).any(axis=(1, 2)) & (ref == k).any(axis=(1, 2))
+    for k, name in STRUCTURES.items():  # pixel counts: the pooled (per-stack) Dice of volume_dice
+        p, r = pred == k, ref == k
+        table[f"tp_{name}"] = (p & r).sum(axis=(1, 2)).astype(np.int64)
+        table[f"npred_{name}"] = p.sum(axis=(1, 2)).astype(np.int64)
+        table[f"nref_{name}"] = r.sum(axis=(1, 2)).astype(np.int64)
     for prefix in ("dice", "hd95", "assd"):  # per-image mean over the structures with a defined value
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -75,6 +90,31 @@ def subject_matrix(table: pd.DataFrame, column: str, subjects: list[str], seeds:
             if v is not None and np.isfinite(v):
                 out[i, j] = float(v)
     return out
+
+
+VOLUME_KEYS = ("subject_id", "seed", "frame")
+
+
+def volume_dice(table: pd.DataFrame) -> pd.DataFrame | None:
+    """Per ``(subject_id, seed)``: the ACDC challenge Dice ``dice_volume_<S>`` and their mean over
+    the structures ``dice_volume_mean`` (module docstring), from the per-image counts of
+    :func:`per_image` and a ``frame`` column. A structure absent from a frame's ground truth is
+    undefined (NaN) for that frame; the mean over frames skips it. ``None`` without a frame column
+    or the counts (a table from another source)."""
+    counts = [f"{c}_{n}" for n in NAMES for c in ("tp", "npred", "nref")]
+    if table.empty or not set(VOLUME_KEYS).issubset(table.columns) or not set(counts).issubset(table.columns):
+        return None
+    g = table.groupby(list(VOLUME_KEYS), sort=False)[counts].sum()
+    out = pd.DataFrame(index=g.index)
+    for n in NAMES:
+        ref = g[f"nref_{n}"].to_numpy(np.float64)
+        den = ref + g[f"npred_{n}"].to_numpy(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"dice_volume_{n}"] = np.where(ref > 0, 2.0 * g[f"tp_{n}"].to_numpy(np.float64) / den, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out["dice_volume_mean"] = np.nanmean(out[[f"dice_volume_{n}" for n in NAMES]].to_numpy(), axis=1)
+    return out.groupby(level=["subject_id", "seed"], sort=False).mean().reset_index()  # mean over the frames
 
 
 def _seed_mean(m: np.ndarray) -> np.ndarray:
@@ -139,26 +179,43 @@ def absolute_entries(table: pd.DataFrame, subjects: list[str], seeds: list[int],
 
     ``table`` holds the per-image rows of that setting and vendor (all seeds)."""
     out: dict[str, Any] = {}
+    stats = (f"over {len(seeds)} training seeds and over subjects (n = subjects); 95% CI: bootstrap over subjects and "
+             "seeds (crossed)")
     for key, (prefix, unit, label) in KINDS.items():
         out[key] = {}
         for structure in (*NAMES, "mean"):
-            col = f"{prefix}_{structure}"
-            m = subject_matrix(table, col, subjects, seeds)
-            sm = _seed_mean(m)
-            ok = np.isfinite(sm)
             note = _counts_note(table, prefix, structure)
-            if not ok.any():
-                why = note or "no image with a defined value"
-                out[key][structure] = unavailable(f"{label} {structure} undefined for every evaluation image: {why}")
-                continue
-            lo, hi = crossed_bootstrap(m, n_boot=n_boot, seed=seed)
             avg = "mean over the structures (RV/MYO/LV) defined in each image, then " if structure == "mean" else ""
-            out[key][structure] = metric(
-                float(np.mean(sm[ok])), unit, ci=_ci(lo, hi), n=int(ok.sum()), notes=note,
-                method=(f"{label} of {what} vs the real ground truth; {avg}mean over each subject's images, over "
-                        f"{len(seeds)} training seeds and over subjects (n = subjects); 95% CI: bootstrap over "
-                        "subjects and seeds (crossed)"))
+            out[key][structure] = _subject_entry(
+                subject_matrix(table, f"{prefix}_{structure}", subjects, seeds), unit, n_boot=n_boot, seed=seed,
+                note=note, method=f"{label} of {what} vs the real ground truth; {avg}mean over each subject's images, {stats}",
+                missing=f"{label} {structure} undefined for every evaluation image: "
+                        f"{note or 'no image with a defined value'}")
+    vol = volume_dice(table)
+    if vol is not None:
+        out["dice_volume"] = {}
+        for structure in (*NAMES, "mean"):
+            avg = ("mean over the structures (RV/MYO/LV) present in each stack's ground truth, then "
+                   if structure == "mean" else "")
+            out["dice_volume"][structure] = _subject_entry(
+                subject_matrix(vol, f"dice_volume_{structure}", subjects, seeds), "1", n_boot=n_boot, seed=seed,
+                missing=f"volume Dice {structure} undefined: the structure is absent from every evaluated stack",
+                method=(f"Dice of {what} as the ACDC challenge computes it (Bernard et al. 2018): per subject and cine "
+                        f"frame, the overlap pooled over the frame's evaluated slices; {avg}mean over the subject's "
+                        f"frames, {stats}"))
     return out
+
+
+def _subject_entry(m: np.ndarray, unit: str, *, n_boot: int, seed: int, method: str, missing: str,
+                   note: str | None = None) -> dict[str, Any]:
+    """The entry of a ``(subjects, seeds)`` matrix: the mean over subjects of the seed means, with
+    the crossed-bootstrap CI; unavailable (``missing``) when no subject has a defined value."""
+    sm = _seed_mean(m)
+    ok = np.isfinite(sm)
+    if not ok.any():
+        return unavailable(missing)
+    lo, hi = crossed_bootstrap(m, n_boot=n_boot, seed=seed)
+    return metric(float(np.mean(sm[ok])), unit, ci=_ci(lo, hi), n=int(ok.sum()), notes=note, method=method)
 
 
 def verdict(lo: float | None, hi: float | None, higher_is_better: bool) -> str:

@@ -269,6 +269,9 @@ def test_section_shape_units_and_schema(acceptance):
         assert node["dice"]["mean"]["unit"] == "1" and node["hd95_mm"]["LV"]["unit"] == "mm"
         assert node["assd_mm"]["LV"]["unit"] == "mm"
         assert node["dice"]["mean"]["n"] == len(plan.evaluate[v])
+        vol = node["dice_volume"]  # the ACDC challenge's per-stack Dice beside the per-slice one
+        assert set(vol) == {"RV", "MYO", "LV", "mean"} and vol["mean"]["n"] == len(plan.evaluate[v])
+        assert 0 <= vol["mean"]["value"] <= 1 and "ACDC challenge" in vol["mean"]["method"]
         diff = section["vs_real"]["synthetic"][v]
         d = diff["dice_diff"]
         assert d["unit"] == "1" and d["n"] == len(plan.evaluate[v])
