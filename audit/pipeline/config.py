@@ -117,7 +117,7 @@ class DataConfig:
     on), so that they measure generalisation to a domain the generator never saw; all-vendors
     otherwise (one vendor, or no utility audit: the generator then keeps every training subject).
     Under ``auto`` a ``split_file`` decides by its kind. The cohort stage records the protocol it
-    resolved (``metrics.json`` ``cohort.protocol``)."""
+    resolved (``state.json``: ``stages.cohort.protocol``)."""
 
 
 @dataclass
