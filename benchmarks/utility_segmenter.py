@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other TrainSpec field")
     ap.add_argument("--centre", default="mask", help="crop centre of the evaluation subjects (mask | motion)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-images", type=int, default=0,
+                    help="evaluation slices per vendor (default: the preset's audit.max_images; a large number keeps "
+                         "every slice, i.e. whole ED/ES stacks for the challenge's per-stack Dice)")
     ap.add_argument("--postprocess-both", action="store_true",
                     help="score every net's maps raw and with the largest heart component kept "
                          "(audit.utility.postprocess), paired on the same nets")
@@ -190,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     train, val, evals, plan, extra = load_design(args.data, centre=args.centre, val_fraction=opts.val_fraction,
-                                                      max_images=cfg.audit.max_images)
+                                                      max_images=args.max_images or cfg.audit.max_images)
     evaluation = evals["mask"]
     load_s = time.perf_counter() - t0
     log.info("train %d subjects / %d slices, val %d / %d, evaluation %d subjects / %d slices (%.1f s)", len(plan.train),
