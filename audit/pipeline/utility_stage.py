@@ -31,7 +31,8 @@ groups of real subjects:
   cohort stage when the cohort has >= 2 vendors);
 * the conditioning (``reference``) subjects enter only through the synthetic images.
 
-Under ``data.protocol = source_only`` the leave-one-vendor-out splits *are* the run's splits: the
+Under the source-only protocol (``data.protocol = source_only``, or ``auto``, the default, on a
+cohort with two or more vendors) the leave-one-vendor-out splits *are* the run's splits: the
 generator never trained on the held-out vendor, whose subjects (``unseen_vendor_test``) are all
 evaluation subjects; ``design.generator_vendors`` states the protocol either way. Otherwise the
 subject lists of ``splits_lovo.json`` are *not* used for training and testing, only its

@@ -18,7 +18,8 @@ counts as one, not only the ``holdout`` split:
   - any cohort subject named in the sample set's ``subject_ids`` (an external ``--samples``
     set or a cine set says which real subjects conditioned it; the same reasoning), and
   - the ``unseen_vendor_test`` split of leave-one-vendor-out splits (``data.protocol =
-    source_only`` or a lovo split file): a vendor the generator never saw is another population,
+    source_only``, ``auto`` -- the default -- on a multi-vendor cohort with the utility audit on, or
+    a lovo split file): a vendor the generator never saw is another population,
     so a score gap between members and those subjects would measure the domain shift, not
     membership (and a vendor-conditioned model cannot even be asked about an unknown vendor).
 
