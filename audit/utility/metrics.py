@@ -65,14 +65,17 @@ def per_image(pred: np.ndarray, ref: np.ndarray, spacing, batch: int = 256, *, w
     scores = agreement_per_image(pred, ref, spacing, batch=batch, assd=True, workers=workers)
     order = [f"{k}_{n}" for n in NAMES for k in ("dice", "hd95")] + [f"assd_{n}" for n in NAMES]
     table = scores[order].copy()
+    counts = {}
     for k, name in STRUCTURES.items():
-        # the net found nothing where the ground truth has the structure: counted, never a distance of 0
-        table[f"empty_pred_{name}"] = ~(pred == k).any(axis=(1, 2)) & (ref == k).any(axis=(1, 2))
-    for k, name in STRUCTURES.items():  # pixel counts: the pooled (per-stack) Dice of volume_dice
         p, r = pred == k, ref == k
-        table[f"tp_{name}"] = (p & r).sum(axis=(1, 2)).astype(np.int64)
-        table[f"npred_{name}"] = p.sum(axis=(1, 2)).astype(np.int64)
-        table[f"nref_{name}"] = r.sum(axis=(1, 2)).astype(np.int64)
+        npred, nref = p.sum(axis=(1, 2)).astype(np.int64), r.sum(axis=(1, 2)).astype(np.int64)
+        # the net found nothing where the ground truth has the structure: counted, never a distance of 0
+        table[f"empty_pred_{name}"] = (npred == 0) & (nref > 0)
+        # pixel counts: the pooled (per-stack) Dice of volume_dice
+        counts.update({f"tp_{name}": (p & r).sum(axis=(1, 2)).astype(np.int64), f"npred_{name}": npred,
+                       f"nref_{name}": nref})
+    for col, v in counts.items():  # after the empty_pred_* columns, as before
+        table[col] = v
     for prefix in ("dice", "hd95", "assd"):  # per-image mean over the structures with a defined value
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
