@@ -137,7 +137,7 @@ class TrainConfig:
     Slurm or cgroup cpusets; :func:`audit.core.cpus.usable_cores`)."""
     amp: bool = True
     """bf16 autocast for the generators' forward passes where the device runs bf16 natively (CUDA;
-    CPUs with AVX512-BF16 / AMX); never under DP-SGD (:mod:`generators.device`)."""
+    CPUs with AVX512-BF16 or AMX-BF16 instructions); never under DP-SGD (:mod:`generators.device`)."""
 
 
 #: values of ``sample.sampler`` (which apply depends on the family: see :class:`SampleConfig`)
@@ -234,7 +234,8 @@ class AuditConfig:
     utility_lr: float = 3e-3
     """Peak learning rate of AdamW (decayed by the poly schedule)."""
     utility_precision: str = "auto"
-    """``auto`` (bfloat16 autocast where the CPU or GPU supports it), ``bf16`` or ``fp32``."""
+    """``auto`` (bfloat16 autocast where the CPU or GPU computes bf16 in hardware,
+    :func:`generators.device.bf16_native`), ``bf16`` or ``fp32``."""
     utility_eval_crop: str = "motion"
     """How the evaluation (and validation) subjects' 2D window is placed: ``motion`` (label-free,
     where the image changes over the cardiac cycle) or ``mask`` (centred on the ground truth: an

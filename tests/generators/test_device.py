@@ -5,6 +5,9 @@ GPU first. The CPU tests check the device plumbing that needs no GPU: resolution
 moving a fitted generator, and that sampling noise comes from the seeded CPU generator.
 """
 
+import platform
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -48,6 +51,25 @@ def test_cpu_autocast_is_bf16_only_where_native():
     with devices.autocast(torch.device("cpu"), enabled=False):
         y = torch.ones(2, 2) @ torch.ones(2, 2)
     assert y.dtype == torch.float32
+
+
+def test_plain_avx512_is_not_native_bf16():
+    # oneDNN's probe says yes for AVX-512 without AVX512-BF16 / AMX-BF16, where bf16 is emulated and slower
+    x86 = {"architecture": "x86_64", "avx512_f": True, "avx512_bw": True, "avx512_bf16": False, "amx_bf16": False}
+    assert not devices._x86_bf16_hardware(x86)
+    assert devices._x86_bf16_hardware({**x86, "avx512_bf16": True})
+    assert devices._x86_bf16_hardware({**x86, "amx_bf16": True})
+    assert devices._x86_bf16_hardware({"architecture": "aarch64"})  # oneDNN's probe decides there
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file() or platform.machine() != "x86_64", reason="reads Linux x86 flags")
+def test_cpu_bf16_matches_the_kernels_cpu_flags():
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[1].split())
+    hardware = bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert devices.bf16_native("cpu") == (hardware and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
