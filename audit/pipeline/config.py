@@ -244,6 +244,11 @@ class AuditConfig:
     """Post-processing of the utility nets' label maps (validation and evaluation):
     ``largest_component`` keeps the largest connected heart per slice, as nnU-Net does
     (:mod:`audit.utility.postprocess`); ``none`` scores the raw arg-max maps."""
+    utility_predict_scales: str = "1"
+    """Multi-scale test-time augmentation of every utility prediction (validation included): the
+    zooms, comma-separated in [0.5, 2], whose class probabilities are averaged
+    (:mod:`audit.utility.multiscale`); ``1`` = a plain prediction, ``0.9,1,1.1`` triples the
+    prediction cost (effect measured in BENCHMARKS.md "Utility segmenter on real ACDC")."""
     utility_tta_strengths: str = "0.25,0.5"
     """Test-time adaptation: SDEdit strengths (comma-separated, each in (0, 1]; empty = off) at which the
     unseen domains' test scans are restyled without labels towards a seen vendor and segmented by the

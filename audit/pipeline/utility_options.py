@@ -19,6 +19,7 @@ import torch
 from audit.core.errors import UserError
 from audit.pipeline.config import FRAME_CHOICES, AuditConfig
 from audit.utility.net import TrainSpec
+from audit.utility.multiscale import parse_scales
 from audit.utility.postprocess import POSTPROCESS
 from generators.device import bf16_native
 
@@ -61,6 +62,7 @@ class UtilityOptions:
     precision: str = AuditConfig.utility_precision
     eval_crop: str = AuditConfig.utility_eval_crop
     postprocess: str = AuditConfig.utility_postprocess
+    predict_scales: str = AuditConfig.utility_predict_scales
     tta_strengths: tuple[float, ...] = parse_tta_strengths(AuditConfig.utility_tta_strengths)
     synthetic_ratio: float = AuditConfig.utility_synthetic_ratio
     sdedit_strength: float = AuditConfig.utility_sdedit_strength
@@ -76,7 +78,7 @@ class UtilityOptions:
         bf16 = bf16_native(self.device) if self.precision == "auto" else self.precision == "bf16"
         return TrainSpec(steps=self.steps, batch_size=self.batch_size, width=self.width, lr=self.lr,
                          patience=self.patience, device=self.device, crop=self.crop, bf16=bf16,
-                         postprocess=self.postprocess)
+                         postprocess=self.postprocess, scales=parse_scales(self.predict_scales))
 
     def check(self) -> None:
         if self.seeds < 1 or self.steps < 1 or self.batch_size < 1 or self.width < 1:
@@ -93,6 +95,10 @@ class UtilityOptions:
             raise UserError(f"audit.utility_eval_crop must be one of {', '.join(EVAL_CROPS)}, got {self.eval_crop!r}")
         if self.postprocess not in POSTPROCESS:
             raise UserError(f"audit.utility_postprocess must be one of {', '.join(POSTPROCESS)}, got {self.postprocess!r}")
+        try:
+            parse_scales(self.predict_scales)
+        except ValueError as e:
+            raise UserError(f"audit.utility_predict_scales: {e}") from None
         if not (np.isfinite(self.synthetic_ratio) and self.synthetic_ratio >= 0):
             raise UserError(f"audit.utility_synthetic_ratio must be a finite number >= 0, got {self.synthetic_ratio}")
         if not 0 < self.sdedit_strength <= 1:
@@ -124,6 +130,7 @@ def options_from_config(cfg) -> UtilityOptions:
         precision=str(a.utility_precision),
         eval_crop=str(a.utility_eval_crop),
         postprocess=str(a.utility_postprocess),
+        predict_scales=str(a.utility_predict_scales),
         tta_strengths=parse_tta_strengths(a.utility_tta_strengths),
         synthetic_ratio=float(a.utility_synthetic_ratio),
         sdedit_strength=float(a.utility_sdedit_strength),

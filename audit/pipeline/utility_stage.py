@@ -122,7 +122,9 @@ changes over the cardiac cycle, :func:`cohorts.preprocess.motion_centre`), while
 slices keep the cohort stage's mask-centred windows (the data holder's own labels) and the
 training augmentation (affine, random patches) teaches the net hearts anywhere in the window.
 Every predicted map keeps only its largest connected heart (``audit.utility_postprocess``,
-:mod:`audit.utility.postprocess`, nnU-Net's first post-processing step), the validation maps too.
+:mod:`audit.utility.postprocess`, nnU-Net's first post-processing step), the validation maps too;
+``audit.utility_predict_scales`` averages the class probabilities of zoomed copies before the
+arg-max (:mod:`audit.utility.multiscale`; off at ``1``).
 
 Cost: one training = at most ``audit.utility_steps`` steps of ``audit.utility_batch_size``
 images (patches of ``audit.utility_crop``), five validations, and the prediction and scoring of
@@ -469,6 +471,7 @@ def run_utility(ctx: RunContext) -> dict[str, Any]:
     write_csv(ctx.run_dir.path / "utility_training.csv", runs)
     store_section(ctx, "utility", section)
     info: dict[str, Any] = {"trainings": int(len(runs)), "heldout_vendor": held, "eval_crop": opts.eval_crop,
+                            "predict_scales": list(opts.spec().scales),
                             "training_and_scoring_s": round(time.perf_counter() - t0, 1)}
     if len(runs):
         info["step_s"] = round(float(runs["step_s"].mean()), 4)

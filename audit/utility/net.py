@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from audit.utility.augment import augment, random_crop, spatial_augment, strong_augment
+from audit.utility.multiscale import multiscale_probs
 from audit.utility.postprocess import postprocess as _postprocess
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,9 @@ class TrainSpec:
     postprocess: str = "none"
     """Post-processing of every predicted label map, validation included
     (:mod:`audit.utility.postprocess`: ``largest_component`` or ``none``)."""
+    scales: tuple[float, ...] = (1.0,)
+    """Zooms whose class probabilities every prediction averages, validation included
+    (:mod:`audit.utility.multiscale`); ``(1.0,)`` = a plain prediction."""
 
     @property
     def every(self) -> int:
@@ -129,21 +133,29 @@ def _autocast(device: str, enabled: bool):
 
 @torch.inference_mode()
 def predict(net: torch.nn.Module, images: np.ndarray, *, batch_size: int = 32, device: str = "cpu",
-            bf16: bool | None = None, postprocess: str | None = None) -> np.ndarray:
+            bf16: bool | None = None, postprocess: str | None = None, scales: tuple[float, ...] | None = None
+            ) -> np.ndarray:
     """Arg-max label maps ``(N,H,W)`` uint8 of ``images`` ``(N,H,W)`` (``bf16``: autocast;
-    ``postprocess``: :func:`audit.utility.postprocess.postprocess`; defaults: as the net was
-    trained, ``net.utility_bf16`` and ``net.utility_postprocess``)."""
+    ``postprocess``: :func:`audit.utility.postprocess.postprocess`; ``scales``: multi-scale
+    test-time augmentation, :func:`audit.utility.multiscale.multiscale_probs`; defaults: as the net
+    was trained, ``net.utility_bf16``, ``net.utility_postprocess`` and ``net.utility_scales``)."""
     net.eval()
     if bf16 is None:
         bf16 = bool(getattr(net, "utility_bf16", False))
     if postprocess is None:
         postprocess = str(getattr(net, "utility_postprocess", "none"))
+    if scales is None:
+        scales = tuple(getattr(net, "utility_scales", (1.0,)))
+
+    def logits_fn(x: torch.Tensor) -> torch.Tensor:
+        with _autocast(device, bf16):
+            return net(x)
+
     out = np.empty(images.shape, np.uint8)
     for lo in range(0, len(images), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[lo:lo + batch_size], np.float32)).unsqueeze(1).to(device)
-        with _autocast(device, bf16):
-            logits = net(x)
-        out[lo:lo + batch_size] = logits.argmax(1).to(torch.uint8).cpu().numpy()
+        scores = logits_fn(x) if tuple(scales) == (1.0,) else multiscale_probs(logits_fn, x, tuple(scales))
+        out[lo:lo + batch_size] = scores.argmax(1).to(torch.uint8).cpu().numpy()
     return _postprocess(out, postprocess)
 
 
@@ -173,6 +185,7 @@ def train_segmenter(train: Pool, val: Pool, spec: TrainSpec, seed: int,
     net = build_net(spec.width, spec.arch).to(device)
     net.utility_bf16 = bool(spec.bf16)
     net.utility_postprocess = spec.postprocess
+    net.utility_scales = tuple(spec.scales)
     if spec.optimizer == "adam":
         opt = torch.optim.Adam(net.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     elif spec.optimizer == "adamw":
@@ -225,7 +238,7 @@ def train_segmenter(train: Pool, val: Pool, spec: TrainSpec, seed: int,
             on_step(1)
         if step % spec.every == 0 or step == spec.steps:
             score = foreground_dice(predict(net, val.images, device=str(device), bf16=spec.bf16,
-                                            postprocess=spec.postprocess), val.masks)
+                                            postprocess=spec.postprocess, scales=spec.scales), val.masks)
             if score > best + 1e-4:
                 best, best_step, bad = score, step, 0
                 best_state = copy.deepcopy(net.state_dict())

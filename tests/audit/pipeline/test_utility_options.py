@@ -28,7 +28,8 @@ def test_defaults_are_the_config_defaults():
     ({"lr": float("nan")}, "utility_lr"), ({"precision": "fp16"}, "utility_precision"),
     ({"eval_crop": "centre"}, "utility_eval_crop"), ({"postprocess": "lcc"}, "utility_postprocess"), ({"steps": 0}, "utility_steps"),
     ({"synthetic_ratio": -1.0}, "utility_synthetic_ratio"), ({"sdedit_strength": 0.0}, "utility_sdedit_strength"),
-    ({"val_fraction": 1.0}, "utility_val_fraction"),
+    ({"val_fraction": 1.0}, "utility_val_fraction"), ({"predict_scales": "0.1"}, "utility_predict_scales"),
+    ({"predict_scales": "big"}, "utility_predict_scales"), ({"predict_scales": ","}, "utility_predict_scales"),
 ])
 def test_bad_values_are_one_clear_error(kw, word):
     with pytest.raises(UserError, match=word):
@@ -39,3 +40,5 @@ def test_spec_carries_the_recipe():
     spec = UtilityOptions(crop=96, precision="fp32", lr=1e-3).spec()
     assert (spec.crop, spec.bf16, spec.lr, spec.strong) == (96, False, 1e-3, False)
     assert UtilityOptions(precision="bf16").spec().bf16 is True
+    assert spec.scales == (1.0,)
+    assert UtilityOptions(predict_scales="1.1, 0.9,1").spec().scales == (0.9, 1.0, 1.1)
