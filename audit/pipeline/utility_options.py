@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from audit.core.errors import UserError
+from audit.core.numbers import parse_floats
 from audit.pipeline.config import FRAME_CHOICES, AuditConfig
 from audit.utility.net import TrainSpec
 from audit.utility.multiscale import parse_scales
@@ -34,19 +35,14 @@ FRAMES = ("", *FRAME_CHOICES)
 def parse_tta_strengths(text: str) -> tuple[float, ...]:
     """``audit.utility_tta_strengths`` (comma-separated, e.g. ``"0.25,0.5"``; empty = off) as floats
     in (0, 1]; :class:`UserError` naming the key otherwise."""
-    out = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            s = float(part)
-        except ValueError:
-            raise UserError(f"audit.utility_tta_strengths: {part!r} is not a number (give e.g. 0.25,0.5, or empty for off)") from None
-        if not 0 < s <= 1:
-            raise UserError(f"audit.utility_tta_strengths: every strength must be in (0, 1], got {part}")
-        out.append(s)
-    return tuple(sorted(set(out)))
+    try:
+        out = parse_floats(text, "0.25,0.5, or empty for off")
+    except ValueError as e:
+        raise UserError(f"audit.utility_tta_strengths: {e}") from None
+    bad = [s for s in out if not 0 < s <= 1]
+    if bad:
+        raise UserError(f"audit.utility_tta_strengths: every strength must be in (0, 1], got {bad[0]:g}")
+    return out
 
 
 @dataclass(frozen=True)

@@ -26,27 +26,21 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from audit.core.numbers import parse_floats
+
 __all__ = ["parse_scales", "multiscale_probs"]
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
     """``"0.9,1,1.1"`` -> ``(0.9, 1.0, 1.1)``, sorted and unique; every scale must be in [0.5, 2].
     Raises :class:`ValueError` with the offending item."""
-    out = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            s = float(part)
-        except ValueError:
-            raise ValueError(f"{part!r} is not a number (give e.g. 0.9,1,1.1)") from None
-        if not 0.5 <= s <= 2.0:
-            raise ValueError(f"every scale must be in [0.5, 2], got {part}")
-        out.append(s)
+    out = parse_floats(text, "0.9,1,1.1")
     if not out:
         raise ValueError("give at least one scale (1 = a plain prediction)")
-    return tuple(sorted(set(out)))
+    bad = [s for s in out if not 0.5 <= s <= 2.0]
+    if bad:
+        raise ValueError(f"every scale must be in [0.5, 2], got {bad[0]:g}")
+    return out
 
 
 def _zoom(x: torch.Tensor, factor: float, padding: str) -> torch.Tensor:
