@@ -69,12 +69,17 @@ class UtilityOptions:
     device: str = "cpu"
     threads: int = 0
 
+    @property
+    def scales(self) -> tuple[float, ...]:
+        """``predict_scales`` parsed (:func:`audit.utility.multiscale.parse_scales`)."""
+        return parse_scales(self.predict_scales)
+
     def spec(self) -> TrainSpec:
         """The recipe of every utility net (see :mod:`audit.utility.net`)."""
         bf16 = bf16_native(self.device) if self.precision == "auto" else self.precision == "bf16"
         return TrainSpec(steps=self.steps, batch_size=self.batch_size, width=self.width, lr=self.lr,
                          patience=self.patience, device=self.device, crop=self.crop, bf16=bf16,
-                         postprocess=self.postprocess, scales=parse_scales(self.predict_scales))
+                         postprocess=self.postprocess, scales=self.scales)
 
     def check(self) -> None:
         if self.seeds < 1 or self.steps < 1 or self.batch_size < 1 or self.width < 1:
@@ -92,7 +97,7 @@ class UtilityOptions:
         if self.postprocess not in POSTPROCESS:
             raise UserError(f"audit.utility_postprocess must be one of {', '.join(POSTPROCESS)}, got {self.postprocess!r}")
         try:
-            parse_scales(self.predict_scales)
+            _ = self.scales  # parses the scales
         except ValueError as e:
             raise UserError(f"audit.utility_predict_scales: {e}") from None
         if not (np.isfinite(self.synthetic_ratio) and self.synthetic_ratio >= 0):

@@ -471,7 +471,7 @@ def run_utility(ctx: RunContext) -> dict[str, Any]:
     write_csv(ctx.run_dir.path / "utility_training.csv", runs)
     store_section(ctx, "utility", section)
     info: dict[str, Any] = {"trainings": int(len(runs)), "heldout_vendor": held, "eval_crop": opts.eval_crop,
-                            "predict_scales": list(opts.spec().scales),
+                            "predict_scales": list(opts.scales),
                             "training_and_scoring_s": round(time.perf_counter() - t0, 1)}
     if len(runs):
         info["step_s"] = round(float(runs["step_s"].mean()), 4)

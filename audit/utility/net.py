@@ -144,8 +144,7 @@ def predict(net: torch.nn.Module, images: np.ndarray, *, batch_size: int = 32, d
         bf16 = bool(getattr(net, "utility_bf16", False))
     if postprocess is None:
         postprocess = str(getattr(net, "utility_postprocess", "none"))
-    if scales is None:
-        scales = tuple(getattr(net, "utility_scales", (1.0,)))
+    scales = tuple(getattr(net, "utility_scales", (1.0,)) if scales is None else scales)
 
     def logits_fn(x: torch.Tensor) -> torch.Tensor:
         with _autocast(device, bf16):
@@ -154,7 +153,7 @@ def predict(net: torch.nn.Module, images: np.ndarray, *, batch_size: int = 32, d
     out = np.empty(images.shape, np.uint8)
     for lo in range(0, len(images), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[lo:lo + batch_size], np.float32)).unsqueeze(1).to(device)
-        scores = logits_fn(x) if tuple(scales) == (1.0,) else multiscale_probs(logits_fn, x, tuple(scales))
+        scores = logits_fn(x) if scales == (1.0,) else multiscale_probs(logits_fn, x, scales)
         out[lo:lo + batch_size] = scores.argmax(1).to(torch.uint8).cpu().numpy()
     return _postprocess(out, postprocess)
 
